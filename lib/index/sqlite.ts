@@ -1,0 +1,385 @@
+// The index on SQLite (node:sqlite, built into Deno): the changesets and files tables, in WAL
+// mode, with the schema version in a small meta table and every time in UTC ISO-8601.
+
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type {
+  ChangesetRow,
+  ChangesetStatus,
+  FileRow,
+  PathState,
+  UploadStatus,
+} from "./types.ts";
+
+/** Version of the schema below; bumped with every incompatible change. */
+export const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changesets (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  name TEXT,
+  source TEXT NOT NULL,
+  client TEXT NOT NULL,
+  root TEXT,
+  parent TEXT,
+  status TEXT NOT NULL CHECK (status IN ('pending','uploading','complete','failed')),
+  files_planned INTEGER NOT NULL DEFAULT 0,
+  bytes_planned INTEGER NOT NULL DEFAULT 0,
+  files_uploaded INTEGER NOT NULL DEFAULT 0,
+  bytes_uploaded INTEGER NOT NULL DEFAULT 0,
+  created TEXT NOT NULL,
+  completed TEXT,
+  error TEXT,
+  chain TEXT,
+  info TEXT
+);
+CREATE INDEX IF NOT EXISTS changesets_source ON changesets(source, seq);
+CREATE TABLE IF NOT EXISTS files (
+  changeset TEXT NOT NULL REFERENCES changesets(id),
+  path TEXT NOT NULL,
+  action TEXT NOT NULL CHECK (action IN ('write','link','delete')),
+  file_hash TEXT,
+  blob_id TEXT,
+  size INTEGER,
+  mtime INTEGER,
+  mode INTEGER,
+  inode INTEGER,
+  target TEXT,
+  status TEXT NOT NULL CHECK (status IN ('pending','confirmed','present','failed')),
+  started TEXT,
+  confirmed TEXT,
+  stored_size INTEGER,
+  ref TEXT,
+  error TEXT,
+  PRIMARY KEY (changeset, path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_blob ON files(blob_id);
+CREATE INDEX IF NOT EXISTS files_path ON files(path);
+`;
+
+/** UTC ISO-8601 with milliseconds and Z. */
+export function isoNow(now: number = Date.now()): string {
+  return new Date(now).toISOString();
+}
+
+/** The index database of one repository. */
+export class Index {
+  readonly db: DatabaseSync;
+  readonly #stmts = new Map<string, StatementSync>();
+
+  private constructor(readonly path: string) {
+    this.db = new DatabaseSync(path);
+    this.db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;");
+    this.db.exec("PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;");
+  }
+
+  /** Opens (creating when absent) the index at `path` for repository `repositoryId`. */
+  static open(path: string, repositoryId: string): Index {
+    const ix = new Index(path);
+    try {
+      ix.db.exec(SCHEMA);
+      const version = ix.#meta("schema_version");
+      if (version === undefined) {
+        ix.#setMeta("schema_version", String(SCHEMA_VERSION));
+        ix.#setMeta("repository", repositoryId);
+        ix.#setMeta("created", isoNow());
+      } else if (Number(version) !== SCHEMA_VERSION) {
+        throw new Error(
+          `index ${path} has schema version ${version}; this n2s reads version ${SCHEMA_VERSION}. ` +
+            `Rebuild it with "n2s recover index".`,
+        );
+      }
+      const repo = ix.#meta("repository");
+      if (repo !== repositoryId) {
+        throw new Error(
+          `index ${path} belongs to repository ${repo}, not ${repositoryId}; ` +
+            `use --index to choose another file`,
+        );
+      }
+    } catch (e) {
+      ix.close();
+      throw e;
+    }
+    return ix;
+  }
+
+  #meta(key: string): string | undefined {
+    const r = this.db.prepare("SELECT value FROM meta WHERE key = ?").get(key) as
+      | { value: string }
+      | undefined;
+    return r?.value;
+  }
+
+  #setMeta(key: string, value: string): void {
+    this.db.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)").run(key, value);
+  }
+
+  #stmt(sql: string): StatementSync {
+    let s = this.#stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.#stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  /** Runs `fn` in one transaction. */
+  tx<T>(fn: () => T): T {
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const r = fn();
+      this.db.exec("COMMIT");
+      return r;
+    } catch (e) {
+      this.db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
+  close(): void {
+    this.#stmts.clear();
+    this.db.close();
+  }
+
+  // --- changesets -------------------------------------------------------------------------
+
+  insertChangeset(row: ChangesetRow): void {
+    this.#stmt(
+      `INSERT INTO changesets (id, name, source, client, root, parent, status, files_planned,
+        bytes_planned, files_uploaded, bytes_uploaded, created, completed, error, chain, info)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      row.id,
+      row.name,
+      row.source,
+      row.client,
+      row.root,
+      row.parent,
+      row.status,
+      row.files_planned,
+      row.bytes_planned,
+      row.files_uploaded,
+      row.bytes_uploaded,
+      row.created,
+      row.completed,
+      row.error,
+      row.chain,
+      row.info,
+    );
+  }
+
+  updateChangeset(id: string, fields: Partial<ChangesetRow>): void {
+    const keys = Object.keys(fields);
+    if (keys.length === 0) return;
+    const sql = `UPDATE changesets SET ${keys.map((k) => `${k} = ?`).join(", ")} WHERE id = ?`;
+    // deno-lint-ignore no-explicit-any
+    this.#stmt(sql).run(...(keys.map((k) => (fields as any)[k]) as never[]), id);
+  }
+
+  getChangeset(id: string): ChangesetRow | undefined {
+    return this.#stmt("SELECT * FROM changesets WHERE id = ?").get(id) as ChangesetRow | undefined;
+  }
+
+  /** Resolves a unique id prefix (case-insensitive); throws on none or several. */
+  resolveChangeset(prefix: string): ChangesetRow {
+    const p = prefix.toUpperCase();
+    const rows = this.#stmt("SELECT * FROM changesets WHERE id >= ? AND id < ? LIMIT 2").all(
+      p,
+      p + "\uffff",
+    ) as unknown as ChangesetRow[];
+    if (rows.length === 0) throw new Error(`no changeset matches "${prefix}"; see "n2s status"`);
+    if (rows.length > 1) {
+      throw new Error(`"${prefix}" matches several changesets; give more characters of the id`);
+    }
+    return rows[0];
+  }
+
+  listChangesets(source?: string): ChangesetRow[] {
+    if (source !== undefined) {
+      return this.#stmt("SELECT * FROM changesets WHERE source = ? ORDER BY seq").all(
+        source,
+      ) as unknown as ChangesetRow[];
+    }
+    return this.#stmt("SELECT * FROM changesets ORDER BY seq").all() as unknown as ChangesetRow[];
+  }
+
+  /** The newest complete changeset of a source. */
+  lastComplete(source: string): ChangesetRow | undefined {
+    return this.#stmt(
+      "SELECT * FROM changesets WHERE source = ? AND status = 'complete' ORDER BY seq DESC LIMIT 1",
+    ).get(source) as ChangesetRow | undefined;
+  }
+
+  /** Changesets of a source (or of all sources) that were started and never finished. */
+  incomplete(source?: string): ChangesetRow[] {
+    const sql = "SELECT * FROM changesets WHERE status IN ('pending','uploading')" +
+      (source !== undefined ? " AND source = ?" : "") + " ORDER BY seq";
+    const args = source !== undefined ? [source] : [];
+    return this.#stmt(sql).all(...args) as unknown as ChangesetRow[];
+  }
+
+  /** The chain of complete changesets of `source` up to and including `upTo` (oldest first). */
+  chain(source: string, upToId?: string): ChangesetRow[] {
+    const all = this.listChangesets(source).filter((c) => c.status === "complete");
+    if (upToId === undefined) return all;
+    const i = all.findIndex((c) => c.id === upToId);
+    return i < 0 ? [] : all.slice(0, i + 1);
+  }
+
+  // --- files ------------------------------------------------------------------------------
+
+  insertFile(row: FileRow): void {
+    this.#stmt(
+      `INSERT OR REPLACE INTO files (changeset, path, action, file_hash, blob_id, size, mtime, mode,
+        inode, target, status, started, confirmed, stored_size, ref, error)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      row.changeset,
+      row.path,
+      row.action,
+      row.file_hash,
+      row.blob_id,
+      row.size,
+      row.mtime,
+      row.mode,
+      row.inode,
+      row.target,
+      row.status,
+      row.started,
+      row.confirmed,
+      row.stored_size,
+      row.ref,
+      row.error,
+    );
+  }
+
+  /** Records the outcome of one entry. */
+  settleFile(
+    changeset: string,
+    path: string,
+    f: {
+      status: UploadStatus;
+      file_hash?: string | null;
+      blob_id?: string | null;
+      size?: number | null;
+      mtime?: number | null;
+      mode?: number | null;
+      inode?: number | null;
+      started?: string | null;
+      confirmed?: string | null;
+      stored_size?: number | null;
+      ref?: string | null;
+      error?: string | null;
+    },
+  ): void {
+    this.#stmt(
+      `UPDATE files SET status = ?, file_hash = coalesce(?, file_hash), blob_id = coalesce(?, blob_id),
+        size = coalesce(?, size), mtime = coalesce(?, mtime), mode = coalesce(?, mode),
+        inode = coalesce(?, inode), started = coalesce(?, started), confirmed = ?,
+        stored_size = ?, ref = ?, error = ?
+       WHERE changeset = ? AND path = ?`,
+    ).run(
+      f.status,
+      f.file_hash ?? null,
+      f.blob_id ?? null,
+      f.size ?? null,
+      f.mtime ?? null,
+      f.mode ?? null,
+      f.inode ?? null,
+      f.started ?? null,
+      f.confirmed ?? null,
+      f.stored_size ?? null,
+      f.ref ?? null,
+      f.error ?? null,
+      changeset,
+      path,
+    );
+  }
+
+  filesOf(changeset: string): FileRow[] {
+    return this.#stmt("SELECT * FROM files WHERE changeset = ? ORDER BY path").all(
+      changeset,
+    ) as unknown as FileRow[];
+  }
+
+  /** Entries of a changeset still waiting for upload. */
+  pendingFiles(changeset: string): FileRow[] {
+    return this.#stmt(
+      "SELECT * FROM files WHERE changeset = ? AND status = 'pending' ORDER BY path",
+    ).all(changeset) as unknown as FileRow[];
+  }
+
+  /** True when some changeset has a confirmed upload of this blob. */
+  blobConfirmed(blobId: string): { confirmed: string; stored_size: number | null; ref: string | null } | undefined {
+    return this.#stmt(
+      `SELECT confirmed, stored_size, ref FROM files
+        WHERE blob_id = ? AND status = 'confirmed' LIMIT 1`,
+    ).get(blobId) as { confirmed: string; stored_size: number | null; ref: string | null } | undefined;
+  }
+
+  /**
+   * The state of a source after the given chain: for each path, its newest entry (deleted paths
+   * are dropped). Only entries that were settled (confirmed or present) or are links/deletions
+   * count; failed entries leave the earlier state in place.
+   */
+  stateAt(chain: ChangesetRow[]): Map<string, PathState> {
+    const state = new Map<string, PathState>();
+    const stmt = this.#stmt(
+      `SELECT path, action, size, mtime, inode, mode, file_hash, blob_id, target, changeset, confirmed
+         FROM files WHERE changeset = ? AND status IN ('confirmed', 'present')`,
+    );
+    for (const cs of chain) {
+      for (const r of stmt.iterate(cs.id) as Iterable<PathState & { path: string }>) {
+        if (r.action === "delete") state.delete(r.path);
+        else {
+          const { path, ...rest } = r;
+          state.set(path, rest);
+        }
+      }
+    }
+    return state;
+  }
+
+  /** Per-changeset counts of entries by upload status and bytes uploaded. */
+  counts(changeset: string): { files: number; bytes: number; uploaded: number; present: number; failed: number; pending: number; uploadedBytes: number } {
+    const r = this.#stmt(
+      `SELECT count(*) AS files, coalesce(sum(CASE WHEN action = 'write' THEN size END), 0) AS bytes,
+        sum(status = 'confirmed') AS uploaded, sum(status = 'present') AS present,
+        sum(status = 'failed') AS failed, sum(status = 'pending') AS pending,
+        coalesce(sum(CASE WHEN status = 'confirmed' THEN size END), 0) AS uploadedBytes
+       FROM files WHERE changeset = ?`,
+    ).get(changeset) as Record<string, number | null>;
+    return {
+      files: r.files ?? 0,
+      bytes: r.bytes ?? 0,
+      uploaded: r.uploaded ?? 0,
+      present: r.present ?? 0,
+      failed: r.failed ?? 0,
+      pending: r.pending ?? 0,
+      uploadedBytes: r.uploadedBytes ?? 0,
+    };
+  }
+
+  /** Every settled entry whose path satisfies `match`, oldest changeset first. */
+  *findPaths(match: (path: string) => boolean): Generator<FileRow & { seq: number }> {
+    const stmt = this.#stmt(
+      `SELECT f.*, c.seq FROM files f JOIN changesets c ON c.id = f.changeset
+        WHERE f.status IN ('confirmed', 'present') ORDER BY c.seq, f.path`,
+    );
+    for (const r of stmt.iterate() as Iterable<FileRow & { seq: number }>) {
+      if (match(r.path)) yield r;
+    }
+  }
+
+  /** Sets the status of a changeset, and its counts from the files table. */
+  setStatus(id: string, status: ChangesetStatus, extra: Partial<ChangesetRow> = {}): void {
+    const c = this.counts(id);
+    this.updateChangeset(id, {
+      status,
+      files_uploaded: c.uploaded,
+      bytes_uploaded: c.uploadedBytes,
+      ...extra,
+    });
+  }
+}

@@ -1,0 +1,66 @@
+// Rows of the index: what the changesets and files tables hold.
+
+/** Changeset status: pending → uploading → complete, or failed. */
+export type ChangesetStatus = "pending" | "uploading" | "complete" | "failed";
+/** What a changeset entry does at its path. */
+export type Action = "write" | "link" | "delete";
+/** Upload state of one entry: pending, confirmed (uploaded now), present (already stored), failed. */
+export type UploadStatus = "pending" | "confirmed" | "present" | "failed";
+
+/** One row of `changesets`. */
+export interface ChangesetRow {
+  id: string;
+  name: string | null;
+  source: string;
+  client: string;
+  /** Where content was read from (a directory or a snapshot), for resuming. */
+  root: string | null;
+  parent: string | null;
+  status: ChangesetStatus;
+  files_planned: number;
+  bytes_planned: number;
+  files_uploaded: number;
+  bytes_uploaded: number;
+  created: string;
+  completed: string | null;
+  error: string | null;
+  /** Chain digest, hex, once complete. */
+  chain: string | null;
+  /** Client-specific JSON (e.g. the snapshot name), used by the next push of the source. */
+  info: string | null;
+}
+
+/** One row of `files`. */
+export interface FileRow {
+  changeset: string;
+  path: string;
+  action: Action;
+  file_hash: string | null;
+  blob_id: string | null;
+  size: number | null;
+  /** Milliseconds since the epoch. */
+  mtime: number | null;
+  mode: number | null;
+  inode: number | null;
+  target: string | null;
+  status: UploadStatus;
+  started: string | null;
+  confirmed: string | null;
+  stored_size: number | null;
+  ref: string | null;
+  error: string | null;
+}
+
+/** The last known state of one path of a source (for skipping unchanged files). */
+export interface PathState {
+  action: Action;
+  size: number | null;
+  mtime: number | null;
+  inode: number | null;
+  mode: number | null;
+  file_hash: string | null;
+  blob_id: string | null;
+  target: string | null;
+  changeset: string;
+  confirmed: string | null;
+}
