@@ -99,9 +99,18 @@ export class NotFoundError extends BackendError {
   }
 }
 
+/**
+ * An error raised while producing a put's body (the source file changed or could not be read).
+ * It is not the backend's fault, so retrying the put cannot help.
+ */
+export class BodyError extends Error {
+  override name = "BodyError";
+}
+
 /** Classifies any error thrown by a backend; unknown errors count as transient. */
 export function errorKind(e: unknown): ErrorKind {
   if (e instanceof BackendError) return e.kind;
+  if (e instanceof BodyError) return "permanent";
   return "transient";
 }
 
