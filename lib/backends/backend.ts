@@ -26,7 +26,6 @@ export interface Body {
 export function bytesBody(data: Uint8Array): Body {
   return {
     size: data.length,
-    // deno-lint-ignore require-yield
     async *open() {
       yield data;
     },

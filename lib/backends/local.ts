@@ -4,9 +4,9 @@
 
 import { dirname, join } from "node:path";
 import {
+  type Backend,
   BackendError,
   type Body,
-  type Backend,
   NotFoundError,
   type ObjectInfo,
 } from "./backend.ts";
@@ -16,7 +16,8 @@ const TEMP_MARK = ".n2s-tmp-";
 /** Rejects keys that could leave the backend root. */
 export function checkKey(backend: string, key: string): void {
   if (
-    key === "" || key.startsWith("/") || key.split("/").some((c) => c === "" || c === "." || c === "..") ||
+    key === "" || key.startsWith("/") ||
+    key.split("/").some((c) => c === "" || c === "." || c === "..") ||
     key.includes("\0")
   ) {
     throw new BackendError("permanent", backend, `invalid object key: ${JSON.stringify(key)}`);

@@ -62,7 +62,14 @@ export async function* sealBlob(
   header: BlobHeader,
   reader: ChunkReader,
   result: SealResult,
-  opts: { compressLevel?: number; salt?: Uint8Array; segmentSize?: number } = {},
+  opts: {
+    compressLevel?: number;
+    salt?: Uint8Array;
+    segmentSize?: number;
+    /** Called before the final segment is sealed with the content hash seen so far; throwing
+     * aborts the object (a file that changed since it was hashed never becomes a blob). */
+    beforeFinal?: (fileHash: string, size: number) => void;
+  } = {},
 ): AsyncGenerator<Uint8Array[]> {
   const blobId = blobIdFor(suite, header.path, header.file_hash);
   const w = new ContainerWriter(suite, "blob", master, fromHex(blobId), opts);
@@ -79,13 +86,16 @@ export async function* sealBlob(
     h.update(data);
     size += curLen;
     const last = nextLen === 0;
+    if (last) {
+      result.fileHash = toHex(h.digest());
+      result.size = size;
+      opts.beforeFinal?.(result.fileHash, size);
+    }
     yield w.body(data, last);
     if (last) break;
     [cur, next] = [next, cur];
     curLen = nextLen;
   }
-  result.fileHash = toHex(h.digest());
-  result.size = size;
 }
 
 /** Checks that a header has the fields and types a blob header must have. */

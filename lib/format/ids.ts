@@ -23,7 +23,7 @@ const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
  */
 export class UlidGenerator {
   #lastTime = -1;
-  #lastRandom = new Uint8Array(10);
+  #lastRandom: Uint8Array = new Uint8Array(10);
   constructor(
     private readonly now: () => number = Date.now,
     private readonly random: (n: number) => Uint8Array = (n) =>

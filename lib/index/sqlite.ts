@@ -2,13 +2,7 @@
 // mode, with the schema version in a small meta table and every time in UTC ISO-8601.
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type {
-  ChangesetRow,
-  ChangesetStatus,
-  FileRow,
-  PathState,
-  UploadStatus,
-} from "./types.ts";
+import type { ChangesetRow, ChangesetStatus, FileRow, PathState, UploadStatus } from "./types.ts";
 
 /** Version of the schema below; bumped with every incompatible change. */
 export const SCHEMA_VERSION = 1;
@@ -311,11 +305,15 @@ export class Index {
   }
 
   /** True when some changeset has a confirmed upload of this blob. */
-  blobConfirmed(blobId: string): { confirmed: string; stored_size: number | null; ref: string | null } | undefined {
+  blobConfirmed(
+    blobId: string,
+  ): { confirmed: string; stored_size: number | null; ref: string | null } | undefined {
     return this.#stmt(
       `SELECT confirmed, stored_size, ref FROM files
         WHERE blob_id = ? AND status = 'confirmed' LIMIT 1`,
-    ).get(blobId) as { confirmed: string; stored_size: number | null; ref: string | null } | undefined;
+    ).get(blobId) as
+      | { confirmed: string; stored_size: number | null; ref: string | null }
+      | undefined;
   }
 
   /**
@@ -342,10 +340,20 @@ export class Index {
   }
 
   /** Per-changeset counts of entries by upload status and bytes uploaded. */
-  counts(changeset: string): { files: number; bytes: number; uploaded: number; present: number; failed: number; pending: number; uploadedBytes: number } {
+  counts(
+    changeset: string,
+  ): {
+    files: number;
+    bytes: number;
+    uploaded: number;
+    present: number;
+    failed: number;
+    pending: number;
+    uploadedBytes: number;
+  } {
     const r = this.#stmt(
       `SELECT count(*) AS files, coalesce(sum(CASE WHEN action = 'write' THEN size END), 0) AS bytes,
-        sum(status = 'confirmed') AS uploaded, sum(status = 'present') AS present,
+        sum(status = 'confirmed' AND action = 'write') AS uploaded, sum(status = 'present') AS present,
         sum(status = 'failed') AS failed, sum(status = 'pending') AS pending,
         coalesce(sum(CASE WHEN status = 'confirmed' THEN size END), 0) AS uploadedBytes
        FROM files WHERE changeset = ?`,

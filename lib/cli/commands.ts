@@ -1,0 +1,333 @@
+// The core commands: init, push, pull, status, ls, find, log.
+
+import { hostname } from "node:os";
+import { N2S } from "../n2s.ts";
+import { pathsClient } from "../clients/paths.ts";
+import type { Client } from "../clients/client.ts";
+import { defaultIndexPath } from "../paths.ts";
+import { getPassphrase, UsageError } from "./prompt.ts";
+import { formatBytes, ProgressBar } from "./progress.ts";
+import {
+  type Command,
+  indexLocation,
+  kdfLogN,
+  note,
+  openStore,
+  out,
+  parse,
+  printJson,
+  REPO_OPTIONS,
+  repositoryLocation,
+  table,
+} from "./common.ts";
+import { resolve } from "node:path";
+
+const label = () => `${Deno.env.get("USER") ?? "user"}@${hostname()}`;
+
+const init: Command = {
+  summary: "create a repository and its first key",
+  usage: "n2s init [--repo LOCATION] [--passphrase-file FILE]",
+  async run(args) {
+    const { values } = parse(args, REPO_OPTIONS, this.usage);
+    const { location } = repositoryLocation(values.repo);
+    const passphrase = await getPassphrase(values["passphrase-file"], true);
+    const store = await N2S.init({
+      repository: location,
+      index: indexLocation(values.index),
+      passphrase,
+      label: label(),
+      logN: kdfLogN(),
+    });
+    try {
+      const repo = await store.repository();
+      if (values.json) {
+        printJson({
+          repository: location,
+          id: store.config.id,
+          index: store.indexPath,
+          key: repo.keyId,
+        });
+      } else {
+        out(`created repository ${store.config.id} at ${location}`);
+        out(`index: ${store.indexPath}`);
+        out(`key file: keys/${repo.keyId} in the repository (export a copy with "n2s key export")`);
+      }
+    } finally {
+      await store.close();
+    }
+    return 0;
+  },
+};
+
+/** Opens the store for a push, creating the embedded default repository on first use. */
+async function openForPush(
+  values: { repo?: string; index?: string; "passphrase-file"?: string },
+): Promise<N2S> {
+  const { location, isDefault } = repositoryLocation(values.repo);
+  if (isDefault) {
+    try {
+      await Deno.stat(`${location}/config`);
+    } catch {
+      const passphrase = await getPassphrase(values["passphrase-file"], true);
+      const store = await N2S.init({
+        repository: location,
+        index: indexLocation(values.index),
+        passphrase,
+        label: label(),
+        logN: kdfLogN(),
+      });
+      const repo = await store.repository();
+      note(`created a new repository at ${location}`);
+      note(`index: ${store.indexPath ?? defaultIndexPath(store.config.id)}`);
+      note(`key file: ${location}/keys/${repo.keyId}`);
+      note("keep your passphrase safe: without it (or another key) nothing can be restored");
+      return store;
+    }
+  }
+  return await openStore(values);
+}
+
+function printProblems(problems: { path: string; message: string }[]): void {
+  for (const p of problems) note(`n2s: ${p.path}: ${p.message}`);
+}
+
+const push: Command = {
+  summary: "store files and directories as a new changeset",
+  usage:
+    "n2s push PATH... [--source NAME] [--changeset-name NAME] | n2s push --resume [--source NAME]",
+  async run(args) {
+    const { values, positionals } = parse(args, {
+      ...REPO_OPTIONS,
+      source: { type: "string" },
+      "changeset-name": { type: "string" },
+      resume: { type: "boolean" },
+      concurrency: { type: "string" },
+    }, this.usage);
+    const concurrency = values.concurrency ? Number(values.concurrency) : undefined;
+    if (concurrency !== undefined && !(concurrency >= 1)) {
+      throw new UsageError("--concurrency must be at least 1");
+    }
+    if (!values.resume && positionals.length === 0) {
+      throw new UsageError(`nothing to push\nusage: ${this.usage}`);
+    }
+    for (const p of positionals) {
+      try {
+        await Deno.lstat(p);
+      } catch {
+        throw new UsageError(`${p}: no such file or directory`);
+      }
+    }
+    const store = await openForPush(values);
+    const bar = new ProgressBar("push");
+    try {
+      if (values.resume && positionals.length === 0) {
+        const r = await store.resume({
+          source: values.source,
+          concurrency,
+          onProgress: (p) => bar.update(p),
+        });
+        bar.done();
+        printProblems(r.problems);
+        if (values.json) printJson(r);
+        else out(r.resumed.length ? `resumed ${r.resumed.join(", ")}` : "nothing to resume");
+        return r.problems.length ? 1 : 0;
+      }
+      const client: Client = pathsClient({ paths: positionals });
+      const source = values.source ?? `${hostname()}:${client.root}`;
+      const r = await store.push({
+        client,
+        source,
+        name: values["changeset-name"],
+        concurrency,
+        onProgress: (p) => bar.update(p),
+      });
+      bar.done();
+      printProblems(r.problems);
+      if (values.json) printJson({ source, ...r });
+      else {
+        for (const id of r.resumed) out(`completed interrupted changeset ${id}`);
+        if (r.changeset === null) out(`no changes in ${source} (${r.unchanged} files unchanged)`);
+        else {
+          out(
+            `changeset ${r.changeset} of ${source}: ${r.files} entries, ` +
+              `${r.uploaded} files uploaded (${
+                formatBytes(r.uploadedBytes)
+              }), ${r.present} already stored, ` +
+              `${r.deleted} deleted, ${r.links} links, ${r.unchanged} unchanged` +
+              (r.problems.length ? `, ${r.problems.length} problems` : ""),
+          );
+        }
+      }
+      return r.problems.length ? 1 : 0;
+    } finally {
+      bar.done();
+      await store.close();
+    }
+  },
+};
+
+const pull: Command = {
+  summary: "restore a changeset (or some of its paths) into a directory",
+  usage: "n2s pull --changeset-id ID --target-path DIR [PATH|GLOB...]",
+  async run(args) {
+    const { values, positionals } = parse(args, {
+      ...REPO_OPTIONS,
+      "changeset-id": { type: "string" },
+      "target-path": { type: "string" },
+      concurrency: { type: "string" },
+    }, this.usage);
+    if (!values["changeset-id"] || !values["target-path"]) {
+      throw new UsageError(`--changeset-id and --target-path are required\nusage: ${this.usage}`);
+    }
+    const store = await openStore(values);
+    const bar = new ProgressBar("pull");
+    try {
+      const r = await store.pull(values["changeset-id"], resolve(values["target-path"]), {
+        patterns: positionals,
+        concurrency: values.concurrency ? Number(values.concurrency) : undefined,
+        onProgress: (p) => bar.update(p),
+      });
+      bar.done();
+      printProblems(r.problems);
+      if (values.json) printJson(r);
+      else {
+        out(
+          `restored ${r.files} files (${formatBytes(r.bytes)}) and ${r.links} links of changeset ` +
+            `${r.changeset} into ${values["target-path"]}` +
+            (r.problems.length ? `; ${r.problems.length} could not be restored` : ""),
+        );
+      }
+      return r.problems.length ? 1 : 0;
+    } finally {
+      bar.done();
+      await store.close();
+    }
+  },
+};
+
+const status: Command = {
+  summary: "changesets with status, counts and times",
+  usage: "n2s status [ID] [--json]",
+  async run(args) {
+    const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
+    const store = await openStore(values);
+    try {
+      const rows = store.status(positionals[0]);
+      if (values.json) printJson(rows);
+      else if (rows.length === 0) out("no changesets yet");
+      else {
+        out(table(
+          ["ID", "STATUS", "SOURCE", "NAME", "FILES", "BYTES", "UPLOADED", "CREATED", "COMPLETED"],
+          rows.map((c) => [
+            c.id,
+            c.status,
+            c.source,
+            c.name ?? "-",
+            String(c.files),
+            formatBytes(c.bytes),
+            `${c.uploaded} (${formatBytes(c.uploaded_bytes)})`,
+            c.created,
+            c.completed ?? "-",
+          ]),
+        ));
+      }
+    } finally {
+      await store.close();
+    }
+    return 0;
+  },
+};
+
+const ls: Command = {
+  summary: "files of a changeset",
+  usage: "n2s ls ID [--json]",
+  async run(args) {
+    const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
+    if (positionals.length !== 1) {
+      throw new UsageError(`one changeset id is needed\nusage: ${this.usage}`);
+    }
+    const store = await openStore(values);
+    try {
+      const rows = store.ls(positionals[0]);
+      if (values.json) printJson(rows);
+      else {
+        out(table(
+          ["PATH", "ACTION", "SIZE", "BLOB", "CONFIRMED"],
+          rows.map((f) => [
+            f.path,
+            f.action === "link" ? `link -> ${f.target}` : f.action,
+            f.size === null ? "-" : String(f.size),
+            f.blob_id?.slice(0, 16) ?? "-",
+            f.confirmed ?? f.status,
+          ]),
+        ));
+      }
+    } finally {
+      await store.close();
+    }
+    return 0;
+  },
+};
+
+const find: Command = {
+  summary: "every stored version of matching paths",
+  usage: "n2s find PATTERN [--json]",
+  async run(args) {
+    const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
+    if (positionals.length !== 1) {
+      throw new UsageError(`one pattern is needed\nusage: ${this.usage}`);
+    }
+    const store = await openStore(values);
+    try {
+      const rows = store.find(positionals[0]);
+      if (values.json) printJson(rows);
+      else if (rows.length === 0) out(`no stored path matches "${positionals[0]}"`);
+      else {
+        out(table(
+          ["PATH", "CHANGESET", "ACTION", "SIZE", "CONFIRMED"],
+          rows.map((
+            f,
+          ) => [
+            f.path,
+            f.changeset,
+            f.action,
+            f.size === null ? "-" : String(f.size),
+            f.confirmed ?? "-",
+          ]),
+        ));
+      }
+    } finally {
+      await store.close();
+    }
+    return 0;
+  },
+};
+
+const log: Command = {
+  summary: "the changeset chain of a source",
+  usage: "n2s log [--source NAME] [--json]",
+  async run(args) {
+    const { values } = parse(args, { ...REPO_OPTIONS, source: { type: "string" } }, this.usage);
+    const store = await openStore(values);
+    try {
+      const rows = store.log(values.source);
+      if (values.json) printJson(rows);
+      else {
+        for (const c of rows) {
+          out(`${c.id}  ${c.status.padEnd(9)} ${c.source}  ${c.name ?? ""}`);
+          out(
+            `    parent ${c.parent ?? "-"}; ${c.files} entries, ${
+              formatBytes(c.bytes)
+            }; created ${c.created}, completed ${c.completed ?? "-"}`,
+          );
+        }
+      }
+    } finally {
+      await store.close();
+    }
+    return 0;
+  },
+};
+
+/** The core commands by name. */
+export const CORE_COMMANDS: Record<string, Command> = { init, push, pull, status, ls, find, log };

@@ -1,0 +1,100 @@
+// Shared pieces of the command line: global options, opening the store, output helpers.
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { N2S } from "../n2s.ts";
+import { defaultRepository, readUserConfig } from "../paths.ts";
+import { getPassphrase, UsageError } from "./prompt.ts";
+
+/** A command: parses its own arguments and returns an exit code. */
+export type Command = {
+  summary: string;
+  usage: string;
+  run(args: string[]): Promise<number>;
+};
+
+/** Options every command that opens a repository accepts. */
+export const REPO_OPTIONS = {
+  repo: { type: "string" },
+  index: { type: "string" },
+  "passphrase-file": { type: "string" },
+  json: { type: "boolean" },
+  verbose: { type: "boolean" },
+} as const satisfies ParseArgsConfig["options"];
+
+/** parseArgs with usage errors turned into UsageError. */
+export function parse<T extends ParseArgsConfig["options"]>(
+  args: string[],
+  options: T,
+  usage: string,
+) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(`${e instanceof Error ? e.message : e}\nusage: ${usage}`);
+  }
+}
+
+/** Where the repository is: --repo, N2S_REPOSITORY, the config file, or the embedded default. */
+export function repositoryLocation(
+  flag: string | undefined,
+): { location: string; isDefault: boolean } {
+  if (flag) return { location: flag, isDefault: false };
+  const env = Deno.env.get("N2S_REPOSITORY");
+  if (env) return { location: env, isDefault: false };
+  const conf = readUserConfig();
+  if (conf.repository) return { location: conf.repository, isDefault: false };
+  return { location: defaultRepository(), isDefault: true };
+}
+
+/** The index file: --index, N2S_INDEX, the config file, or the per-repository default. */
+export function indexLocation(flag: string | undefined): string | undefined {
+  return flag ?? Deno.env.get("N2S_INDEX") ?? readUserConfig().index;
+}
+
+/** Opens the store named by the global options; asks for the passphrase only when needed. */
+export async function openStore(
+  values: { repo?: string; index?: string; "passphrase-file"?: string },
+): Promise<N2S> {
+  const { location } = repositoryLocation(values.repo);
+  return await N2S.open({
+    repository: location,
+    index: indexLocation(values.index),
+    passphrase: () => getPassphrase(values["passphrase-file"], false),
+  });
+}
+
+const enc = new TextEncoder();
+
+/** Writes a line to stdout. */
+export function out(line: string): void {
+  Deno.stdout.writeSync(enc.encode(line + "\n"));
+}
+
+/** Writes a line to stderr. */
+export function note(line: string): void {
+  Deno.stderr.writeSync(enc.encode(line + "\n"));
+}
+
+/** Prints a value as JSON on stdout. */
+export function printJson(v: unknown): void {
+  out(JSON.stringify(v, null, 2));
+}
+
+/** Formats rows as aligned columns. */
+export function table(head: string[], rows: string[][]): string {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) =>
+    r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]))).join("  ");
+  return [line(head), ...rows.map(line)].join("\n");
+}
+
+/** Scrypt cost override for tests (N2S_KDF_LOG_N); the default is the safe one. */
+export function kdfLogN(): number | undefined {
+  const v = Deno.env.get("N2S_KDF_LOG_N");
+  if (!v) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 10 || n > 22) {
+    throw new UsageError("N2S_KDF_LOG_N must be an integer from 10 to 22");
+  }
+  return n;
+}

@@ -1,0 +1,266 @@
+// The library's front door: open a repository with its index, then push, pull, list, search
+// and read status. The CLI is a thin layer over this class.
+
+import { dirname } from "node:path";
+import type { Backend } from "./backends/backend.ts";
+import { openBackend } from "./backends/open.ts";
+import { denoSuite } from "./crypto_deno.ts";
+import type { Suite } from "./format/suite.ts";
+import { Index } from "./index/sqlite.ts";
+import type { ChangesetRow } from "./index/types.ts";
+import type { Client } from "./clients/client.ts";
+import { compileGlob, isGlob } from "./glob.ts";
+import {
+  initRepository,
+  openRepository,
+  readConfig,
+  type Repository,
+  type RepositoryConfig,
+} from "./repository.ts";
+import { push, type PushOptions, type PushResult, resume } from "./push.ts";
+import { type PullResult, restoreState, stateFromIndex, stateFromManifests } from "./pull.ts";
+import { defaultIndexPath } from "./paths.ts";
+
+/** A changeset as `status` and `log` report it. */
+export interface ChangesetSummary {
+  id: string;
+  name: string | null;
+  source: string;
+  client: string;
+  parent: string | null;
+  status: string;
+  /** Entries in the changeset (writes, links, deletions). */
+  files: number;
+  /** Bytes of the files written. */
+  bytes: number;
+  /** Blobs uploaded by this changeset. */
+  uploaded: number;
+  uploaded_bytes: number;
+  /** Files whose blob was already stored. */
+  present: number;
+  failed: number;
+  pending: number;
+  created: string;
+  completed: string | null;
+  error: string | null;
+}
+
+/** One entry of a changeset as `ls` reports it. */
+export interface FileListing {
+  path: string;
+  action: string;
+  size: number | null;
+  blob_id: string | null;
+  file_hash: string | null;
+  status: string;
+  confirmed: string | null;
+  target: string | null;
+}
+
+/** One stored version of a path as `find` reports it. */
+export interface FindHit {
+  path: string;
+  changeset: string;
+  source: string;
+  action: string;
+  size: number | null;
+  blob_id: string | null;
+  confirmed: string | null;
+}
+
+/** Options to open a store. */
+export interface OpenOptions {
+  /** Repository location (a path, file://, sftp://, s3://, rclone:, ipfs://). */
+  repository: string;
+  /** Index file; defaults to one per repository under the user's data directory. */
+  index?: string;
+  /** Passphrase; needed for push and pull, not for status, ls, find and log. */
+  passphrase?: string | (() => Promise<string>);
+  /** Crypto primitives; the fast Deno suite by default. */
+  suite?: Suite;
+  /** A backend to use instead of opening `repository` (for wrappers and tests). */
+  backend?: Backend;
+}
+
+/** A repository and its index, opened together. */
+export class N2S {
+  #repo: Repository | null = null;
+  private constructor(
+    readonly backend: Backend,
+    readonly config: RepositoryConfig,
+    readonly index: Index,
+    readonly suite: Suite,
+    private readonly passphrase: OpenOptions["passphrase"],
+  ) {}
+
+  /** Creates a repository at `repository` and opens it. */
+  static async init(
+    opts: OpenOptions & { passphrase: string; label?: string; logN?: number },
+  ): Promise<N2S> {
+    const suite = opts.suite ?? (await denoSuite());
+    const backend = opts.backend ?? (await openBackend(opts.repository));
+    const { repo } = await initRepository(backend, suite, opts.passphrase, {
+      label: opts.label,
+      logN: opts.logN,
+    });
+    const store = await N2S.#openWith(backend, repo.config, suite, opts);
+    store.#repo = repo;
+    return store;
+  }
+
+  /** Opens an existing repository and its index (created when absent). */
+  static async open(opts: OpenOptions): Promise<N2S> {
+    const suite = opts.suite ?? (await denoSuite());
+    const backend = opts.backend ?? (await openBackend(opts.repository));
+    const config = await readConfig(backend);
+    return N2S.#openWith(backend, config, suite, opts);
+  }
+
+  static #openWith(
+    backend: Backend,
+    config: RepositoryConfig,
+    suite: Suite,
+    opts: OpenOptions,
+  ): N2S {
+    const indexPath = opts.index ?? defaultIndexPath(config.id);
+    Deno.mkdirSync(dirname(indexPath), { recursive: true });
+    const index = Index.open(indexPath, config.id);
+    return new N2S(backend, config, index, suite, opts.passphrase);
+  }
+
+  /** Path of the index file. */
+  get indexPath(): string {
+    return this.index.path;
+  }
+
+  /** The repository with its master key (asks for the passphrase once). */
+  async repository(): Promise<Repository> {
+    if (this.#repo) return this.#repo;
+    const p = typeof this.passphrase === "function" ? await this.passphrase() : this.passphrase;
+    if (p === undefined) throw new Error("a passphrase is needed to open the repository");
+    this.#repo = await openRepository(this.backend, this.suite, p);
+    return this.#repo;
+  }
+
+  /** Pushes the changes a client finds as a new changeset of `source`. */
+  async push(opts: PushOptions): Promise<PushResult> {
+    return push(await this.repository(), this.index, opts);
+  }
+
+  /** Completes interrupted pushes (of one source, or of all). */
+  async resume(opts: Parameters<typeof resume>[2] = {}): ReturnType<typeof resume> {
+    return resume(await this.repository(), this.index, opts);
+  }
+
+  /** Restores the state of a source at a changeset (id or unique prefix) under `target`. */
+  async pull(
+    changeset: string,
+    target: string,
+    opts: {
+      patterns?: string[];
+      concurrency?: number;
+      onProgress?: Parameters<typeof restoreState>[2]["onProgress"];
+    } = {},
+  ): Promise<PullResult & { changeset: string }> {
+    const repo = await this.repository();
+    let id: string;
+    let entries;
+    const known = this.index.listChangesets().length > 0;
+    if (known) {
+      id = this.index.resolveChangeset(changeset).id;
+      entries = stateFromIndex(this.index, id);
+    } else {
+      // No index (a fresh machine): the manifests in the repository are enough.
+      const { listManifests } = await import("./manifest.ts");
+      const all = (await listManifests(repo)).filter((m) => m.startsWith(changeset.toUpperCase()));
+      if (all.length !== 1) {
+        throw new Error(
+          all.length === 0
+            ? `no changeset matches "${changeset}" in ${this.backend.name}`
+            : `"${changeset}" matches several changesets`,
+        );
+      }
+      id = all[0];
+      entries = await stateFromManifests(repo, id);
+    }
+    const r = await restoreState(repo, entries, { target, ...opts });
+    return { ...r, changeset: id };
+  }
+
+  /** Changesets (all, or one by id prefix) with counts. */
+  status(id?: string): ChangesetSummary[] {
+    const rows = id ? [this.index.resolveChangeset(id)] : this.index.listChangesets();
+    return rows.map((c) => this.#summary(c));
+  }
+
+  /** The changeset chain of a source (or of every source), oldest first. */
+  log(source?: string): ChangesetSummary[] {
+    return this.index.listChangesets(source).map((c) => this.#summary(c));
+  }
+
+  /** Entries of one changeset. */
+  ls(id: string): FileListing[] {
+    const cs = this.index.resolveChangeset(id);
+    return this.index.filesOf(cs.id).map((f) => ({
+      path: f.path,
+      action: f.action,
+      size: f.size,
+      blob_id: f.blob_id,
+      file_hash: f.file_hash,
+      status: f.status,
+      confirmed: f.confirmed,
+      target: f.target,
+    }));
+  }
+
+  /** Every stored version of the paths matching a glob (or containing a plain string). */
+  find(pattern: string): FindHit[] {
+    const test = isGlob(pattern)
+      ? compileGlob(pattern)
+      : ((n) => (p: string) => p.normalize("NFC").includes(n))(pattern.normalize("NFC"));
+    const sources = new Map(this.index.listChangesets().map((c) => [c.id, c.source]));
+    const out: FindHit[] = [];
+    for (const f of this.index.findPaths(test)) {
+      out.push({
+        path: f.path,
+        changeset: f.changeset,
+        source: sources.get(f.changeset) ?? "",
+        action: f.action,
+        size: f.size,
+        blob_id: f.blob_id,
+        confirmed: f.confirmed,
+      });
+    }
+    return out;
+  }
+
+  #summary(c: ChangesetRow): ChangesetSummary {
+    const n = this.index.counts(c.id);
+    return {
+      id: c.id,
+      name: c.name,
+      source: c.source,
+      client: c.client,
+      parent: c.parent,
+      status: c.status,
+      files: n.files,
+      bytes: n.bytes,
+      uploaded: n.uploaded,
+      uploaded_bytes: n.uploadedBytes,
+      present: n.present,
+      failed: n.failed,
+      pending: n.pending,
+      created: c.created,
+      completed: c.completed,
+      error: c.error,
+    };
+  }
+
+  /** Closes the index and the backend. */
+  async close(): Promise<void> {
+    this.index.close();
+    await this.backend.close();
+  }
+}
+
+export type { Client };

@@ -1,0 +1,73 @@
+/**
+ * n2s: encrypted, path-aware storage of changing files.
+ *
+ * Open a repository with its index, push the files a client discovers, pull any changeset
+ * back, and ask what is stored where:
+ *
+ * ```ts
+ * import { N2S, pathsClient } from "@n2s/n2s";
+ *
+ * const store = await N2S.open({ repository: "/srv/n2s", passphrase: "correct horse" });
+ * const r = await store.push({ client: pathsClient({ paths: ["./data"] }), source: "data" });
+ * await store.pull(r.changeset!, "/tmp/restore");
+ * console.log(store.status(), store.find("**\/*.csv"));
+ * await store.close();
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type ChangesetSummary,
+  type FileListing,
+  type FindHit,
+  N2S,
+  type OpenOptions,
+} from "./lib/n2s.ts";
+export type { Client, ContentFile, PreviousState, SourceEntry } from "./lib/clients/client.ts";
+export { badPath, openLocalFile } from "./lib/clients/client.ts";
+export { pathsClient, type PathsClientOptions } from "./lib/clients/paths.ts";
+export {
+  type EntryProblem,
+  push,
+  type PushOptions,
+  type PushProgress,
+  type PushResult,
+  resume,
+} from "./lib/push.ts";
+export {
+  type PullOptions,
+  type PullResult,
+  restoreState,
+  type StateEntry,
+  stateFromIndex,
+  stateFromManifests,
+} from "./lib/pull.ts";
+export {
+  initRepository,
+  listKeyFiles,
+  openRepository,
+  readConfig,
+  Repository,
+  type RepositoryConfig,
+} from "./lib/repository.ts";
+export {
+  type Backend,
+  BackendError,
+  type Body,
+  bytesBody,
+  type ErrorKind,
+  NotFoundError,
+  type ObjectInfo,
+} from "./lib/backends/backend.ts";
+export { LocalBackend } from "./lib/backends/local.ts";
+export { openBackend } from "./lib/backends/open.ts";
+export { Index } from "./lib/index/sqlite.ts";
+export type { Action, ChangesetRow, ChangesetStatus, FileRow } from "./lib/index/types.ts";
+export { denoSuite } from "./lib/crypto_deno.ts";
+export { portableSuite } from "./lib/format/suite_js.ts";
+export type { Aead, Hasher, Suite } from "./lib/format/suite.ts";
+export { type BlobHeader, openBlob, sealBlob } from "./lib/format/blob.ts";
+export { ContainerError } from "./lib/format/container.ts";
+export { type KeyFile, WrongPassphraseError } from "./lib/format/keyfile.ts";
+export { blobIdFor } from "./lib/format/ids.ts";
