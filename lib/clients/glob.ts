@@ -1,0 +1,68 @@
+// Glob patterns for --include and --exclude: `*` and `?` stay within one path component, `**`
+// crosses components, `[...]` is a character class. A pattern without "/" matches a name at any
+// depth; a pattern with "/" matches the whole relative path (a leading "/" anchors it at the root).
+
+/** A compiled glob. */
+export interface Glob {
+  readonly pattern: string;
+  /** True when the relative path (or, for patterns without "/", its last component) matches. */
+  matches(path: string): boolean;
+}
+
+function escapeRe(c: string): string {
+  return /[\\^$.*+?()[\]{}|/]/.test(c) ? `\\${c}` : c;
+}
+
+function toRegExp(p: string): RegExp {
+  let re = "";
+  for (let i = 0; i < p.length; i++) {
+    const c = p[i];
+    if (c === "*") {
+      if (p[i + 1] === "*") {
+        i++;
+        if (p[i + 1] === "/") {
+          i++;
+          re += "(?:.*/)?";
+        } else re += ".*";
+      } else re += "[^/]*";
+    } else if (c === "?") re += "[^/]";
+    else if (c === "[") {
+      const end = p.indexOf("]", i + 2);
+      if (end < 0) {
+        re += "\\[";
+        continue;
+      }
+      let body = p.slice(i + 1, end);
+      const neg = body.startsWith("!") || body.startsWith("^");
+      if (neg) body = body.slice(1);
+      body = body.replace(/\\/g, "\\\\").replace(/\]/g, "\\]");
+      re += neg ? `[^/${body}]` : `[${body}]`;
+      i = end;
+    } else if (c === "\\" && i + 1 < p.length) {
+      re += escapeRe(p[++i]);
+    } else re += escapeRe(c);
+  }
+  return new RegExp(`^${re}$`, "s");
+}
+
+/** Compiles a glob pattern. A trailing "/" is ignored (directories are matched by name too). */
+export function compileGlob(pattern: string): Glob {
+  let p = pattern.endsWith("/") && pattern.length > 1 ? pattern.slice(0, -1) : pattern;
+  const anchored = p.includes("/");
+  if (p.startsWith("/")) p = p.slice(1);
+  const re = toRegExp(p);
+  return {
+    pattern,
+    matches(path: string): boolean {
+      if (anchored) return re.test(path);
+      const i = path.lastIndexOf("/");
+      return re.test(i >= 0 ? path.slice(i + 1) : path);
+    },
+  };
+}
+
+/** True when any glob matches. */
+export function anyMatch(globs: readonly Glob[], path: string): boolean {
+  for (const g of globs) if (g.matches(path)) return true;
+  return false;
+}
