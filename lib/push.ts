@@ -45,6 +45,8 @@ export interface PushOptions {
   concurrency?: number;
   /** zstd level, 0 for none (default 3). */
   compressLevel?: number;
+  /** Uploads confirmed per durable batch (default 1000); smaller batches lose less to a crash. */
+  confirmBatch?: number;
   onProgress?: (p: PushProgress) => void;
   now?: () => number;
   ids?: UlidGenerator;
@@ -157,12 +159,13 @@ class Confirmer {
     private readonly index: Index,
     private readonly changeset: string,
     private readonly now: () => number,
+    private readonly batch: number = CONFIRM_BATCH,
   ) {}
 
   add(s: Settled): Promise<void> {
     this.#waiting.push(s);
     this.#bytes += s.storedSize;
-    const due = this.#waiting.length >= CONFIRM_BATCH || this.#bytes >= CONFIRM_BYTES ||
+    const due = this.#waiting.length >= this.batch || this.#bytes >= CONFIRM_BYTES ||
       Date.now() - this.#since > CONFIRM_SECONDS * 1000;
     return due ? this.flush() : Promise.resolve();
   }
@@ -227,6 +230,7 @@ export async function push(repo: Repository, index: Index, opts: PushOptions): P
         open: (p) => openLocalFile(cs.root ?? ".", p),
         compressLevel: opts.compressLevel,
         concurrency: opts.concurrency,
+        confirmBatch: opts.confirmBatch,
         onProgress: opts.onProgress,
         now,
       });
@@ -371,6 +375,7 @@ export async function push(repo: Repository, index: Index, opts: PushOptions): P
     const cs = index.getChangeset(id)!;
     const r = await uploadChangeset(repo, index, cs, {
       open: client.open?.bind(client) ?? ((p) => openLocalFile(client.root, p)),
+      confirmBatch: opts.confirmBatch,
       compressLevel: opts.compressLevel,
       concurrency: opts.concurrency,
       onProgress: opts.onProgress,
@@ -392,6 +397,7 @@ export async function push(repo: Repository, index: Index, opts: PushOptions): P
 
 interface UploadOptions {
   open: (path: string) => Promise<ContentFile>;
+  confirmBatch?: number;
   compressLevel?: number;
   concurrency?: number;
   onProgress?: (p: PushProgress) => void;
@@ -408,7 +414,7 @@ async function uploadChangeset(
   const problems: EntryProblem[] = [];
   index.updateChangeset(cs.id, { status: "uploading" });
   const pending = index.pendingFiles(cs.id);
-  const confirmer = new Confirmer(repo.backend, index, cs.id, opts.now);
+  const confirmer = new Confirmer(repo.backend, index, cs.id, opts.now, opts.confirmBatch);
   const progress: PushProgress = {
     phase: "upload",
     filesDone: 0,
