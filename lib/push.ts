@@ -634,7 +634,7 @@ async function storeFile(
         },
       };
     } catch (e) {
-      if (e instanceof BodyError || (errorKind(e) === "permanent" && e instanceof BodyError)) {
+      if (causedByBody(e)) {
         if (attempt < CHANGE_RETRIES) continue;
         throw new EntryError(
           `changed while it was read (${CHANGE_RETRIES} tries); it was not stored`,
@@ -646,6 +646,14 @@ async function storeFile(
 }
 
 class FileChanged extends Error {}
+
+/** True when an error (or any error in its cause chain) came from reading the put's body. */
+function causedByBody(e: unknown): boolean {
+  for (let c = e; c instanceof Error; c = c.cause) {
+    if (c instanceof BodyError) return true;
+  }
+  return false;
+}
 
 /** Writes the manifest of a changeset whose entries are all settled, and marks it complete. */
 async function commitChangeset(

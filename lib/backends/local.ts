@@ -7,6 +7,7 @@ import {
   type Backend,
   BackendError,
   type Body,
+  BodyError,
   NotFoundError,
   type ObjectInfo,
 } from "./backend.ts";
@@ -26,6 +27,9 @@ export function checkKey(backend: string, key: string): void {
 
 function classify(name: string, e: unknown, what: string): BackendError {
   if (e instanceof BackendError) return e;
+  if (e instanceof BodyError) {
+    return new BackendError("permanent", name, `${what}: ${e.message}`, { cause: e });
+  }
   if (e instanceof Deno.errors.NotFound) {
     return new BackendError("notfound", name, `${what}: not found`, { cause: e });
   }
