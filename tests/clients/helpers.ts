@@ -1,0 +1,106 @@
+// Shared by the client tests: a store in a temporary directory, byte-for-byte tree comparison,
+// an interrupting backend, and a check that the tools a test needs are installed.
+
+import assert from "node:assert/strict";
+import { LocalBackend } from "../../lib/backends/local.ts";
+import type { Backend } from "../../lib/backends/backend.ts";
+import { N2S } from "../../lib/n2s.ts";
+
+/** Fails (never skips) when a command is missing, saying what to install. */
+export async function requireTool(cmd: string, pkg: string): Promise<void> {
+  try {
+    await new Deno.Command(cmd, { args: ["--help"], stdout: "null", stderr: "null" }).output();
+  } catch {
+    throw new Error(
+      `${cmd} is not installed: apt-get install ${pkg} (or run scripts/setup/clients.sh)`,
+    );
+  }
+}
+
+/** Runs a command and returns stdout; throws with stderr on failure. */
+export async function sh(cmd: string, ...args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  const dec = new TextDecoder();
+  if (out.code !== 0) {
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${dec.decode(out.stderr)}`);
+  }
+  return dec.decode(out.stdout);
+}
+
+/** A backend that counts blob puts and can fail every put after `failAfter` blobs. */
+export function testBackend(dir: string, failAfter = Infinity): Backend & { blobPuts: string[] } {
+  const inner = new LocalBackend(dir);
+  const blobPuts: string[] = [];
+  return {
+    blobPuts,
+    name: inner.name,
+    put(key, body) {
+      if (key.startsWith("blobs/")) {
+        if (blobPuts.length >= failAfter) return Promise.reject(new Error("injected failure"));
+        blobPuts.push(key);
+      }
+      return inner.put(key, body);
+    },
+    get: (k) => inner.get(k),
+    stat: (k) => inner.stat(k),
+    list: (p) => inner.list(p),
+    delete: (k) => inner.delete(k),
+    flush: () => inner.flush(),
+    close: () => inner.close(),
+  };
+}
+
+/** A fresh repository and index in `dir`; `open` reopens it with another backend. */
+export async function makeStore(dir: string): Promise<{
+  repo: string;
+  index: string;
+  open(backend?: Backend): Promise<N2S>;
+}> {
+  const repo = `${dir}/repo`;
+  const index = `${dir}/index.db`;
+  const s = await N2S.init({ repository: repo, index, passphrase: "pw", logN: 10 });
+  await s.close();
+  return {
+    repo,
+    index,
+    open: (backend) => N2S.open({ repository: repo, index, passphrase: "pw", backend }),
+  };
+}
+
+/** Every file and symlink under root: path → "file <mode> <hex bytes>" or "link <target>". */
+export async function snapshotTree(root: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (rel: string) => {
+    for await (const e of Deno.readDir(rel === "" ? root : `${root}/${rel}`)) {
+      const r = rel === "" ? e.name : `${rel}/${e.name}`;
+      const full = `${root}/${r}`;
+      const st = await Deno.lstat(full);
+      if (st.isSymlink) out.set(r, `link ${await Deno.readLink(full)}`);
+      else if (st.isDirectory) await walk(r);
+      else if (st.isFile) {
+        const bytes = await Deno.readFile(full);
+        const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+        out.set(r, `file ${((st.mode ?? 0) & 0o777).toString(8)} ${hex}`);
+      }
+    }
+  };
+  await walk("");
+  return out;
+}
+
+/** Asserts that two trees hold the same files, links, modes and bytes. */
+export async function assertSameTree(actual: string, expected: string, what = ""): Promise<void> {
+  const a = await snapshotTree(actual);
+  const e = await snapshotTree(expected);
+  assert.deepEqual(
+    [...a.keys()].sort(),
+    [...e.keys()].sort(),
+    `${what}: paths differ between ${actual} and ${expected}`,
+  );
+  for (const [k, v] of e) assert.equal(a.get(k), v, `${what}: ${JSON.stringify(k)} differs`);
+}
+
+/** Collects a client's entries against an empty previous state. */
+export function emptyPrevious() {
+  return { get: () => undefined, paths: () => [] as string[] };
+}
