@@ -1,0 +1,73 @@
+// Prints the test vectors of docs/FORMAT.md: a blob sealed with a fixed master key and salt.
+// usage: deno run -A scripts/format_vectors.ts
+
+import { denoSuite } from "../lib/crypto_deno.ts";
+import { type BlobHeader, type SealResult, sealBlob } from "../lib/format/blob.ts";
+import { concat, fromHex, toHex, utf8 } from "../lib/format/bytes.ts";
+import { blobIdFor } from "../lib/format/ids.ts";
+import { containerKey, KEY_CONTEXT } from "../lib/format/container.ts";
+
+/** The fixed inputs of the vectors. */
+export const VECTOR_INPUT = {
+  master: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+  salt: "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf",
+  content: "hello, n2s\n",
+  path: "docs/hello.txt",
+};
+
+/** Computes every vector value. */
+export async function formatVectors(): Promise<Record<string, string>> {
+  const suite = await denoSuite();
+  const content = utf8(VECTOR_INPUT.content);
+  const h = suite.newHasher();
+  h.update(content);
+  const fileHash = toHex(h.digest());
+  const blobId = blobIdFor(suite, VECTOR_INPUT.path, fileHash);
+  const header: BlobHeader = {
+    v: 1,
+    path: VECTOR_INPUT.path,
+    file_hash: fileHash,
+    size: content.length,
+    mtime: 1764028800000,
+    mode: 0o644,
+    source: "example",
+    changeset: "01KB0000000000000000000000",
+    created: "2025-11-25T00:00:00.000Z",
+  };
+  let off = 0;
+  const reader = {
+    read(buf: Uint8Array) {
+      if (off >= content.length) return Promise.resolve(null);
+      buf.set(content);
+      off = content.length;
+      return Promise.resolve(content.length);
+    },
+  };
+  const parts: Uint8Array[] = [];
+  const res: SealResult = { fileHash: "", size: 0 };
+  for await (
+    const seg of sealBlob(suite, fromHex(VECTOR_INPUT.master), header, reader, res, {
+      salt: fromHex(VECTOR_INPUT.salt),
+      compressLevel: 0,
+    })
+  ) parts.push(...seg);
+  const key = containerKey(
+    suite,
+    "blob",
+    fromHex(VECTOR_INPUT.master),
+    fromHex(blobId),
+    fromHex(VECTOR_INPUT.salt),
+  );
+  return {
+    file_hash: fileHash,
+    blob_id: blobId,
+    blob_key_context: KEY_CONTEXT.blob,
+    blob_key: toHex(key),
+    header_json: JSON.stringify(header),
+    blob_hex: toHex(concat(parts)),
+  };
+}
+
+if (import.meta.main) {
+  for (const [k, v] of Object.entries(await formatVectors())) console.log(`${k}: ${v}`);
+}
