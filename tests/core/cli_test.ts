@@ -33,7 +33,9 @@ Deno.test("push, change, push again, and pull each changeset byte for byte", asy
   Deno.symlinkSync("../a.txt", `${src}/docs/link`);
   Deno.chmodSync(`${src}/a.txt`, 0o600);
   await n2sOk(["init", ...args], ENV);
-  const first = JSON.parse(await n2sOk(["push", src, "--changeset-name", "daily-backup", "--json", ...args], ENV));
+  const first = JSON.parse(
+    await n2sOk(["push", src, "--changeset-name", "daily-backup", "--json", ...args], ENV),
+  );
   snapshot(src, `${tmp.path}/state1`);
 
   Deno.writeTextFileSync(`${src}/a.txt`, "alpha, edited\n");
@@ -44,8 +46,22 @@ Deno.test("push, change, push again, and pull each changeset byte for byte", asy
   assert.equal(second.uploaded, 2);
   assert.equal(second.unchanged, 5);
 
-  await n2sOk(["pull", "--changeset-id", first.changeset, "--target-path", `${tmp.path}/out1`, ...args], ENV);
-  await n2sOk(["pull", "--changeset-id", second.changeset, "--target-path", `${tmp.path}/out2`, ...args], ENV);
+  await n2sOk([
+    "pull",
+    "--changeset-id",
+    first.changeset,
+    "--target-path",
+    `${tmp.path}/out1`,
+    ...args,
+  ], ENV);
+  await n2sOk([
+    "pull",
+    "--changeset-id",
+    second.changeset,
+    "--target-path",
+    `${tmp.path}/out2`,
+    ...args,
+  ], ENV);
   assertSameTree(`${tmp.path}/out1`, `${tmp.path}/state1`);
   assertSameTree(`${tmp.path}/out2`, src);
   // Modes and mtimes come back too.
@@ -60,7 +76,12 @@ Deno.test("status, ls, find and log answer in JSON with the documented fields", 
   const { args, src } = setup(tmp.path);
   writeTree(src, { "x/report.csv": "a,b\n", "y.txt": "y" });
   await n2sOk(["init", ...args], ENV);
-  const p1 = JSON.parse(await n2sOk(["push", src, "--source", "reports", "--changeset-name", "one", "--json", ...args], ENV));
+  const p1 = JSON.parse(
+    await n2sOk(
+      ["push", src, "--source", "reports", "--changeset-name", "one", "--json", ...args],
+      ENV,
+    ),
+  );
   writeTree(src, { "x/report.csv": "a,b\n1,2\n" });
   const p2 = JSON.parse(await n2sOk(["push", src, "--source", "reports", "--json", ...args], ENV));
 
@@ -85,13 +106,18 @@ Deno.test("status, ls, find and log answer in JSON with the documented fields", 
 
   const ls = JSON.parse(await n2sOk(["ls", p1.changeset, "--json", ...args]));
   assert.deepEqual(ls.map((f: { path: string }) => f.path), ["x/report.csv", "y.txt"]);
-  for (const k of ["path", "action", "size", "blob_id", "confirmed"]) assert.ok(k in ls[0], `ls has ${k}`);
+  for (const k of ["path", "action", "size", "blob_id", "confirmed"]) {
+    assert.ok(k in ls[0], `ls has ${k}`);
+  }
   assert.match(ls[0].blob_id, /^[0-9a-f]{64}$/);
   assert.match(ls[0].confirmed, /Z$/);
 
   const found = JSON.parse(await n2sOk(["find", "**/*.csv", "--json", ...args]));
   assert.equal(found.length, 2);
-  assert.deepEqual(found.map((f: { changeset: string }) => f.changeset), [p1.changeset, p2.changeset]);
+  assert.deepEqual(found.map((f: { changeset: string }) => f.changeset), [
+    p1.changeset,
+    p2.changeset,
+  ]);
   assert.deepEqual(found.map((f: { size: number }) => f.size), [4, 8]);
 
   const log = JSON.parse(await n2sOk(["log", "--source", "reports", "--json", ...args]));
@@ -138,8 +164,21 @@ Deno.test("pull restores a subset chosen by path or glob", async () => {
   writeTree(src, { "a/1.csv": "1", "a/2.txt": "2", "b/3.csv": "3", "c/d/4.txt": "4" });
   await n2sOk(["init", ...args], ENV);
   const p = JSON.parse(await n2sOk(["push", src, "--json", ...args], ENV));
-  await n2sOk(["pull", "--changeset-id", p.changeset, "--target-path", `${tmp.path}/o`, "**/*.csv", "c", ...args], ENV);
-  assert.deepEqual(Object.keys(readTree(`${tmp.path}/o`)).sort(), ["a/1.csv", "b/3.csv", "c/d/4.txt"]);
+  await n2sOk([
+    "pull",
+    "--changeset-id",
+    p.changeset,
+    "--target-path",
+    `${tmp.path}/o`,
+    "**/*.csv",
+    "c",
+    ...args,
+  ], ENV);
+  assert.deepEqual(Object.keys(readTree(`${tmp.path}/o`)).sort(), [
+    "a/1.csv",
+    "b/3.csv",
+    "c/d/4.txt",
+  ]);
 });
 
 Deno.test("several files pushed at once share their common directory as the root", async () => {
@@ -148,7 +187,15 @@ Deno.test("several files pushed at once share their common directory as the root
   writeTree(src, { "file1.txt": "one", "file2.txt": "two", "other.txt": "not pushed" });
   await n2sOk(["init", ...args], ENV);
   const p = JSON.parse(
-    await n2sOk(["push", `${src}/file1.txt`, `${src}/file2.txt`, "--changeset-name", "daily-backup", "--json", ...args], ENV),
+    await n2sOk([
+      "push",
+      `${src}/file1.txt`,
+      `${src}/file2.txt`,
+      "--changeset-name",
+      "daily-backup",
+      "--json",
+      ...args,
+    ], ENV),
   );
   const ls = JSON.parse(await n2sOk(["ls", p.changeset, "--json", ...args]));
   assert.deepEqual(ls.map((f: { path: string }) => f.path), ["file1.txt", "file2.txt"]);
@@ -178,7 +225,14 @@ Deno.test("usage errors exit 2 and operational errors exit 1, each with one line
   r = await n2s(["init", ...args], ENV);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /already holds an n2s repository/);
-  r = await n2s(["status", "--verbose", "--repo", `${tmp.path}/nothing`, "--index", `${tmp.path}/i2`]);
+  r = await n2s([
+    "status",
+    "--verbose",
+    "--repo",
+    `${tmp.path}/nothing`,
+    "--index",
+    `${tmp.path}/i2`,
+  ]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /\.ts:\d+/, "--verbose shows the stack");
 });
