@@ -1,7 +1,7 @@
 // A push: take a client's entries, skip what did not change, hash, encrypt and upload the rest
 // in bounded memory, confirm uploads in durable batches, and commit the changeset's manifest.
 
-import { type Backend, blobKey, BodyError, bytesBody, errorKind } from "./backends/backend.ts";
+import { type Backend, blobKey, BodyError, bytesBody } from "./backends/backend.ts";
 import {
   type BlobHeader,
   type ChunkReader,

@@ -2,7 +2,7 @@
 // usage: deno run -A scripts/format_vectors.ts
 
 import { denoSuite } from "../lib/crypto_deno.ts";
-import { type BlobHeader, type SealResult, sealBlob } from "../lib/format/blob.ts";
+import { type BlobHeader, sealBlob, type SealResult } from "../lib/format/blob.ts";
 import { concat, fromHex, toHex, utf8 } from "../lib/format/bytes.ts";
 import { blobIdFor } from "../lib/format/ids.ts";
 import { containerKey, KEY_CONTEXT } from "../lib/format/container.ts";

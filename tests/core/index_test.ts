@@ -10,12 +10,19 @@ Deno.test("the index uses WAL and records its schema version and repository", ()
   try {
     const mode = ix.db.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
     assert.equal(mode.journal_mode, "wal");
-    const v = ix.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string };
+    const v = ix.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as {
+      value: string;
+    };
     assert.equal(Number(v.value), SCHEMA_VERSION);
-    const tables = (ix.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as {
-      name: string;
-    }[]).map((r) => r.name);
-    assert.deepEqual(tables.filter((t) => !t.startsWith("sqlite_")), ["changesets", "files", "meta"]);
+    const tables =
+      (ix.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as {
+        name: string;
+      }[]).map((r) => r.name);
+    assert.deepEqual(tables.filter((t) => !t.startsWith("sqlite_")), [
+      "changesets",
+      "files",
+      "meta",
+    ]);
   } finally {
     ix.close();
   }
@@ -24,7 +31,10 @@ Deno.test("the index uses WAL and records its schema version and repository", ()
 Deno.test("an index of another repository is refused with a way out", () => {
   using tmp = tempDir();
   Index.open(`${tmp.path}/i.sqlite`, "repo-a").close();
-  assert.throws(() => Index.open(`${tmp.path}/i.sqlite`, "repo-b"), /belongs to repository repo-a.*--index/);
+  assert.throws(
+    () => Index.open(`${tmp.path}/i.sqlite`, "repo-b"),
+    /belongs to repository repo-a.*--index/,
+  );
 });
 
 Deno.test("an index with a newer schema is refused with the rebuild command", () => {
@@ -32,7 +42,10 @@ Deno.test("an index with a newer schema is refused with the rebuild command", ()
   const ix = Index.open(`${tmp.path}/i.sqlite`, "repo-a");
   ix.db.prepare("UPDATE meta SET value = '999' WHERE key = 'schema_version'").run();
   ix.close();
-  assert.throws(() => Index.open(`${tmp.path}/i.sqlite`, "repo-a"), /schema version 999.*n2s recover index/);
+  assert.throws(
+    () => Index.open(`${tmp.path}/i.sqlite`, "repo-a"),
+    /schema version 999.*n2s recover index/,
+  );
 });
 
 Deno.test("times are UTC ISO-8601 with Z", () => {

@@ -25,7 +25,13 @@ Deno.test("a custom client pushes through the library and its files pull back", 
       async *entries(): AsyncIterable<SourceEntry> {
         for (const name of ["a.csv", "b.csv"]) {
           const st = await Deno.stat(`${src}/keep/${name}`);
-          yield { path: `keep/${name}`, action: "write", size: st.size, mtime: st.mtime!.getTime(), mode: 0o644 };
+          yield {
+            path: `keep/${name}`,
+            action: "write",
+            size: st.size,
+            mtime: st.mtime!.getTime(),
+            mode: 0o644,
+          };
         }
       },
       open(path) {
@@ -62,7 +68,12 @@ Deno.test("find matches NFC and NFD spellings of the same name", async () => {
   const src = `${tmp.path}/src`;
   const nfd = "cafe\u0301.txt";
   writeTree(src, { [nfd]: "x" });
-  const store = await N2S.init({ repository: `${tmp.path}/repo`, index: `${tmp.path}/i.sqlite`, passphrase: "pw", logN: 10 });
+  const store = await N2S.init({
+    repository: `${tmp.path}/repo`,
+    index: `${tmp.path}/i.sqlite`,
+    passphrase: "pw",
+    logN: 10,
+  });
   try {
     const { pathsClient } = await import("../../mod.ts");
     await store.push({ client: pathsClient({ paths: [src] }), source: "s" });

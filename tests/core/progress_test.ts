@@ -24,7 +24,16 @@ Deno.test("on a terminal, push draws a progress bar with files, bytes, rate and 
   writeTree(`${tmp.path}/src`, files);
   await n2sOk(["init", ...args], { N2S_PASSPHRASE: "pw" });
   // util-linux `script` runs the command on a pseudo-terminal.
-  const cmd = [Deno.execPath(), "run", "-A", "--quiet", CLI_PATH, "push", `${tmp.path}/src`, ...args]
+  const cmd = [
+    Deno.execPath(),
+    "run",
+    "-A",
+    "--quiet",
+    CLI_PATH,
+    "push",
+    `${tmp.path}/src`,
+    ...args,
+  ]
     .map((a) => `'${a}'`).join(" ");
   const out = await new Deno.Command("script", {
     args: ["-qec", `${cmd} 2>&1 >/dev/null`, "/dev/null"],

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { denoSuite, nodeAead } from "../../lib/crypto_deno.ts";
 import { nobleAead, portableSuite } from "../../lib/format/suite_js.ts";
-import { type BlobHeader, openBlob, type SealResult, sealBlob } from "../../lib/format/blob.ts";
+import { type BlobHeader, openBlob, sealBlob, type SealResult } from "../../lib/format/blob.ts";
 import { concat, toHex } from "../../lib/format/bytes.ts";
 import { blobIdFor } from "../../lib/format/ids.ts";
 import type { Suite } from "../../lib/format/suite.ts";
@@ -70,7 +70,11 @@ async function seal(
     boundaries.push(off);
   }
   assert.equal(res.fileHash, header.file_hash);
-  return { bytes: concat(parts), blobId: blobIdFor(fast, header.path, header.file_hash), boundaries };
+  return {
+    bytes: concat(parts),
+    blobId: blobIdFor(fast, header.path, header.file_hash),
+    boundaries,
+  };
 }
 
 async function open(
@@ -128,7 +132,9 @@ for (const size of [0, 1, MiB - 1, MiB, MiB + 1, 10 * MiB]) {
 }
 
 Deno.test("compressible content is stored smaller and opens with the portable zstd decoder", async () => {
-  const text = new TextEncoder().encode("the quick brown fox jumps over the lazy dog\n".repeat(60_000));
+  const text = new TextEncoder().encode(
+    "the quick brown fox jumps over the lazy dog\n".repeat(60_000),
+  );
   const { bytes, blobId } = await seal(text, { compressLevel: 3 });
   assert.ok(bytes.length < text.length / 5, `stored ${bytes.length} of ${text.length}`);
   const got = await open(portable, bytes, blobId);
@@ -176,7 +182,11 @@ Deno.test("bytes appended after the final segment are an error", async () => {
   const { bytes, blobId } = await seal(seededBytes(5000, 6));
   await assertRejected(concat([bytes, new Uint8Array([0])]), blobId, "one byte appended");
   // A whole extra segment copied from the end is an error too.
-  await assertRejected(concat([bytes, bytes.subarray(bytes.length - 40)]), blobId, "segment appended");
+  await assertRejected(
+    concat([bytes, bytes.subarray(bytes.length - 40)]),
+    blobId,
+    "segment appended",
+  );
 });
 
 Deno.test("swapped segments are an error", async () => {

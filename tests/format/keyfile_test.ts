@@ -6,8 +6,8 @@ import { portableSuite } from "../../lib/format/suite_js.ts";
 import {
   parseKeyFile,
   unwrapMasterKey,
-  WrongPassphraseError,
   wrapMasterKey,
+  WrongPassphraseError,
 } from "../../lib/format/keyfile.ts";
 
 const suite = await denoSuite();
@@ -26,18 +26,28 @@ Deno.test("a key file made by the fast suite opens with the portable one", async
   const master = suite.randomBytes(32);
   const k = await wrapMasterKey(suite, master, "pässwörd", { ...meta, id: "c" });
   const parsed = parseKeyFile(JSON.stringify(k), "key");
-  assert.deepEqual(new Uint8Array(await unwrapMasterKey(await portableSuite(), parsed, "pässwörd")), master);
+  assert.deepEqual(
+    new Uint8Array(await unwrapMasterKey(await portableSuite(), parsed, "pässwörd")),
+    master,
+  );
 });
 
 Deno.test("a wrong passphrase or an altered key file is WrongPassphraseError", async () => {
   const k = await wrapMasterKey(suite, suite.randomBytes(32), "right", { ...meta, id: "d" });
   await assert.rejects(() => unwrapMasterKey(suite, k, "wrong"), WrongPassphraseError);
-  const altered = { ...k, sealed: k.sealed.slice(0, -4) + (k.sealed.endsWith("AAA=") ? "BBB=" : "AAA=") };
+  const altered = {
+    ...k,
+    sealed: k.sealed.slice(0, -4) + (k.sealed.endsWith("AAA=") ? "BBB=" : "AAA="),
+  };
   await assert.rejects(() => unwrapMasterKey(suite, altered, "right"), WrongPassphraseError);
 });
 
 Deno.test("the default key cost is scrypt N=2^17, r=8, p=1 with a 16-byte salt", async () => {
-  const k = await wrapMasterKey(suite, suite.randomBytes(32), "x", { ...meta, id: "e", logN: undefined });
+  const k = await wrapMasterKey(suite, suite.randomBytes(32), "x", {
+    ...meta,
+    id: "e",
+    logN: undefined,
+  });
   assert.deepEqual([k.kdf.name, k.kdf.N, k.kdf.r, k.kdf.p], ["scrypt", 131072, 8, 1]);
   assert.equal(atob(k.kdf.salt).length, 16);
 });
