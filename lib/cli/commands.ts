@@ -2,7 +2,10 @@
 
 import { hostname } from "node:os";
 import { N2S } from "../n2s.ts";
-import { pathsClient } from "../clients/paths.ts";
+import { scanClient } from "../clients/scan.ts";
+import { btrfsClient } from "../clients/btrfs.ts";
+import { zfsClient } from "../clients/zfs.ts";
+import { dsgClient } from "../clients/dsg.ts";
 import type { Client } from "../clients/client.ts";
 import { defaultIndexPath } from "../paths.ts";
 import { getPassphrase, UsageError } from "./prompt.ts";
@@ -91,10 +94,83 @@ function printProblems(problems: { path: string; message: string }[]): void {
   for (const p of problems) note(`n2s: ${p.path}: ${p.message}`);
 }
 
+/** Builds the client a push names: paths, --scan, --btrfs, --zfs or --dsg. */
+async function chooseClient(
+  values: {
+    scan?: string;
+    btrfs?: string;
+    zfs?: string;
+    dsg?: string;
+    parent?: string;
+    since?: string;
+    exclude?: string[];
+    include?: string[];
+    source?: string;
+  },
+  positionals: string[],
+): Promise<{ client: Client; source: string }> {
+  const kinds = (["scan", "btrfs", "zfs", "dsg"] as const).filter((k) => values[k] !== undefined);
+  if (kinds.length > 1) throw new UsageError(`choose one of --${kinds.join(", --")}`);
+  const kind = kinds[0];
+  if (kind && positionals.length > 0) {
+    throw new UsageError(`--${kind} takes no other paths (got ${positionals.join(" ")})`);
+  }
+  const filtered = values.since !== undefined || (values.exclude?.length ?? 0) > 0 ||
+    (values.include?.length ?? 0) > 0;
+  if (kind !== "scan" && kind !== undefined && filtered) {
+    throw new UsageError("--since, --exclude and --include go with --scan or PATH...");
+  }
+  if (kind !== "btrfs" && kind !== "zfs" && values.parent) {
+    throw new UsageError("--parent goes with --btrfs or --zfs");
+  }
+  const filters = { since: values.since, exclude: values.exclude, include: values.include };
+  if (kind === undefined || kind === "scan") {
+    const paths = kind === "scan" ? [values.scan!] : positionals;
+    for (const p of paths) {
+      try {
+        await Deno.lstat(p);
+      } catch {
+        throw new UsageError(`${p}: no such file or directory`);
+      }
+    }
+    if (kind === "scan" && !(await Deno.stat(paths[0])).isDirectory) {
+      throw new UsageError(`--scan ${paths[0]}: not a directory`);
+    }
+    let client: Client;
+    try {
+      client = kind === "scan"
+        ? scanClient({ dir: values.scan!, ...filters })
+        : scanClient({ paths, ...filters });
+    } catch (e) {
+      throw new UsageError(e instanceof Error ? e.message : String(e));
+    }
+    return { client, source: values.source ?? `${hostname()}:${client.root}` };
+  }
+  if (kind === "btrfs") {
+    if (!values.source) {
+      throw new UsageError(
+        "--btrfs needs --source NAME (one name for every snapshot of a subvolume)",
+      );
+    }
+    return {
+      client: btrfsClient({ snapshot: values.btrfs!, parent: values.parent }),
+      source: values.source,
+    };
+  }
+  if (kind === "zfs") {
+    const client = await zfsClient({ snapshot: values.zfs!, parent: values.parent });
+    return { client, source: values.source ?? `zfs:${values.zfs!.split("@")[0]}` };
+  }
+  const client = await dsgClient({ repoDir: values.dsg! });
+  return { client, source: values.source ?? client.defaultSource };
+}
+
 const push: Command = {
   summary: "store files and directories as a new changeset",
   usage:
-    "n2s push PATH... [--source NAME] [--changeset-name NAME] | n2s push --resume [--source NAME]",
+    "n2s push PATH... | --scan DIR [--since 24h|ISO] [--exclude GLOB]... [--include GLOB]... " +
+    "| --btrfs SNAPSHOT [--parent SNAPSHOT] | --zfs DATASET@SNAP [--parent @SNAP] " +
+    "| --dsg REPO_DIR; [--source NAME] [--changeset-name NAME]; n2s push --resume [--source NAME]",
   async run(args) {
     const { values, positionals } = parse(args, {
       ...REPO_OPTIONS,
@@ -102,25 +178,30 @@ const push: Command = {
       "changeset-name": { type: "string" },
       resume: { type: "boolean" },
       concurrency: { type: "string" },
+      scan: { type: "string" },
+      btrfs: { type: "string" },
+      zfs: { type: "string" },
+      dsg: { type: "string" },
+      parent: { type: "string" },
+      since: { type: "string" },
+      exclude: { type: "string", multiple: true },
+      include: { type: "string", multiple: true },
     }, this.usage);
     const concurrency = values.concurrency ? Number(values.concurrency) : undefined;
     if (concurrency !== undefined && !(concurrency >= 1)) {
       throw new UsageError("--concurrency must be at least 1");
     }
-    if (!values.resume && positionals.length === 0) {
+    const fromClient = values.scan ?? values.btrfs ?? values.zfs ?? values.dsg;
+    if (!values.resume && positionals.length === 0 && fromClient === undefined) {
       throw new UsageError(`nothing to push\nusage: ${this.usage}`);
     }
-    for (const p of positionals) {
-      try {
-        await Deno.lstat(p);
-      } catch {
-        throw new UsageError(`${p}: no such file or directory`);
-      }
-    }
+    const chosen = values.resume && positionals.length === 0 && fromClient === undefined
+      ? undefined
+      : await chooseClient(values, positionals);
     const store = await openForPush(values);
     const bar = new ProgressBar("push");
     try {
-      if (values.resume && positionals.length === 0) {
+      if (chosen === undefined) {
         const r = await store.resume({
           source: values.source,
           concurrency,
@@ -132,8 +213,8 @@ const push: Command = {
         else out(r.resumed.length ? `resumed ${r.resumed.join(", ")}` : "nothing to resume");
         return r.problems.length ? 1 : 0;
       }
-      const client: Client = pathsClient({ paths: positionals });
-      const source = values.source ?? `${hostname()}:${client.root}`;
+      const { client } = chosen;
+      const { source } = chosen;
       const r = await store.push({
         client,
         source,
