@@ -72,7 +72,10 @@ export interface PushResult {
   deleted: number;
   links: number;
   unchanged: number;
+  /** Entries that were not stored (the command fails after storing the rest). */
   problems: EntryProblem[];
+  /** Things skipped on purpose, such as sockets and FIFOs. */
+  notes: EntryProblem[];
 }
 
 /** Reading a file failed in a way that retrying the file cannot fix now. */
@@ -223,6 +226,7 @@ export async function push(repo: Repository, index: Index, opts: PushOptions): P
     links: 0,
     unchanged: 0,
     problems: [],
+    notes: [],
   };
   try {
     for (const cs of index.incomplete(opts.source)) {
@@ -344,7 +348,9 @@ export async function push(repo: Repository, index: Index, opts: PushOptions): P
       const prefixes = client.completeWithin;
       // A directory that could not be read says nothing about what it holds: never infer
       // deletions under it.
-      const unknown = (client.problems ?? []).map((p) => p.path === "." ? "" : p.path);
+      const unknown = (client.problems ?? []).filter((p) => !p.note).map((p) =>
+        p.path === "." ? "" : p.path
+      );
       const under = (p: string, pre: string) => pre === "" || p === pre || p.startsWith(pre + "/");
       for (const p of previous.paths()) {
         if (seen.has(p)) continue;
@@ -362,7 +368,10 @@ export async function push(repo: Repository, index: Index, opts: PushOptions): P
       }
     }
     flushPlan();
-    for (const p of client.problems ?? []) result.problems.push(p);
+    for (const p of client.problems ?? []) {
+      if (p.note) result.notes.push({ path: p.path, message: p.message });
+      else result.problems.push({ path: p.path, message: p.message });
+    }
 
     if (planned === 0 && !client.keepEmpty) {
       index.tx(() => {

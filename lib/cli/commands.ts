@@ -223,6 +223,7 @@ const push: Command = {
         onProgress: (p) => bar.update(p),
       });
       bar.done();
+      for (const n of r.notes) note(`n2s: note: ${n.path}: ${n.message}`);
       printProblems(r.problems);
       if (values.json) printJson({ source, ...r });
       else {

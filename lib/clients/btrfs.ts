@@ -285,6 +285,7 @@ export function btrfsClient(opts: BtrfsOptions): Client & { readonly problems: P
           problems.push({
             path: ".",
             message: `last pushed snapshot ${parent} is gone; walking the whole snapshot`,
+            note: true,
           });
           parent = undefined;
         }

@@ -62,8 +62,12 @@ export interface Client {
   open?(path: string): Promise<ContentFile>;
   /** JSON-serialisable facts to record with the changeset (e.g. the snapshot name). */
   info?(): unknown;
-  /** Entries the client found but could not use, reported to the user (path and reason). */
-  readonly problems?: { path: string; message: string }[];
+  /**
+   * Entries the client found but could not use, reported to the user (path and reason). A
+   * problem marked `note` (a socket or FIFO skipped on purpose) does not fail the push; any
+   * other means data was left out, and the push exits with an error after storing the rest.
+   */
+  readonly problems?: { path: string; message: string; note?: boolean }[];
   /** Releases anything the client holds (e.g. a temporary clone). Always called. */
   close?(): Promise<void>;
 }

@@ -117,7 +117,7 @@ export function scanClient(opts: ScanOptions): ScanClient {
         if (found.kind === "entry") {
           if (keep(found.entry)) yield found.entry;
         } else if (found.kind === "special") {
-          problems.push({ path: start, message: `${found.what} skipped` });
+          problems.push({ path: start, message: `${found.what} skipped`, note: true });
         } else if (found.kind === "dir") {
           for await (
             const e of walkTree(root, start, {

@@ -62,7 +62,7 @@ export async function* resolveChanges(
       yielded.add(path);
       yield found.entry;
     } else if (found.kind === "special") {
-      problems.push({ path, message: `${found.what} skipped` });
+      problems.push({ path, message: `${found.what} skipped`, note: true });
     } else gone.add(path);
   }
   const dirs = [...changes.goneDirs].filter((d) => {

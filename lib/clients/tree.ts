@@ -14,6 +14,8 @@ export type Found =
 export interface Problem {
   path: string;
   message: string;
+  /** Informational only (e.g. a socket skipped): reported, but the push still succeeds. */
+  note?: boolean;
 }
 
 /** Joins a root directory and a relative path ("" is the root itself). */
@@ -121,7 +123,7 @@ export async function* walkTree(
       const found = await describe(root, path, st);
       if (found.kind === "entry") yield found.entry;
       else if (found.kind === "special") {
-        opts.problems?.push({ path, message: `${found.what} skipped` });
+        opts.problems?.push({ path, message: `${found.what} skipped`, note: true });
       }
     }
     for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]);
