@@ -5,10 +5,10 @@
  * back, and ask what is stored where:
  *
  * ```ts
- * import { N2S, pathsClient } from "@n2s/n2s";
+ * import { N2S, scanClient } from "@n2s/n2s";
  *
  * const store = await N2S.open({ repository: "/srv/n2s", passphrase: "correct horse" });
- * const r = await store.push({ client: pathsClient({ paths: ["./data"] }), source: "data" });
+ * const r = await store.push({ client: scanClient({ paths: ["./data"] }), source: "data" });
  * await store.pull(r.changeset!, "/tmp/restore");
  * console.log(store.status(), store.find("**\/*.csv"));
  * await store.close();
@@ -26,7 +26,11 @@ export {
 } from "./lib/n2s.ts";
 export type { Client, ContentFile, PreviousState, SourceEntry } from "./lib/clients/client.ts";
 export { badPath, openLocalFile } from "./lib/clients/client.ts";
-export { pathsClient, type PathsClientOptions } from "./lib/clients/paths.ts";
+export { type ScanClient, scanClient, type ScanOptions } from "./lib/clients/scan.ts";
+export { btrfsClient, type BtrfsOptions } from "./lib/clients/btrfs.ts";
+export { type ZfsClient, zfsClient, type ZfsOptions } from "./lib/clients/zfs.ts";
+export { type DsgClient, dsgClient, type DsgOptions } from "./lib/clients/dsg.ts";
+export { type Runner, systemRunner } from "./lib/clients/runner.ts";
 export {
   type EntryProblem,
   push,

@@ -1,11 +1,73 @@
-// Glob patterns over POSIX paths: `*` and `?` stay within one path component, `**` spans any
-// number of components, `[abc]`/`[!a-z]` are classes. Matching ignores Unicode normalization
-// differences (NFC/NFD), so a name typed on one system finds the same name stored by another.
+// Glob patterns for --include, --exclude, find and pull: `*` and `?` stay within one path
+// component, `**` crosses components, `[...]` is a character class. A pattern without "/" matches
+// a name at any depth; a pattern with "/" matches the whole relative path (a leading "/" anchors
+// it at the root). Matching ignores Unicode normalization (NFC/NFD), so a name typed on one
+// system finds the same name stored by another; stored paths keep their bytes.
 
-/** Compiles a glob to a predicate over relative paths. */
-export function compileGlob(pattern: string): (path: string) => boolean {
-  const re = globToRegExp(pattern.normalize("NFC"));
-  return (path) => re.test(path.normalize("NFC"));
+/** A compiled glob. */
+export interface Glob {
+  readonly pattern: string;
+  /** True when the relative path (or, for patterns without "/", its last component) matches. */
+  matches(path: string): boolean;
+}
+
+function escapeRe(c: string): string {
+  return /[\\^$.*+?()[\]{}|/]/.test(c) ? `\\${c}` : c;
+}
+
+function toRegExp(p: string): RegExp {
+  let re = "";
+  for (let i = 0; i < p.length; i++) {
+    const c = p[i];
+    if (c === "*") {
+      if (p[i + 1] === "*") {
+        i++;
+        if (p[i + 1] === "/") {
+          i++;
+          re += "(?:.*/)?";
+        } else re += ".*";
+      } else re += "[^/]*";
+    } else if (c === "?") re += "[^/]";
+    else if (c === "[") {
+      const end = p.indexOf("]", i + 2);
+      if (end < 0) {
+        re += "\\[";
+        continue;
+      }
+      let body = p.slice(i + 1, end);
+      const neg = body.startsWith("!") || body.startsWith("^");
+      if (neg) body = body.slice(1);
+      body = body.replace(/\\/g, "\\\\").replace(/\]/g, "\\]");
+      re += neg ? `[^/${body}]` : `[${body}]`;
+      i = end;
+    } else if (c === "\\" && i + 1 < p.length) {
+      re += escapeRe(p[++i]);
+    } else re += escapeRe(c);
+  }
+  return new RegExp(`^${re}$`, "s");
+}
+
+/** Compiles a glob pattern. A trailing "/" is ignored (directories are matched by name too). */
+export function compileGlob(pattern: string): Glob {
+  let p = pattern.endsWith("/") && pattern.length > 1 ? pattern.slice(0, -1) : pattern;
+  const anchored = p.includes("/");
+  if (p.startsWith("/")) p = p.slice(1);
+  const re = toRegExp(p.normalize("NFC"));
+  return {
+    pattern,
+    matches(raw: string): boolean {
+      const path = raw.normalize("NFC");
+      if (anchored) return re.test(path);
+      const i = path.lastIndexOf("/");
+      return re.test(i >= 0 ? path.slice(i + 1) : path);
+    },
+  };
+}
+
+/** True when any glob matches. */
+export function anyMatch(globs: readonly Glob[], path: string): boolean {
+  for (const g of globs) if (g.matches(path)) return true;
+  return false;
 }
 
 /** True when the string contains glob syntax. */
@@ -13,47 +75,19 @@ export function isGlob(s: string): boolean {
   return /[*?[]/.test(s);
 }
 
-function globToRegExp(glob: string): RegExp {
-  let re = "^";
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i];
-    if (c === "*") {
-      if (glob[i + 1] === "*") {
-        const slash = glob[i + 2] === "/";
-        re += slash ? "(?:.*/)?" : ".*";
-        i += slash ? 2 : 1;
-      } else {
-        re += "[^/]*";
-      }
-    } else if (c === "?") {
-      re += "[^/]";
-    } else if (c === "[") {
-      const end = glob.indexOf("]", i + 2);
-      if (end < 0) {
-        re += "\\[";
-      } else {
-        let body = glob.slice(i + 1, end);
-        if (body.startsWith("!")) body = "^" + body.slice(1);
-        re += "[" + body.replace(/\\/g, "\\\\") + "]";
-        i = end;
-      }
-    } else {
-      re += c.replace(/[.+^${}()|\\\]]/g, "\\$&");
-    }
-  }
-  return new RegExp(re + "$", "s");
-}
-
 /**
- * A predicate for path arguments: a glob matches whole paths; a plain path matches itself and
+ * A predicate for path arguments (pull, find): a glob as above; a plain path matches itself and
  * everything under it.
  */
 export function pathMatcher(patterns: readonly string[]): (path: string) => boolean {
   if (patterns.length === 0) return () => true;
   const tests = patterns.map((p) => {
-    const clean = p.replace(/^\.\//, "").replace(/\/+$/, "");
-    if (isGlob(clean)) return compileGlob(clean);
-    const n = clean.normalize("NFC");
+    const clean = p.replace(/^\.\//, "").replace(/(.)\/+$/, "$1");
+    if (isGlob(clean)) {
+      const g = compileGlob(clean);
+      return (path: string) => g.matches(path);
+    }
+    const n = clean.replace(/^\//, "").normalize("NFC");
     return (path: string) => {
       const q = path.normalize("NFC");
       return q === n || q.startsWith(n + "/");

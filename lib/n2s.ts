@@ -215,9 +215,11 @@ export class N2S {
 
   /** Every stored version of the paths matching a glob (or containing a plain string). */
   find(pattern: string): FindHit[] {
-    const test = isGlob(pattern)
-      ? compileGlob(pattern)
-      : ((n) => (p: string) => p.normalize("NFC").includes(n))(pattern.normalize("NFC"));
+    const glob = isGlob(pattern) ? compileGlob(pattern) : undefined;
+    const needle = pattern.normalize("NFC");
+    const test = glob
+      ? (p: string) => glob.matches(p)
+      : (p: string) => p.normalize("NFC").includes(needle);
     const sources = new Map(this.index.listChangesets().map((c) => [c.id, c.source]));
     const out: FindHit[] = [];
     for (const f of this.index.findPaths(test)) {

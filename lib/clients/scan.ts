@@ -3,7 +3,7 @@
 
 import { resolve } from "node:path";
 import type { Client, PreviousState, SourceEntry } from "./client.ts";
-import { anyMatch, compileGlob } from "./glob.ts";
+import { anyMatch, compileGlob } from "../glob.ts";
 import { lstatPath, type Problem, walkTree } from "./tree.ts";
 
 /** Options of the scan client. */

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { parseSince, scanClient } from "../../lib/clients/scan.ts";
-import { compileGlob } from "../../lib/clients/glob.ts";
+import { compileGlob } from "../../lib/glob.ts";
 import { assertSameTree, emptyPrevious, makeStore, sh, testBackend } from "./helpers.ts";
 
 Deno.test("globs: * within a name, ** across directories, bare names at any depth", () => {

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { N2S } from "../../lib/n2s.ts";
-import { pathsClient } from "../../lib/clients/paths.ts";
+import { scanClient } from "../../lib/clients/scan.ts";
 import { type Client, type ContentFile, openLocalFile } from "../../lib/clients/client.ts";
 import { writeManifest } from "../../lib/manifest.ts";
 import { blobIdFor } from "../../lib/format/ids.ts";
@@ -45,7 +45,7 @@ Deno.test("an unreadable file is reported and the rest is stored", async () => {
   try {
     const src = `${tmp.path}/src`;
     writeTree(src, { "ok1.txt": "fine", "secret.txt": "no access", "ok2.txt": "fine too" });
-    const base = pathsClient({ paths: [src] });
+    const base = scanClient({ paths: [src] });
     // Root reads every file, so the permission error is injected at open.
     const client = withOpen(base, (p) => {
       if (p === "secret.txt") return Promise.reject(new Deno.errors.PermissionDenied("open"));
@@ -60,7 +60,7 @@ Deno.test("an unreadable file is reported and the rest is stored", async () => {
     await store.pull(r.changeset!, `${tmp.path}/out`);
     assert.deepEqual(Object.keys(readTree(`${tmp.path}/out`)).sort(), ["ok1.txt", "ok2.txt"]);
     // The next push tries the file again.
-    const again = await store.push({ client: pathsClient({ paths: [src] }), source: "s" });
+    const again = await store.push({ client: scanClient({ paths: [src] }), source: "s" });
     assert.equal(again.uploaded, 1);
   } finally {
     await store.close();
@@ -73,7 +73,7 @@ Deno.test("a file that vanishes after the scan is reported and the rest is store
   try {
     const src = `${tmp.path}/src`;
     writeTree(src, { "stays.txt": "x", "goes.txt": "y" });
-    const base = pathsClient({ paths: [src] });
+    const base = scanClient({ paths: [src] });
     const client = withOpen(base, (p) => {
       if (p === "goes.txt") Deno.removeSync(`${src}/goes.txt`);
       return openLocalFile(src, p);
@@ -111,7 +111,7 @@ Deno.test("a file that changes while it is read is retried, then stored as it se
   try {
     const src = `${tmp.path}/src`;
     writeTree(src, { "log.txt": "start\n", "other": "o" });
-    const client = withOpen(pathsClient({ paths: [src] }), growingOpen(src, "log.txt", 1));
+    const client = withOpen(scanClient({ paths: [src] }), growingOpen(src, "log.txt", 1));
     const r = await store.push({ client, source: "s" });
     assert.deepEqual(r.problems, []);
     await store.pull(r.changeset!, `${tmp.path}/out`);
@@ -130,7 +130,7 @@ Deno.test("a file that keeps changing while it is read is reported, never stored
   try {
     const src = `${tmp.path}/src`;
     writeTree(src, { "busy.log": "start\n", "calm.txt": "c" });
-    const client = withOpen(pathsClient({ paths: [src] }), growingOpen(src, "busy.log", 100));
+    const client = withOpen(scanClient({ paths: [src] }), growingOpen(src, "busy.log", 100));
     const r = await store.push({ client, source: "s" });
     assert.deepEqual(r.problems.map((p) => p.path), ["busy.log"]);
     assert.match(r.problems[0].message, /changed while it was read/);
@@ -150,7 +150,7 @@ Deno.test("a corrupted blob fails its pull with the path named, and nothing is w
   try {
     writeTree(`${tmp.path}/src`, { "good.txt": "good", "dir/bad.txt": "this one gets corrupted" });
     const r = await store.push({
-      client: pathsClient({ paths: [`${tmp.path}/src`] }),
+      client: scanClient({ paths: [`${tmp.path}/src`] }),
       source: "s",
     });
     id = r.changeset!;
@@ -236,7 +236,7 @@ Deno.test("a pull never writes through a symlink already in the target", async (
   let id: string;
   try {
     writeTree(`${tmp.path}/src`, { "d/file.txt": "content" });
-    id = (await store.push({ client: pathsClient({ paths: [`${tmp.path}/src`] }), source: "s" }))
+    id = (await store.push({ client: scanClient({ paths: [`${tmp.path}/src`] }), source: "s" }))
       .changeset!;
   } finally {
     await store.close();
@@ -267,7 +267,7 @@ Deno.test("a large file rewritten in place between hashing and sealing never bec
     writeTree(src, { "big.bin": new Uint8Array(size).fill(1) });
     const mtime = Deno.statSync(`${src}/big.bin`).mtime!;
     let opens = 0;
-    const client = withOpen(pathsClient({ paths: [src] }), (p) => {
+    const client = withOpen(scanClient({ paths: [src] }), (p) => {
       // Second open = the sealing pass: same size, same mtime, other bytes.
       if (++opens === 2) {
         Deno.writeFileSync(`${src}/${p}`, new Uint8Array(size).fill(2));

@@ -45,8 +45,11 @@ Deno.test("a custom client pushes through the library and its files pull back", 
     const [cs] = store.status(r.changeset!);
     assert.equal(cs.client, "csv-finder");
     assert.equal(cs.name, "first");
-    assert.deepEqual(store.find("*.csv").length, 0, "* does not cross directories");
-    assert.deepEqual(store.find("**/*.csv").map((h) => h.path), ["keep/a.csv", "keep/b.csv"]);
+    // A pattern without "/" matches names at any depth; with "/" it matches whole paths.
+    assert.deepEqual(store.find("*.csv").map((h) => h.path), ["keep/a.csv", "keep/b.csv"]);
+    assert.deepEqual(store.find("keep/*.csv").length, 2);
+    assert.deepEqual(store.find("*/a.csv").length, 1);
+    assert.deepEqual(store.find("other/*.csv").length, 0);
 
     // Unchanged entries are skipped without reading.
     opened.length = 0;
@@ -75,8 +78,8 @@ Deno.test("find matches NFC and NFD spellings of the same name", async () => {
     logN: 10,
   });
   try {
-    const { pathsClient } = await import("../../mod.ts");
-    await store.push({ client: pathsClient({ paths: [src] }), source: "s" });
+    const { scanClient } = await import("../../mod.ts");
+    await store.push({ client: scanClient({ paths: [src] }), source: "s" });
     assert.equal(store.find("caf\u00e9.txt").length, 1);
     assert.equal(store.find("caf\u00e9*").length, 1);
     assert.equal(store.find(nfd)[0].path, nfd, "the stored path keeps its bytes");

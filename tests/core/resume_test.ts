@@ -6,7 +6,7 @@ import { DatabaseSync } from "node:sqlite";
 import { LocalBackend } from "../../lib/backends/local.ts";
 import type { Backend } from "../../lib/backends/backend.ts";
 import { N2S } from "../../lib/n2s.ts";
-import { pathsClient } from "../../lib/clients/paths.ts";
+import { scanClient } from "../../lib/clients/scan.ts";
 import { assertSameTree, seededBytes, tempDir, writeTree } from "../helpers/fs.ts";
 import { n2sOk } from "../helpers/cli.ts";
 
@@ -71,7 +71,7 @@ Deno.test("after kill -9 during a push, the next push completes it without resen
   const counting = countingBackend(new LocalBackend(repo));
   const store = await N2S.open({ repository: repo, index, passphrase: "pw", backend: counting });
   try {
-    const r = await store.push({ client: pathsClient({ paths: [src] }), source: "resume-test" });
+    const r = await store.push({ client: scanClient({ paths: [src] }), source: "resume-test" });
     assert.equal(r.resumed.length, 1);
     assert.equal(r.changeset, null, "nothing changed after the interrupted push");
     const blobPuts = counting.puts.filter((k) => k.startsWith("blobs/"));
