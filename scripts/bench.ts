@@ -1,0 +1,285 @@
+// The benchmark: n2s, restic and borg on the same seeded datasets, each on a fresh local
+// repository: first backup, a backup with no change, a backup after touching 1% of the files,
+// and a full restore. Prints wall time, MB/s, files/s, peak RSS, repository size and the ratios
+// n2s / restic and n2s / borg from the same run.
+//
+//   deno task bench                       all datasets, all tools, once
+//   deno task bench --quick               scaled-down datasets, for development (under a minute)
+//   deno task bench --datasets small --tools n2s,restic --repeat 3
+//   deno task bench --n2s "deno run -A dist/n2s.js"   measure another n2s build
+//   deno task bench --backends            also run scripts/bench_backends.ts when present
+
+import { parseArgs } from "node:util";
+import { join, resolve } from "node:path";
+import { type DatasetInfo, datasetSpecs, ensureDataset, touchOnePercent } from "./bench_data.ts";
+import {
+  borgTool,
+  duBytes,
+  ensurePeers,
+  type Measured,
+  n2sTool,
+  resticTool,
+  sameTree,
+  settle,
+  type Tool,
+} from "./bench_tools.ts";
+
+const OPS = ["init", "first", "nochange", "touch", "restore"] as const;
+type Op = typeof OPS[number];
+const OP_LABEL: Record<Op, string> = {
+  init: "init",
+  first: "first backup",
+  nochange: "no-change backup",
+  touch: "backup after touching 1%",
+  restore: "full restore",
+};
+
+interface Sample extends Measured {
+  dataset: string;
+  tool: string;
+  op: Op;
+  repoBytes?: number;
+  verified?: boolean;
+}
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean" },
+    datasets: { type: "string" },
+    tools: { type: "string", default: "n2s,restic,borg" },
+    repeat: { type: "string", default: "1" },
+    dir: { type: "string", default: ".bench" },
+    n2s: { type: "string" },
+    out: { type: "string" },
+    "no-verify": { type: "boolean" },
+    backends: { type: "boolean" },
+  },
+});
+
+const quick = values.quick ?? false;
+const root = resolve(values.dir!);
+const dataRoot = join(root, quick ? "data-quick" : "data");
+const specs = datasetSpecs(quick);
+const wanted = (values.datasets ?? (quick ? "large,small" : "large,small,mixed")).split(",");
+const toolNames = values.tools!.split(",");
+const repeat = Math.max(1, Number(values.repeat));
+const repoRoot = new URL("..", import.meta.url).pathname;
+const n2sCmd = values.n2s?.split(" ") ??
+  ["deno", "run", "--allow-all", "--cached-only", join(repoRoot, "cli.ts")];
+
+if (toolNames.includes("restic") || toolNames.includes("borg")) await ensurePeers();
+
+const log = (s: string) => console.error(`[bench] ${s}`);
+const samples: Sample[] = [];
+const infos = new Map<string, DatasetInfo>();
+
+function makeTool(name: string, work: string): Tool {
+  if (name === "n2s") return n2sTool(work, n2sCmd);
+  if (name === "restic") return resticTool(work);
+  if (name === "borg") return borgTool(work);
+  throw new Error(`unknown tool ${name}`);
+}
+
+for (const name of wanted) {
+  const spec = specs.find((s) => s.name === name);
+  if (!spec) throw new Error(`unknown dataset ${name}`);
+  log(`dataset ${name}: generating if missing`);
+  const info = ensureDataset(dataRoot, spec);
+  infos.set(name, info);
+  for (let r = 0; r < repeat; r++) {
+    for (const toolName of toolNames) {
+      const work = join(root, "work", `${toolName}-${name}`);
+      await Deno.remove(work, { recursive: true }).catch(() => {});
+      await Deno.mkdir(work, { recursive: true });
+      const tool = makeTool(toolName, work);
+      const add = (op: Op, m: Measured, extra: Partial<Sample> = {}) => {
+        samples.push({ ...m, dataset: name, tool: toolName, op, ...extra });
+        log(
+          `${name} ${toolName} ${op}: ${m.wall.toFixed(2)} s, ${m.rssMiB.toFixed(0)} MiB` +
+            (extra.repoBytes ? `, repo ${(extra.repoBytes / 1e6).toFixed(1)} MB` : "") +
+            (extra.verified === false ? ", RESTORE DIFFERS" : ""),
+        );
+      };
+      await settle();
+      add("init", await tool.init());
+      await settle();
+      const first = await tool.backup(info.dir);
+      add("first", first, { repoBytes: await duBytes(tool.repoDir) });
+      await settle();
+      add("nochange", await tool.backup(info.dir));
+      touchOnePercent(info.dir, new Date());
+      await settle();
+      add("touch", await tool.backup(info.dir));
+      const target = join(work, "restore");
+      await Deno.mkdir(target, { recursive: true });
+      await settle();
+      const m = await tool.restore(info.dir, target);
+      const verified = values["no-verify"]
+        ? undefined
+        : await sameTree(info.dir, tool.restoredPath(info.dir, target));
+      add("restore", m, { verified });
+      await Deno.remove(work, { recursive: true });
+    }
+  }
+}
+
+// --- report -------------------------------------------------------------------------------
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+interface Row {
+  dataset: string;
+  op: Op;
+  tool: string;
+  wall: number;
+  rss: number;
+  cpu: number;
+  repoBytes?: number;
+  verified?: boolean;
+  n: number;
+}
+
+const rows: Row[] = [];
+for (const d of wanted) {
+  for (const op of OPS) {
+    for (const t of toolNames) {
+      const s = samples.filter((x) => x.dataset === d && x.op === op && x.tool === t);
+      if (s.length === 0) continue;
+      const repo = s.filter((x) => x.repoBytes !== undefined).map((x) => x.repoBytes!);
+      rows.push({
+        dataset: d,
+        op,
+        tool: t,
+        wall: median(s.map((x) => x.wall)),
+        rss: Math.max(...s.map((x) => x.rssMiB)),
+        cpu: median(s.map((x) => x.cpu)),
+        repoBytes: repo.length ? median(repo) : undefined,
+        verified: s.some((x) => x.verified === false)
+          ? false
+          : s.some((x) => x.verified)
+          ? true
+          : undefined,
+        n: s.length,
+      });
+    }
+  }
+}
+
+const f = (x: number, d = 1) => x.toLocaleString("en-US", { maximumFractionDigits: d });
+const lines: string[] = [];
+lines.push(
+  `Datasets (${quick ? "quick" : "full"}): ` +
+    [...infos].map(([n, i]) => `${n} ${f(i.files, 0)} files, ${f(i.bytes / 1e6, 0)} MB`).join(
+      "; ",
+    ) + `. Repeats: ${repeat} (medians; peak RSS is the maximum).`,
+);
+lines.push("");
+lines.push(
+  "| dataset | operation | tool | wall s | MB/s | files/s | peak RSS MiB | cpu s | repo MB |",
+);
+lines.push("|---|---|---|---:|---:|---:|---:|---:|---:|");
+for (const r of rows) {
+  const info = infos.get(r.dataset)!;
+  const thru = r.op !== "init";
+  lines.push(
+    `| ${r.dataset} | ${OP_LABEL[r.op]} | ${r.tool} | ${r.wall.toFixed(2)} | ` +
+      `${thru ? f(info.bytes / 1e6 / r.wall) : "–"} | ${
+        thru ? f(info.files / r.wall, 0) : "–"
+      } | ` +
+      `${f(r.rss, 0)} | ${r.cpu.toFixed(1)} | ` +
+      `${r.repoBytes !== undefined ? f(r.repoBytes / 1e6) : ""}${
+        r.verified === false ? " RESTORE DIFFERS" : ""
+      } |`,
+  );
+}
+
+const peers = toolNames.filter((t) => t !== "n2s");
+if (toolNames.includes("n2s") && peers.length > 0) {
+  lines.push("");
+  lines.push(
+    "Speed ratios (peer wall time / n2s wall time; above 1 means n2s is faster):",
+  );
+  lines.push("");
+  lines.push(`| dataset | operation | ${peers.map((p) => `n2s / ${p}`).join(" | ")} |`);
+  lines.push(`|---|---|${peers.map(() => "---:").join("|")}|`);
+  for (const d of wanted) {
+    for (const op of OPS) {
+      const me = rows.find((r) => r.dataset === d && r.op === op && r.tool === "n2s");
+      if (!me) continue;
+      const cells = peers.map((p) => {
+        const o = rows.find((r) => r.dataset === d && r.op === op && r.tool === p);
+        return o ? `${(o.wall / me.wall).toFixed(2)}×` : "–";
+      });
+      lines.push(`| ${d} | ${OP_LABEL[op]} | ${cells.join(" | ")} |`);
+    }
+  }
+  if (toolNames.includes("restic")) {
+    const get = (d: string, op: Op, t: string) =>
+      rows.find((r) => r.dataset === d && r.op === op && r.tool === t);
+    const ratio = (d: string, op: Op) => {
+      const a = get(d, op, "n2s");
+      const b = get(d, op, "restic");
+      return a && b ? b.wall / a.wall : undefined;
+    };
+    const targets: [string, number | undefined, number][] = [
+      ["large first backup ≥ 3× restic", ratio("large", "first"), 3],
+      ["small first backup ≥ 2× restic", ratio("small", "first"), 2],
+      ["small no-change backup ≥ 1× restic", ratio("small", "nochange"), 1],
+      ["large restore ≥ 2× restic", ratio("large", "restore"), 2],
+      ["small restore ≥ 2× restic", ratio("small", "restore"), 2],
+    ];
+    lines.push("");
+    lines.push("| target | measured | met |");
+    lines.push("|---|---:|---|");
+    for (const [what, got, want] of targets) {
+      if (got === undefined) continue;
+      lines.push(`| ${what} | ${got.toFixed(2)}× | ${got >= want ? "yes" : "**no**"} |`);
+    }
+    const maxRss = Math.max(...rows.filter((r) => r.tool === "n2s").map((r) => r.rss));
+    lines.push(
+      `| n2s peak RSS < 200 MiB in every run | ${f(maxRss, 0)} MiB | ${
+        maxRss < 200 ? "yes" : "**no**"
+      } |`,
+    );
+    const rs = get("small", "first", "restic")?.repoBytes;
+    const ns = get("small", "first", "n2s")?.repoBytes;
+    if (rs && ns) {
+      lines.push(
+        `| small repository within 15% of restic's | ${f(ns / 1e6)} / ${f(rs / 1e6)} MB = ${
+          (ns / rs).toFixed(3)
+        } | ${ns <= rs * 1.15 ? "yes" : "**no**"} |`,
+      );
+    }
+  }
+}
+
+const report = lines.join("\n");
+console.log(report);
+await Deno.mkdir(root, { recursive: true });
+const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+await Deno.writeTextFile(
+  join(root, `results-${stamp}.json`),
+  JSON.stringify({ quick, repeat, datasets: Object.fromEntries(infos), samples }, null, 2),
+);
+if (values.out) await Deno.writeTextFile(values.out, report + "\n");
+
+if (values.backends) {
+  const script = new URL("./bench_backends.ts", import.meta.url);
+  try {
+    await Deno.stat(script);
+    const o = await new Deno.Command("deno", {
+      args: ["run", "--allow-all", script.pathname, ...(quick ? ["--quick"] : [])],
+      stdout: "inherit",
+      stderr: "inherit",
+    }).output();
+    if (!o.success) Deno.exitCode = 1;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) log("scripts/bench_backends.ts is not there; skipped");
+    else throw e;
+  }
+}
