@@ -229,18 +229,9 @@ export async function push(repo: Repository, index: Index, opts: PushOptions): P
     notes: [],
   };
   try {
-    for (const cs of index.incomplete(opts.source)) {
-      const r = await uploadChangeset(repo, index, cs, {
-        open: (p) => openLocalFile(cs.root ?? ".", p),
-        compressLevel: opts.compressLevel,
-        concurrency: opts.concurrency,
-        confirmBatch: opts.confirmBatch,
-        onProgress: opts.onProgress,
-        now,
-      });
-      result.resumed.push(cs.id);
-      result.problems.push(...r.problems);
-    }
+    const resumed = await resume(repo, index, { ...opts, now });
+    result.resumed.push(...resumed.resumed);
+    result.problems.push(...resumed.problems);
 
     const last = index.lastComplete(opts.source);
     const previous = stateView(index, index.chain(opts.source), last);
@@ -717,6 +708,7 @@ export async function resume(
     source?: string;
     concurrency?: number;
     compressLevel?: number;
+    confirmBatch?: number;
     onProgress?: (p: PushProgress) => void;
     now?: () => number;
   } = {},
@@ -728,6 +720,7 @@ export async function resume(
       open: (p) => openLocalFile(cs.root ?? ".", p),
       compressLevel: opts.compressLevel,
       concurrency: opts.concurrency,
+      confirmBatch: opts.confirmBatch,
       onProgress: opts.onProgress,
       now,
     });

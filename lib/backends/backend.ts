@@ -1,6 +1,8 @@
 // The one interface every storage backend implements, its error classes, and the body type
 // that lets a put be retried without holding the object in memory.
 
+import { concat } from "../format/bytes.ts";
+
 /** What the backend knows of one stored object. */
 export interface ObjectInfo {
   /** Object key, e.g. "blobs/ab/ab12…". */
@@ -35,18 +37,8 @@ export function bytesBody(data: Uint8Array): Body {
 /** Reads a whole (small) object into memory; for config, keys and manifests in tests. */
 export async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
-  let n = 0;
-  for await (const p of stream) {
-    parts.push(p);
-    n += p.length;
-  }
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  for await (const p of stream) parts.push(p);
+  return concat(parts);
 }
 
 /**

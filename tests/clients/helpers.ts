@@ -1,6 +1,7 @@
 // Shared by the client tests: a store in a temporary directory, byte-for-byte tree comparison,
 // an interrupting backend, and a check that the tools a test needs are installed.
 
+import { interceptPuts } from "../helpers/backends.ts";
 import assert from "node:assert/strict";
 import { LocalBackend } from "../../lib/backends/local.ts";
 import type { Backend } from "../../lib/backends/backend.ts";
@@ -29,25 +30,13 @@ export async function sh(cmd: string, ...args: string[]): Promise<string> {
 
 /** A backend that counts blob puts and can fail every put after `failAfter` blobs. */
 export function testBackend(dir: string, failAfter = Infinity): Backend & { blobPuts: string[] } {
-  const inner = new LocalBackend(dir);
   const blobPuts: string[] = [];
-  return {
-    blobPuts,
-    name: inner.name,
-    put(key, body) {
-      if (key.startsWith("blobs/")) {
-        if (blobPuts.length >= failAfter) return Promise.reject(new Error("injected failure"));
-        blobPuts.push(key);
-      }
-      return inner.put(key, body);
-    },
-    get: (k) => inner.get(k),
-    stat: (k) => inner.stat(k),
-    list: (p) => inner.list(p),
-    delete: (k) => inner.delete(k),
-    flush: () => inner.flush(),
-    close: () => inner.close(),
-  };
+  const backend = interceptPuts(new LocalBackend(dir), (key) => {
+    if (!key.startsWith("blobs/")) return;
+    if (blobPuts.length >= failAfter) throw new Error("injected failure");
+    blobPuts.push(key);
+  });
+  return Object.assign(backend, { blobPuts });
 }
 
 /** A fresh repository and index in `dir`; `open` reopens it with another backend. */

@@ -4,31 +4,13 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { LocalBackend } from "../../lib/backends/local.ts";
-import type { Backend } from "../../lib/backends/backend.ts";
 import { N2S } from "../../lib/n2s.ts";
 import { scanClient } from "../../lib/clients/scan.ts";
 import { assertSameTree, seededBytes, tempDir, writeTree } from "../helpers/fs.ts";
 import { n2sOk } from "../helpers/cli.ts";
+import { countingBackend } from "../helpers/backends.ts";
 
 const FIXTURE = new URL("../fixtures/slow_push.ts", import.meta.url).pathname;
-
-function countingBackend(inner: Backend): Backend & { puts: string[] } {
-  const puts: string[] = [];
-  return {
-    puts,
-    name: inner.name,
-    put(key, body) {
-      puts.push(key);
-      return inner.put(key, body);
-    },
-    get: (k) => inner.get(k),
-    stat: (k) => inner.stat(k),
-    list: (p) => inner.list(p),
-    delete: (k) => inner.delete(k),
-    flush: () => inner.flush(),
-    close: () => inner.close(),
-  };
-}
 
 function confirmedBlobs(indexPath: string): Set<string> {
   const db = new DatabaseSync(indexPath, { readOnly: true });
