@@ -1,10 +1,12 @@
 // The fast Suite for Deno: node:crypto ChaCha20-Poly1305 and scrypt, node:zlib zstd, and BLAKE3
-// from hash-wasm. Everything here is checked against the portable suite in the tests.
+// from the native C library when it is installed (scripts/setup/perf.sh), else from hash-wasm.
+// Everything here is checked against the portable suite in the tests.
 
 import { createCipheriv, createDecipheriv, randomFillSync, scrypt } from "node:crypto";
 import { constants, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { Buffer } from "node:buffer";
 import { wasmBlake3 } from "./format/blake3_wasm.ts";
+import { nativeBlake3 } from "./format/blake3_native.ts";
 import { nobleDeriveKey } from "./format/suite_js.ts";
 import type { Aead, Suite } from "./format/suite.ts";
 
@@ -42,13 +44,22 @@ function nodeScrypt(
 
 /** The fast suite used by the CLI and library in Deno. */
 export async function denoSuite(): Promise<Suite> {
-  const newHasher = await wasmBlake3();
+  const newHasher = nativeBlake3() ?? await wasmBlake3();
   return {
     aead: nodeAead,
     newHasher,
     deriveKey: nobleDeriveKey,
+    // The pledged size lets zstd size its tables to the input (small files compress about twice
+    // as fast), and an output buffer of the input's size avoids growing it.
     compress: (data, level) =>
-      zstdCompressSync(data, { params: { [constants.ZSTD_c_compressionLevel]: level } }),
+      zstdCompressSync(
+        data,
+        {
+          params: { [constants.ZSTD_c_compressionLevel]: level },
+          pledgedSrcSize: data.length,
+          chunkSize: Math.max(1024, data.length + 64),
+        } as Parameters<typeof zstdCompressSync>[1],
+      ),
     decompress: (data, maxSize) =>
       zstdDecompressSync(Buffer.from(data.buffer, data.byteOffset, data.length), {
         maxOutputLength: maxSize,
