@@ -2,25 +2,14 @@
 // in bounded memory, confirm uploads in durable batches, and commit the changeset's manifest.
 
 import { type Backend, blobKey, BodyError, bytesBody } from "./backends/backend.ts";
-import {
-  type BlobHeader,
-  type ChunkReader,
-  readFull,
-  sealBlob,
-  type SealResult,
-} from "./format/blob.ts";
+import { type BlobHeader, readFull, sealBlob, type SealResult } from "./format/blob.ts";
 import { concat, toHex } from "./format/bytes.ts";
 import { blobIdFor, UlidGenerator } from "./format/ids.ts";
-import { SEGMENT_DATA_MAX } from "./format/container.ts";
+import { ContainerWriter, SEGMENT_DATA_MAX } from "./format/container.ts";
+import { fromHex } from "./format/bytes.ts";
 import { type Index, isoNow } from "./index/sqlite.ts";
 import type { ChangesetRow, FileRow, PathState } from "./index/types.ts";
-import {
-  badPath,
-  type Client,
-  type ContentFile,
-  openLocalFile,
-  type PreviousState,
-} from "./clients/client.ts";
+import { badPath, type Client, type ContentFile, type PreviousState } from "./clients/client.ts";
 import { type ManifestEntry, writeManifest } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
 
@@ -121,18 +110,30 @@ function unchanged(prev: PathState | undefined, e: {
     (e.mode === undefined || prev.mode === null || prev.mode === e.mode);
 }
 
-/** Memory reader over bytes already read. */
-function memoryReader(data: Uint8Array): ChunkReader {
-  let off = 0;
-  return {
-    read(buf) {
-      if (off >= data.length) return Promise.resolve(null);
-      const n = Math.min(buf.length, data.length - off);
-      buf.set(data.subarray(off, off + n));
-      off += n;
-      return Promise.resolve(n);
-    },
-  };
+/**
+ * Opens `root/path` like openLocalFile, but with synchronous calls: for the many small files of
+ * a tree, each asynchronous file operation costs several times the work it does.
+ */
+function openLocalFileFast(root: string, path: string): Promise<ContentFile> {
+  const full = root.endsWith("/") ? root + path : `${root}/${path}`;
+  try {
+    const f = Deno.openSync(full, { read: true });
+    return Promise.resolve({
+      read: (buf) => Promise.resolve(f.readSync(buf)),
+      stat() {
+        const st = f.statSync();
+        return Promise.resolve({
+          size: st.size,
+          mtime: st.mtime?.getTime() ?? 0,
+          mode: (st.mode ?? 0o644) & 0o7777,
+          inode: st.ino ?? undefined,
+        });
+      },
+      close: () => f.close(),
+    });
+  } catch (e) {
+    return Promise.reject(e);
+  }
 }
 
 interface Settled {
@@ -374,7 +375,7 @@ export async function push(repo: Repository, index: Index, opts: PushOptions): P
     index.updateChangeset(id, { files_planned: planned, bytes_planned: plannedBytes });
     const cs = index.getChangeset(id)!;
     const r = await uploadChangeset(repo, index, cs, {
-      open: client.open?.bind(client) ?? ((p) => openLocalFile(client.root, p)),
+      open: client.open?.bind(client) ?? ((p) => openLocalFileFast(client.root, p)),
       confirmBatch: opts.confirmBatch,
       compressLevel: opts.compressLevel,
       concurrency: opts.concurrency,
@@ -595,13 +596,10 @@ async function storeFile(
       let info;
       if (small !== null) {
         file.close();
-        const parts: Uint8Array[] = [];
-        const res: SealResult = { fileHash: "", size: 0 };
-        for await (
-          const p of sealBlob(suite, repo.master, header, memoryReader(small), res, sealOpts)
-        ) {
-          parts.push(...p);
-        }
+        // The bytes in memory are the ones hashed in pass 1: seal them directly, in one body
+        // segment (the layout sealBlob gives a file of at most one segment).
+        const w = new ContainerWriter(suite, "blob", repo.master, fromHex(blobId), sealOpts);
+        const parts = [...w.start(header), ...w.body(small, true)];
         info = await repo.backend.put(blobKey(blobId), bytesBody(concat(parts)));
       } else {
         info = await repo.backend.put(blobKey(blobId), {
@@ -717,7 +715,7 @@ export async function resume(
   const out = { resumed: [] as string[], problems: [] as EntryProblem[] };
   for (const cs of index.incomplete(opts.source)) {
     const r = await uploadChangeset(repo, index, cs, {
-      open: (p) => openLocalFile(cs.root ?? ".", p),
+      open: (p) => openLocalFileFast(cs.root ?? ".", p),
       compressLevel: opts.compressLevel,
       concurrency: opts.concurrency,
       confirmBatch: opts.confirmBatch,
