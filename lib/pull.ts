@@ -206,6 +206,8 @@ async function restoreFile(
   const full = join(target, e.path);
   await dirs.ensure(dirname(full));
   const tmp = join(dirname(full), `.n2s-pull-${crypto.randomUUID().slice(0, 8)}`);
+  // Creating the file is the costly step on many file systems and runs off the main thread;
+  // the writes (page cache) and the metadata calls are cheap and run synchronously.
   const out = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
   let ok = false;
   try {
@@ -217,7 +219,7 @@ async function restoreFile(
         }
       } else {
         let o = 0;
-        while (o < part.data.length) o += await out.write(part.data.subarray(o));
+        while (o < part.data.length) o += out.writeSync(part.data.subarray(o));
       }
     }
     ok = true;
@@ -225,10 +227,10 @@ async function restoreFile(
     out.close();
     if (!ok) await Deno.remove(tmp).catch(() => {});
   }
-  if (e.mode !== undefined) await Deno.chmod(tmp, e.mode & 0o7777);
+  if (e.mode !== undefined) Deno.chmodSync(tmp, e.mode & 0o7777);
   if (e.mtime !== undefined) {
     const t = new Date(e.mtime);
-    await Deno.utime(tmp, t, t);
+    Deno.utimeSync(tmp, t, t);
   }
-  await Deno.rename(tmp, full);
+  Deno.renameSync(tmp, full);
 }
