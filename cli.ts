@@ -2,10 +2,11 @@
 // Exit codes: 0 success, 1 operational error, 2 usage error.
 
 import { CORE_COMMANDS } from "./lib/cli/commands.ts";
+import { RECOVERY_COMMANDS } from "./lib/cli/recovery.ts";
 import type { Command } from "./lib/cli/common.ts";
 import { UsageError } from "./lib/cli/prompt.ts";
 
-const COMMANDS: Record<string, Command> = { ...CORE_COMMANDS };
+const COMMANDS: Record<string, Command> = { ...CORE_COMMANDS, ...RECOVERY_COMMANDS };
 
 function help(): string {
   const names = Object.keys(COMMANDS);

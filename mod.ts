@@ -75,3 +75,23 @@ export { type BlobHeader, openBlob, sealBlob } from "./lib/format/blob.ts";
 export { ContainerError } from "./lib/format/container.ts";
 export { type KeyFile, WrongPassphraseError } from "./lib/format/keyfile.ts";
 export { blobIdFor } from "./lib/format/ids.ts";
+export {
+  addKey,
+  changePassphrase,
+  findKey,
+  keyFileBytes,
+  type NewKeyOptions,
+  removeKey,
+} from "./lib/keys.ts";
+export {
+  type BlobFileInfo,
+  blobIdFromFileName,
+  decryptBlobFiles,
+  inspectBlobFiles,
+  readBlobHeader,
+  rebuildIndex,
+  rebuildIndexFile,
+  type RebuildResult,
+  type RecoveryProblem,
+} from "./lib/recover.ts";
+export { RECOVERY_PAGE_HTML, RECOVERY_PAGE_KEY } from "./lib/recovery_page/page.ts";

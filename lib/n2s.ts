@@ -2,7 +2,7 @@
 // and read status. The CLI is a thin layer over this class.
 
 import { dirname } from "node:path";
-import type { Backend } from "./backends/backend.ts";
+import { type Backend, bytesBody } from "./backends/backend.ts";
 import { openBackend } from "./backends/open.ts";
 import { denoSuite } from "./crypto_deno.ts";
 import type { Suite } from "./format/suite.ts";
@@ -20,6 +20,7 @@ import {
 import { push, type PushOptions, type PushResult, resume } from "./push.ts";
 import { type PullResult, restoreState, stateFromIndex, stateFromManifests } from "./pull.ts";
 import { defaultIndexPath } from "./paths.ts";
+import { RECOVERY_PAGE_HTML, RECOVERY_PAGE_KEY } from "./recovery_page/page.ts";
 
 /** A changeset as `status` and `log` report it. */
 export interface ChangesetSummary {
@@ -103,6 +104,9 @@ export class N2S {
       label: opts.label,
       logN: opts.logN,
     });
+    // The offline recovery page travels with the data (plaintext; it holds no secret).
+    await backend.put(RECOVERY_PAGE_KEY, bytesBody(new TextEncoder().encode(RECOVERY_PAGE_HTML)));
+    await backend.flush();
     const store = await N2S.#openWith(backend, repo.config, suite, opts);
     store.#repo = repo;
     return store;
@@ -165,12 +169,13 @@ export class N2S {
     const repo = await this.repository();
     let id: string;
     let entries;
-    const known = this.index.listChangesets().length > 0;
+    const known = this.index.listChangesets().some((c) => c.id.startsWith(changeset.toUpperCase()));
     if (known) {
       id = this.index.resolveChangeset(changeset).id;
       entries = stateFromIndex(this.index, id);
     } else {
-      // No index (a fresh machine): the manifests in the repository are enough.
+      // No index (a fresh machine), or an index that never saw this changeset (pushed from
+      // another machine): the manifests in the repository are enough.
       const { listManifests } = await import("./manifest.ts");
       const all = (await listManifests(repo)).filter((m) => m.startsWith(changeset.toUpperCase()));
       if (all.length !== 1) {

@@ -1,0 +1,271 @@
+// The recovery commands: rebuild the index, restore loose blob files with a key file, manage
+// keys, and print the offline recovery page.
+
+import { hostname } from "node:os";
+import { resolve } from "node:path";
+import { openBackend } from "../backends/open.ts";
+import { denoSuite } from "../crypto_deno.ts";
+import { parseKeyFile, unwrapMasterKey } from "../format/keyfile.ts";
+import { addKey, changePassphrase, findKey, keyFileBytes, removeKey } from "../keys.ts";
+import { defaultIndexPath } from "../paths.ts";
+import { decryptBlobFiles, inspectBlobFiles, rebuildIndexFile } from "../recover.ts";
+import { listKeyFiles, openRepository, readConfig, type Repository } from "../repository.ts";
+import { RECOVERY_PAGE_HTML } from "../recovery_page/page.ts";
+import {
+  type Command,
+  indexLocation,
+  kdfLogN,
+  note,
+  out,
+  parse,
+  printJson,
+  REPO_OPTIONS,
+  repositoryLocation,
+  table,
+} from "./common.ts";
+import { formatBytes } from "./progress.ts";
+import { getPassphrase, promptHidden, UsageError } from "./prompt.ts";
+
+const label = () => `${Deno.env.get("USER") ?? "user"}@${hostname()}`;
+
+/** Opens the repository named by the global options with its master key (no index). */
+async function openRepo(
+  values: { repo?: string; "passphrase-file"?: string },
+): Promise<Repository> {
+  const { location } = repositoryLocation(values.repo);
+  const backend = await openBackend(location);
+  const suite = await denoSuite();
+  await readConfig(backend);
+  const passphrase = await getPassphrase(values["passphrase-file"], false);
+  return await openRepository(backend, suite, passphrase);
+}
+
+/** A new passphrase: --new-passphrase-file, N2S_NEW_PASSPHRASE, or asked twice. */
+async function getNewPassphrase(file: string | undefined): Promise<string> {
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (e) {
+      throw new UsageError(`cannot read ${file}: ${e instanceof Error ? e.message : e}`);
+    }
+    const p = text.replace(/\r?\n$/, "");
+    if (p === "") throw new UsageError(`new passphrase file ${file} is empty`);
+    return p;
+  }
+  const env = Deno.env.get("N2S_NEW_PASSPHRASE");
+  if (env !== undefined && env !== "") return env;
+  const p = await promptHidden("New passphrase: ");
+  if (p === "") throw new UsageError("an empty passphrase is not allowed");
+  if (await promptHidden("New passphrase again: ") !== p) {
+    throw new UsageError("the two passphrases differ; nothing was changed");
+  }
+  return p;
+}
+
+const recover: Command = {
+  summary: "rebuild the index from the repository and a key (recover index)",
+  usage: "n2s recover index [--repo LOCATION] [--index FILE] [--force] [--json]",
+  async run(args) {
+    const { values, positionals } = parse(
+      args,
+      { ...REPO_OPTIONS, force: { type: "boolean" } },
+      this.usage,
+    );
+    if (positionals.length !== 1 || positionals[0] !== "index") {
+      throw new UsageError(`what to recover is needed\nusage: ${this.usage}`);
+    }
+    const repo = await openRepo(values);
+    try {
+      const path = resolve(indexLocation(values.index) ?? defaultIndexPath(repo.id));
+      await Deno.mkdir(resolve(path, ".."), { recursive: true });
+      const r = await rebuildIndexFile(repo, path, { force: values.force });
+      for (const p of r.problems) note(`n2s: ${p.object}: ${p.message}`);
+      if (values.json) printJson(r);
+      else {
+        if (r.previous) out(`the previous index was kept as ${r.previous}`);
+        out(
+          `rebuilt ${r.index}: ${r.changesets} changesets, ${r.files} entries from manifests` +
+            (r.incomplete.length
+              ? `; ${r.orphanBlobs} blobs of ${r.incomplete.length} unfinished pushes ` +
+                `(${r.incomplete.join(", ")}) from blob headers`
+              : "") +
+            (r.problems.length ? `; ${r.problems.length} objects could not be read` : ""),
+        );
+      }
+      return r.problems.length ? 1 : 0;
+    } finally {
+      await repo.backend.close();
+    }
+  },
+};
+
+const decryptBlob: Command = {
+  summary: "restore blob files with a key file alone (no repository, no index)",
+  usage: "n2s decrypt-blob FILE... --key-file KEY [--target-path DIR] [--list] " +
+    "[--passphrase-file FILE] [--json]",
+  async run(args) {
+    const { values, positionals } = parse(args, {
+      "key-file": { type: "string" },
+      "target-path": { type: "string" },
+      "passphrase-file": { type: "string" },
+      list: { type: "boolean" },
+      json: { type: "boolean" },
+      verbose: { type: "boolean" },
+    }, this.usage);
+    if (!values["key-file"] || positionals.length === 0) {
+      throw new UsageError(`blob files and --key-file are needed\nusage: ${this.usage}`);
+    }
+    let text: Uint8Array;
+    try {
+      text = await Deno.readFile(values["key-file"]);
+    } catch (e) {
+      throw new UsageError(
+        `cannot read ${values["key-file"]}: ${e instanceof Error ? e.message : e}`,
+      );
+    }
+    const keyFile = parseKeyFile(text, values["key-file"]);
+    const suite = await denoSuite();
+    const passphrase = await getPassphrase(values["passphrase-file"], false);
+    const master = await unwrapMasterKey(suite, keyFile, passphrase);
+    if (values.list) {
+      const infos = await inspectBlobFiles(suite, master, positionals);
+      if (values.json) printJson(infos);
+      else {
+        for (const i of infos) {
+          if ("error" in i) note(`n2s: ${i.error}`);
+          else {out(
+              `${i.file}  ${i.header.path}  ${formatBytes(i.header.size)}  ${i.header.source}`,
+            );}
+        }
+      }
+      return infos.some((i) => "error" in i) ? 1 : 0;
+    }
+    const target = resolve(values["target-path"] ?? ".");
+    const r = await decryptBlobFiles(suite, master, keyFile, positionals, target);
+    for (const p of r.problems) note(`n2s: ${p.path}: ${p.message}`);
+    for (const s of r.skipped) note(`n2s: ${s.file}: an older version of ${s.path}; not restored`);
+    if (values.json) printJson(r);
+    else {
+      out(
+        `restored ${r.files} files (${formatBytes(r.bytes)}) into ${target}` +
+          (r.problems.length ? `; ${r.problems.length} could not be restored` : ""),
+      );
+    }
+    return r.problems.length ? 1 : 0;
+  },
+};
+
+const KEY_USAGE = "n2s key add [--label TEXT] [--new-passphrase-file FILE] | key list | " +
+  "key remove ID | key passwd [--new-passphrase-file FILE] | key export [ID] [--output FILE]";
+
+const key: Command = {
+  summary: "add, list, remove, change or export the repository's keys",
+  usage: KEY_USAGE,
+  async run(args) {
+    const { values, positionals } = parse(args, {
+      ...REPO_OPTIONS,
+      "new-passphrase-file": { type: "string" },
+      label: { type: "string" },
+      output: { type: "string" },
+    }, this.usage);
+    const [sub, ...rest] = positionals;
+    if (sub === "list") {
+      const { location } = repositoryLocation(values.repo);
+      const backend = await openBackend(location);
+      try {
+        await readConfig(backend);
+        const keys = await listKeyFiles(backend);
+        if (values.json) {
+          printJson(
+            keys.map((k) => ({ id: k.id, label: k.label, created: k.created, N: k.kdf.N })),
+          );
+        } else {
+          out(table(
+            ["ID", "LABEL", "CREATED", "SCRYPT N"],
+            keys.map((k) => [k.id, k.label || "-", k.created, `2^${Math.log2(k.kdf.N)}`]),
+          ));
+        }
+      } finally {
+        await backend.close();
+      }
+      return 0;
+    }
+    if (!["add", "remove", "passwd", "export"].includes(sub ?? "")) {
+      throw new UsageError(`a key subcommand is needed\nusage: ${this.usage}`);
+    }
+    if (sub === "remove" && rest.length !== 1) {
+      throw new UsageError(`key remove needs one key id\nusage: ${this.usage}`);
+    }
+    const repo = await openRepo(values);
+    try {
+      if (sub === "add") {
+        const k = await addKey(repo, await getNewPassphrase(values["new-passphrase-file"]), {
+          label: values.label ?? label(),
+          logN: kdfLogN(),
+        });
+        if (values.json) printJson({ added: k.id, label: k.label });
+        else out(`added key ${k.id} (${k.label})`);
+      } else if (sub === "remove") {
+        const k = await removeKey(repo, rest[0]);
+        if (values.json) printJson({ removed: k.id, label: k.label });
+        else out(`removed key ${k.id} (${k.label})`);
+      } else if (sub === "passwd") {
+        const r = await changePassphrase(
+          repo,
+          await getNewPassphrase(values["new-passphrase-file"]),
+          {
+            logN: kdfLogN(),
+          },
+        );
+        if (values.json) printJson({ added: r.added.id, removed: r.removed });
+        else out(`changed the passphrase: key ${r.removed} is replaced by key ${r.added.id}`);
+      } else {
+        const k = await findKey(repo, rest[0] ?? repo.keyId);
+        const bytes = keyFileBytes(k);
+        if (values.output) {
+          await Deno.writeFile(values.output, bytes, { mode: 0o600, createNew: true }).catch(
+            (e) => {
+              if (e instanceof Deno.errors.AlreadyExists) {
+                throw new Error(`${values.output} exists; not overwriting it`);
+              }
+              throw e;
+            },
+          );
+          note(
+            `exported key ${k.id} to ${values.output}; keep it apart from the repository. ` +
+              `It opens with that key's passphrase and nothing else.`,
+          );
+        } else {
+          Deno.stdout.writeSync(bytes);
+        }
+      }
+    } finally {
+      await repo.backend.close();
+    }
+    return 0;
+  },
+};
+
+const recoveryPage: Command = {
+  summary: "the offline recovery page (HTML): decrypt blob files in a browser",
+  usage: "n2s recovery-page [--output FILE]",
+  async run(args) {
+    const { values } = parse(args, { output: { type: "string" } }, this.usage);
+    if (values.output) {
+      await Deno.writeTextFile(values.output, RECOVERY_PAGE_HTML);
+      note(`wrote ${values.output}; open it in any browser, no network needed`);
+    } else {
+      Deno.stdout.writeSync(new TextEncoder().encode(RECOVERY_PAGE_HTML));
+    }
+    return 0;
+  },
+};
+
+/** The recovery commands by name. */
+export const RECOVERY_COMMANDS: Record<string, Command> = {
+  recover,
+  "decrypt-blob": decryptBlob,
+  key,
+  "recovery-page": recoveryPage,
+};
