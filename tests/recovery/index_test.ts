@@ -1,0 +1,165 @@
+// Rebuilding the index from the repository and a key, and pulling with no index at all.
+
+import assert from "node:assert/strict";
+import { n2s, n2sOk } from "../helpers/cli.ts";
+import { assertSameTree, seededBytes, tempDir, writeTree } from "../helpers/fs.ts";
+
+const ENV = { N2S_PASSPHRASE: "recovery test passphrase" };
+
+/** A repository with three changesets of one source: writes, a change, a delete, a link. */
+async function threeChangesets(root: string) {
+  const repo = `${root}/repo`;
+  const index = `${root}/index.sqlite`;
+  const src = `${root}/src`;
+  const at = ["--repo", repo, "--index", index];
+  await n2sOk(["init", ...at], ENV);
+  writeTree(src, {
+    "a.txt": "alpha\n",
+    "docs/b.md": "# bravo\n",
+    "data/big.bin": seededBytes(2_500_000, 7),
+    "data/ünïcode.txt": "ü",
+  });
+  await n2sOk(["push", src, "--source", "s", ...at], ENV);
+  writeTree(src, { "a.txt": "alpha, changed\n", "c.txt": "charlie\n" });
+  Deno.removeSync(`${src}/docs/b.md`);
+  await n2sOk(["push", src, "--source", "s", "--changeset-name", "second", ...at], ENV);
+  // The first version of a.txt comes back: its blob is already stored ("present").
+  writeTree(src, { "a.txt": "alpha\n" });
+  Deno.symlinkSync("c.txt", `${src}/link`);
+  await n2sOk(["push", src, "--source", "s", ...at], ENV);
+  const ids = (JSON.parse(await n2sOk(["status", "--json", ...at], ENV)) as { id: string }[])
+    .map((c) => c.id);
+  assert.equal(ids.length, 3);
+  return { repo, index, src, at, ids };
+}
+
+/** What status, ls and find answer, as JSON. */
+async function answers(at: string[], ids: string[]) {
+  const out: Record<string, unknown> = {};
+  out.status = JSON.parse(await n2sOk(["status", "--json", ...at], ENV));
+  for (const id of ids) out[`ls ${id}`] = JSON.parse(await n2sOk(["ls", id, "--json", ...at], ENV));
+  for (const p of ["a.txt", "**/*.txt", "data"]) {
+    out[`find ${p}`] = JSON.parse(await n2sOk(["find", p, "--json", ...at], ENV));
+  }
+  return out;
+}
+
+function removeIndex(index: string): void {
+  Deno.removeSync(index);
+  for (const s of ["-wal", "-shm"]) {
+    try {
+      Deno.removeSync(index + s);
+    } catch {
+      // absent once the index was closed cleanly
+    }
+  }
+}
+
+Deno.test("recover index rebuilds an index that answers status, ls and find exactly as before", async () => {
+  using t = tempDir();
+  const { index, at, ids } = await threeChangesets(t.path);
+  const before = await answers(at, ids);
+  removeIndex(index);
+  const r = JSON.parse(await n2sOk(["recover", "index", "--json", ...at], ENV));
+  assert.equal(r.changesets, 3);
+  assert.deepEqual(r.problems, []);
+  const after = await answers(at, ids);
+  // Manifests record when each blob was confirmed, but not when a link or a deletion was
+  // recorded; the rebuilt index gives those the changeset's commit time.
+  const completed = new Map(
+    (after.status as { id: string; completed: string }[]).map((c) => [c.id, c.completed]),
+  );
+  for (const id of ids) {
+    const b = before[`ls ${id}`] as { action: string; confirmed: string }[];
+    const a = after[`ls ${id}`] as { action: string; confirmed: string }[];
+    b.forEach((e, i) => {
+      if (e.action !== "write" && a[i]?.confirmed === completed.get(id)) {
+        e.confirmed = a[i].confirmed;
+      }
+    });
+  }
+  assert.deepStrictEqual(after, before);
+});
+
+Deno.test("recover index refuses to replace an index that lists changesets unless forced", async () => {
+  using t = tempDir();
+  const { index, at } = await threeChangesets(t.path);
+  const r = await n2s(["recover", "index", ...at], ENV);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /exists.*--force/);
+  await n2sOk(["recover", "index", "--force", ...at], ENV);
+  assert.ok(Deno.statSync(`${index}.old`).isFile);
+});
+
+Deno.test("recover index records a push that never completed from its blobs' headers", async () => {
+  using t = tempDir();
+  const { repo, index, at, ids } = await threeChangesets(t.path);
+  // The third push's manifest never reached storage: its blobs did.
+  Deno.removeSync(`${repo}/changesets/${ids[2]}`);
+  removeIndex(index);
+  const r = JSON.parse(await n2sOk(["recover", "index", "--json", ...at], ENV));
+  assert.equal(r.changesets, 2);
+  // That push stored no new blob (a.txt's blob was already there), so nothing else is found.
+  assert.deepEqual(r.incomplete, []);
+  const status = JSON.parse(await n2sOk(["status", "--json", ...at], ENV));
+  assert.deepEqual(status.map((c: { status: string }) => c.status), ["complete", "complete"]);
+
+  // A push whose manifest is lost after uploading new content.
+  writeTree(`${t.path}/src`, { "new.bin": seededBytes(10_000, 3) });
+  await n2sOk(["push", `${t.path}/src`, "--source", "s", ...at], ENV);
+  const last = JSON.parse(await n2sOk(["status", "--json", ...at], ENV)).at(-1).id;
+  Deno.removeSync(`${repo}/changesets/${last}`);
+  removeIndex(index);
+  const r2 = JSON.parse(await n2sOk(["recover", "index", "--json", ...at], ENV));
+  assert.deepEqual(r2.incomplete, [last]);
+  assert.equal(r2.orphanBlobs, 1);
+  const rows = JSON.parse(await n2sOk(["status", "--json", ...at], ENV));
+  assert.equal(rows.at(-1).id, last);
+  assert.equal(rows.at(-1).status, "failed");
+  const hits = JSON.parse(await n2sOk(["find", "new.bin", "--json", ...at], ENV));
+  assert.equal(hits.length, 1);
+  assert.equal(hits[0].changeset, last);
+  // The next push does not upload that blob again: it is recorded as stored.
+  const again = JSON.parse(
+    await n2sOk(["push", `${t.path}/src`, "--source", "s", "--json", ...at], ENV),
+  );
+  assert.equal(again.uploaded, 0);
+});
+
+Deno.test("pull restores a changeset with no index at all, from the manifests", async () => {
+  using t = tempDir();
+  const { repo, src, ids } = await threeChangesets(t.path);
+  const fresh = ["--repo", repo, "--index", `${t.path}/fresh/index.sqlite`];
+  await n2sOk([
+    "pull",
+    "--changeset-id",
+    ids[2].slice(0, 10),
+    "--target-path",
+    `${t.path}/out`,
+    ...fresh,
+  ], ENV);
+  assertSameTree(`${t.path}/out`, src);
+  // An older changeset, and a pattern.
+  await n2sOk([
+    "pull",
+    "--changeset-id",
+    ids[0],
+    "--target-path",
+    `${t.path}/old`,
+    "docs/*",
+    ...fresh,
+  ], ENV);
+  assert.equal(Deno.readTextFileSync(`${t.path}/old/docs/b.md`), "# bravo\n");
+  assert.deepEqual([...Deno.readDirSync(`${t.path}/old`)].map((e) => e.name), ["docs"]);
+});
+
+Deno.test("pull falls back to the manifests for a changeset the index never saw", async () => {
+  using t = tempDir();
+  const { repo, src, ids } = await threeChangesets(t.path);
+  // Another machine's index knows only a changeset of its own source.
+  const other = ["--repo", repo, "--index", `${t.path}/other.sqlite`];
+  writeTree(`${t.path}/elsewhere`, { "x.txt": "x" });
+  await n2sOk(["push", `${t.path}/elsewhere`, "--source", "other", ...other], ENV);
+  await n2sOk(["pull", "--changeset-id", ids[2], "--target-path", `${t.path}/out`, ...other], ENV);
+  assertSameTree(`${t.path}/out`, src);
+});
