@@ -339,7 +339,9 @@ export function blobIdFromFileName(file: string): string {
   const name = basename(file).toLowerCase();
   if (!isHex256(name)) {
     throw new Error(
-      `${file}: the file name is not a blob id. A blob's id is authenticated with its content, ` +
+      `the file name ${
+        basename(file)
+      } is not a blob id. A blob's id is authenticated with its content, ` +
         `so the file must keep the name it had under blobs/ (64 hex digits); rename it back`,
     );
   }
