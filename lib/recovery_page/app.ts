@@ -59,7 +59,11 @@ async function decryptOne(suite: Suite, master: Uint8Array, file: File): Promise
   }
   // Only now, with every check passed, does the content become a download.
   const base = path.split("/").pop() || blobId;
-  const content = new File(parts as BlobPart[], base, { lastModified: mtime });
+  // A neutral type, so that browsers keep the name as it is (no guessed extension).
+  const content = new File(parts as BlobPart[], base, {
+    lastModified: mtime,
+    type: "application/octet-stream",
+  });
   const a = document.createElement("a");
   a.href = URL.createObjectURL(content);
   a.download = base;
