@@ -678,6 +678,8 @@ async function commitChangeset(
         e.target = f.target!;
         if (f.mtime !== null) e.mtime = f.mtime;
       }
+      // Links and deletions carry their time too, so a rebuilt index answers exactly as before.
+      if (f.action !== "write" && f.confirmed) e.confirmed = f.confirmed;
       yield e;
     }
   };
