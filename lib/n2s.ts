@@ -71,7 +71,7 @@ export interface FindHit {
 
 /** Options to open a store. */
 export interface OpenOptions {
-  /** Repository location (a path, file://, sftp://, s3://, rclone:, ipfs://). */
+  /** Repository location: a path or a file:// URL. */
   repository: string;
   /** Index file; defaults to one per repository under the user's data directory. */
   index?: string;

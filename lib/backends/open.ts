@@ -10,7 +10,9 @@ export function openBackend(location: string): Promise<Backend> {
     return Promise.resolve(new LocalBackend(decodeURIComponent(new URL(location).pathname)));
   }
   if (/^[a-z][a-z0-9+.-]*:/i.test(location) && !location.startsWith("/")) {
-    throw new Error(`unsupported repository location "${location}"`);
+    throw new Error(
+      `unsupported repository location "${location}": use a local path or a file:// URL`,
+    );
   }
   return Promise.resolve(new LocalBackend(resolve(location)));
 }
