@@ -704,14 +704,12 @@ async function commitChangeset(
 export async function resume(
   repo: Repository,
   index: Index,
-  opts: {
-    source?: string;
-    concurrency?: number;
-    compressLevel?: number;
-    confirmBatch?: number;
-    onProgress?: (p: PushProgress) => void;
-    now?: () => number;
-  } = {},
+  opts: Partial<
+    Pick<
+      PushOptions,
+      "source" | "concurrency" | "compressLevel" | "confirmBatch" | "onProgress" | "now"
+    >
+  > = {},
 ): Promise<{ resumed: string[]; problems: EntryProblem[] }> {
   const now = opts.now ?? Date.now;
   const out = { resumed: [] as string[], problems: [] as EntryProblem[] };

@@ -287,13 +287,26 @@ const pull: Command = {
   },
 };
 
+/** Opens the store, runs `fn`, and always closes the store; returns exit code 0. */
+async function withStore(
+  values: { repo?: string; index?: string; "passphrase-file"?: string },
+  fn: (store: N2S) => void | Promise<void>,
+): Promise<number> {
+  const store = await openStore(values);
+  try {
+    await fn(store);
+  } finally {
+    await store.close();
+  }
+  return 0;
+}
+
 const status: Command = {
   summary: "changesets with status, counts and times",
   usage: "n2s status [ID] [--json]",
   async run(args) {
     const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
-    const store = await openStore(values);
-    try {
+    return await withStore(values, (store) => {
       const rows = store.status(positionals[0]);
       if (values.json) printJson(rows);
       else if (rows.length === 0) out("no changesets yet");
@@ -313,10 +326,7 @@ const status: Command = {
           ]),
         ));
       }
-    } finally {
-      await store.close();
-    }
-    return 0;
+    });
   },
 };
 
@@ -328,8 +338,7 @@ const ls: Command = {
     if (positionals.length !== 1) {
       throw new UsageError(`one changeset id is needed\nusage: ${this.usage}`);
     }
-    const store = await openStore(values);
-    try {
+    return await withStore(values, (store) => {
       const rows = store.ls(positionals[0]);
       if (values.json) printJson(rows);
       else {
@@ -344,10 +353,7 @@ const ls: Command = {
           ]),
         ));
       }
-    } finally {
-      await store.close();
-    }
-    return 0;
+    });
   },
 };
 
@@ -359,8 +365,7 @@ const find: Command = {
     if (positionals.length !== 1) {
       throw new UsageError(`one pattern is needed\nusage: ${this.usage}`);
     }
-    const store = await openStore(values);
-    try {
+    return await withStore(values, (store) => {
       const rows = store.find(positionals[0]);
       if (values.json) printJson(rows);
       else if (rows.length === 0) out(`no stored path matches "${positionals[0]}"`);
@@ -378,10 +383,7 @@ const find: Command = {
           ]),
         ));
       }
-    } finally {
-      await store.close();
-    }
-    return 0;
+    });
   },
 };
 
@@ -390,8 +392,7 @@ const log: Command = {
   usage: "n2s log [--source NAME] [--json]",
   async run(args) {
     const { values } = parse(args, { ...REPO_OPTIONS, source: { type: "string" } }, this.usage);
-    const store = await openStore(values);
-    try {
+    return await withStore(values, (store) => {
       const rows = store.log(values.source);
       if (values.json) printJson(rows);
       else {
@@ -404,10 +405,7 @@ const log: Command = {
           );
         }
       }
-    } finally {
-      await store.close();
-    }
-    return 0;
+    });
   },
 };
 
