@@ -57,6 +57,8 @@ export async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Uint8A
 export interface Backend {
   /** A short description for messages, e.g. "local /srv/n2s" or "s3 bucket/prefix". */
   readonly name: string;
+  /** How many operations in flight suit this backend (push and pull use it); default 4. */
+  readonly parallelism?: number;
   put(key: string, body: Body): Promise<ObjectInfo>;
   get(key: string): Promise<AsyncIterable<Uint8Array>>;
   stat(key: string): Promise<ObjectInfo | null>;
