@@ -39,7 +39,9 @@ function classify(name: string, e: unknown, what: string): BackendError {
   }
   const msg = e instanceof Error ? e.message : String(e);
   // A full disk or a read-only file system will not heal by retrying.
-  const permanent = /ENOSPC|EROFS|No space left|Read-only file system/i.test(msg);
+  const permanent =
+    /ENOSPC|EROFS|ENOTDIR|EACCES|No space left|Read-only file system|Not a directory/i.test(msg) ||
+    e instanceof Deno.errors.NotADirectory;
   return new BackendError(permanent ? "permanent" : "transient", name, `${what}: ${msg}`, {
     cause: e,
   });

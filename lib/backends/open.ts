@@ -1,18 +1,60 @@
-// Turns a repository location (a path, file://, and the remote forms) into a backend stack.
+// Turns a repository location into a backend stack: the backend its form names, wrapped in
+// retries, a limit on operations in flight and, for tests, injected faults.
 
 import type { Backend } from "./backend.ts";
 import { LocalBackend } from "./local.ts";
+import { buildStack, parseFaults, parseRetry, type StackOptions } from "./wrappers.ts";
 import { resolve } from "node:path";
 
-/** Opens the backend named by a repository location. */
-export function openBackend(location: string): Promise<Backend> {
+/** The location forms, for error messages and help. */
+export const LOCATION_FORMS = [
+  "/path or file:///path",
+  "sftp://[user@]host[:port]/path",
+  "s3://bucket/prefix?endpoint=…&region=…&style=path|virtual",
+  "ipfs://root?api=http://127.0.0.1:5001",
+  "rclone:remote:path",
+];
+
+/** Options of `openBackend`. */
+export interface OpenOptions extends StackOptions {
+  /**
+   * Environment the backend reads its settings and credentials from (default: the process
+   * environment). N2S_FAULTS ("transient=0.2,seed=7") injects faults, for tests; N2S_RETRY
+   * ("attempts=10,base=100,max=5000") tunes the retries.
+   */
+  env?: Record<string, string | undefined>;
+}
+
+/** Opens the backend a location names, without the wrappers. */
+export function openBaseBackend(
+  location: string,
+  env: Record<string, string | undefined>,
+): Promise<Backend> {
+  void env;
   if (location.startsWith("file://")) {
     return Promise.resolve(new LocalBackend(decodeURIComponent(new URL(location).pathname)));
   }
-  if (/^[a-z][a-z0-9+.-]*:/i.test(location) && !location.startsWith("/")) {
+  if (/^[a-z][a-z0-9+.-]*:/i.test(location)) {
     throw new Error(
-      `unsupported repository location "${location}": use a local path or a file:// URL`,
+      `unsupported repository location "${location}": use one of ${LOCATION_FORMS.join(", ")}`,
     );
   }
   return Promise.resolve(new LocalBackend(resolve(location)));
+}
+
+/** Opens the backend stack named by a repository location. */
+export async function openBackend(location: string, opts: OpenOptions = {}): Promise<Backend> {
+  const env = opts.env ?? Deno.env.toObject();
+  const faults = opts.faults ?? (env.N2S_FAULTS ? parseFaults(env.N2S_FAULTS) : undefined);
+  const retry = opts.retry ?? (env.N2S_RETRY ? parseRetry(env.N2S_RETRY) : {});
+  if (faults && !retry.onRetry) {
+    // Injected faults are for tests: show each retry, so a test can tell that faults happened.
+    const enc = new TextEncoder();
+    retry.onRetry = (op, key, attempt, e) => {
+      const why = e instanceof Error ? e.message : String(e);
+      Deno.stderr.writeSync(enc.encode(`retrying ${op} ${key} (try ${attempt + 1}): ${why}\n`));
+    };
+  }
+  const base = await openBaseBackend(location, env);
+  return buildStack(base, { ...opts, faults, retry });
 }

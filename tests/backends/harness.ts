@@ -1,0 +1,345 @@
+// The backend conformance suite and the end-to-end checks every backend's test file runs
+// against its real server: the same steps for every backend, so that they all keep the one
+// contract of lib/backends/backend.ts.
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import {
+  type Backend,
+  type Body,
+  BodyError,
+  errorKind,
+  NotFoundError,
+  type ObjectInfo,
+} from "../../lib/backends/backend.ts";
+import { fromBody } from "../../lib/backends/wrappers.ts";
+import { n2s, n2sOk } from "../helpers/cli.ts";
+import { assertSameTree, seededBytes, tempDir, writeTree } from "../helpers/fs.ts";
+
+const MiB = 1 << 20;
+
+/** Options of the conformance suite. */
+export interface ConformanceOptions {
+  /** The backend's list page size, if it pages: the listing test stores this many + 50. */
+  listPageHint?: number;
+}
+
+/** Pseudo-random bytes from a seed, produced in pieces of `piece` bytes. */
+function* pieces(size: number, seed: number, piece = MiB): Generator<Uint8Array> {
+  let state = seed >>> 0 || 1;
+  for (let off = 0; off < size; off += piece) {
+    const n = Math.min(piece, size - off);
+    const out = new Uint8Array(n);
+    const words = new Uint32Array(out.buffer, 0, n >>> 2);
+    for (let i = 0; i < words.length; i++) {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      words[i] = state >>> 0;
+    }
+    for (let i = words.length * 4; i < n; i++) out[i] = (state >>> (8 * (i & 3))) & 0xff;
+    yield out;
+  }
+}
+
+/** A re-openable body of `size` seeded bytes; `knownSize` decides whether it tells its size. */
+function seededBody(size: number, seed: number, knownSize = true): Body {
+  return {
+    size: knownSize ? size : undefined,
+    async *open() {
+      yield* pieces(size, seed);
+    },
+  };
+}
+
+function digestOf(size: number, seed: number): string {
+  const h = createHash("sha256");
+  for (const p of pieces(size, seed)) h.update(p);
+  return h.digest("hex");
+}
+
+async function digestStream(stream: AsyncIterable<Uint8Array>): Promise<[string, number]> {
+  const h = createHash("sha256");
+  let n = 0;
+  for await (const p of stream) {
+    h.update(p);
+    n += p.length;
+  }
+  return [h.digest("hex"), n];
+}
+
+async function collect(it: AsyncIterable<ObjectInfo>): Promise<ObjectInfo[]> {
+  const out: ObjectInfo[] = [];
+  for await (const i of it) out.push(i);
+  return out;
+}
+
+async function keysUnder(b: Backend, prefix: string): Promise<string[]> {
+  return (await collect(b.list(prefix))).map((i) => i.key).sort();
+}
+
+async function assertNotFound(b: Backend, key: string): Promise<void> {
+  await assert.rejects(
+    async () => {
+      for await (const _ of await b.get(key)) {
+        // drain
+      }
+    },
+    (e) => e instanceof NotFoundError || errorKind(e) === "notfound",
+    `get of the absent ${key} must fail with a not-found error`,
+  );
+}
+
+/** Runs `n` tasks with at most `width` at once. */
+async function pool<T>(n: number, width: number, f: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(n);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(width, n) }, async () => {
+      while (next < n) {
+        const i = next++;
+        out[i] = await f(i);
+      }
+    }),
+  );
+  return out;
+}
+
+/**
+ * The conformance suite: every step opens the backend once, works under its own random key
+ * prefix and closes the backend at the end.
+ */
+export async function runConformance(
+  t: Deno.TestContext,
+  open: () => Promise<Backend>,
+  opts: ConformanceOptions = {},
+): Promise<void> {
+  const step = (name: string, f: (b: Backend, p: string) => Promise<void>) =>
+    t.step(name, async () => {
+      const b = await open();
+      const p = `conf-${crypto.randomUUID().slice(0, 8)}/`;
+      try {
+        await f(b, p);
+      } finally {
+        await b.close();
+      }
+    });
+
+  await step("put/get round trip of 0 B, 1 B, 5 MiB and 64 MiB", async (b, p) => {
+    const cases: [number, boolean][] = [[0, true], [1, true], [5 * MiB, false], [64 * MiB, true]];
+    for (const [size, known] of cases) {
+      const key = `${p}blobs/ab/obj-${size}`;
+      const info = await b.put(key, seededBody(size, size + 1, known));
+      assert.equal(info.key, key);
+      assert.equal(info.size, size, `put of ${size} B reports its size`);
+      const [digest, n] = await digestStream(await b.get(key));
+      assert.equal(n, size, `get of ${size} B returns ${size} B`);
+      assert.equal(digest, digestOf(size, size + 1), `get of ${size} B returns the same bytes`);
+      const st = await b.stat(key);
+      assert.ok(st, `stat finds the ${size} B object`);
+      assert.equal(st.size, size);
+    }
+    await b.flush();
+  });
+
+  await step("stat and get of an absent object", async (b, p) => {
+    assert.equal(await b.stat(`${p}absent`), null);
+    assert.equal(await b.stat(`${p}no/such/dir/absent`), null);
+    await assertNotFound(b, `${p}absent`);
+  });
+
+  await step("list with a prefix over many objects", async (b, p) => {
+    const count = (opts.listPageHint ?? 1000) + 50;
+    const keys = Array.from({ length: count }, (_, i) => {
+      const fan = i % 3 === 0 ? "aa" : i % 3 === 1 ? "ab" : "ba";
+      return `${p}blobs/${fan}/${String(i).padStart(5, "0")}`;
+    });
+    await pool(keys.length, 16, (i) => b.put(keys[i], seededBody(i % 7, i)));
+    await b.put(`${p}config`, seededBody(10, 1));
+    await b.put(`${p}blobsx`, seededBody(3, 2));
+    const all = await collect(b.list(`${p}blobs/`));
+    assert.equal(all.length, count, "every object under the prefix, each once");
+    assert.deepEqual(all.map((i) => i.key).sort(), [...keys].sort());
+    for (const i of all) assert.equal(i.size, Number(i.key.slice(-5)) % 7, `size of ${i.key}`);
+    // A prefix that ends in the middle of a name.
+    assert.deepEqual(
+      await keysUnder(b, `${p}blobs/a`),
+      keys.filter((k) => k.startsWith(`${p}blobs/a`)).sort(),
+    );
+    assert.deepEqual(
+      await keysUnder(b, `${p}blobs/aa/0000`),
+      keys.slice(0, 10).filter((k) => k.includes("/aa/")).sort(),
+    );
+    assert.deepEqual(await keysUnder(b, `${p}blobsx`), [`${p}blobsx`]);
+    assert.deepEqual(await keysUnder(b, `${p}nothing-here/`), []);
+    assert.equal((await keysUnder(b, p)).length, count + 2);
+  });
+
+  await step("delete removes an object; deleting an absent one is not an error", async (b, p) => {
+    await b.put(`${p}keys/k1`, seededBody(100, 5));
+    await b.put(`${p}keys/k2`, seededBody(100, 6));
+    await b.delete(`${p}keys/k1`);
+    assert.equal(await b.stat(`${p}keys/k1`), null);
+    await assertNotFound(b, `${p}keys/k1`);
+    assert.deepEqual(await keysUnder(b, `${p}keys/`), [`${p}keys/k2`]);
+    await b.delete(`${p}keys/k1`);
+    await b.delete(`${p}never/was`);
+  });
+
+  await step("overwrite replaces the whole object", async (b, p) => {
+    const key = `${p}changesets/c1`;
+    await b.put(key, seededBody(300_000, 7));
+    await b.put(key, seededBody(1_000, 8));
+    const [digest, n] = await digestStream(await b.get(key));
+    assert.equal(n, 1_000);
+    assert.equal(digest, digestOf(1_000, 8));
+    assert.equal((await b.stat(key))?.size, 1_000);
+  });
+
+  await step("an interrupted put leaves no visible partial object", async (b, p) => {
+    const failing = (size: number): Body => ({
+      size: 8 * MiB,
+      async *open() {
+        yield* pieces(size, 9);
+        throw new BodyError("source changed while it was read");
+      },
+    });
+    const key = `${p}blobs/cd/interrupted`;
+    await assert.rejects(
+      () => b.put(key, failing(3 * MiB)),
+      (e) => fromBody(e),
+      "the body's own error reaches the caller in the cause chain",
+    );
+    assert.equal(await b.stat(key), null, "no object after a failed put");
+    await assertNotFound(b, key);
+    assert.deepEqual(await keysUnder(b, p), [], "no temporary object is listed");
+    // An interrupted overwrite keeps the previous object whole.
+    await b.put(key, seededBody(1234, 10));
+    await assert.rejects(() => b.put(key, failing(2 * MiB)), (e) => fromBody(e));
+    const [digest, n] = await digestStream(await b.get(key));
+    assert.equal(n, 1234);
+    assert.equal(digest, digestOf(1234, 10));
+    assert.deepEqual(await keysUnder(b, p), [key]);
+  });
+
+  await step("concurrent puts", async (b, p) => {
+    const n = 24;
+    await Promise.all(
+      Array.from({ length: n }, (_, i) => b.put(`${p}c/${i}`, seededBody(200_000 + i, 100 + i))),
+    );
+    for (let i = 0; i < n; i++) {
+      const [digest, len] = await digestStream(await b.get(`${p}c/${i}`));
+      assert.equal(len, 200_000 + i);
+      assert.equal(digest, digestOf(200_000 + i, 100 + i));
+    }
+    // Puts racing on one key: the object ends up whole, as one of them wrote it.
+    const key = `${p}same`;
+    await Promise.all(
+      [0, 1, 2, 3].map((i) => b.put(key, seededBody(500_000 + i * 1000, 200 + i))),
+    );
+    const [digest, len] = await digestStream(await b.get(key));
+    const i = (len - 500_000) / 1000;
+    assert.ok([0, 1, 2, 3].includes(i), `the object has one writer's length, not ${len}`);
+    assert.equal(digest, digestOf(len, 200 + i));
+    assert.equal((await keysUnder(b, p)).length, n + 1);
+  });
+}
+
+const PASS = { N2S_PASSPHRASE: "conformance passphrase" };
+
+/**
+ * Through the CLI: init, push a tree, change it, push again, pull both changesets and compare
+ * byte for byte; then again on a fresh repository under the location with a fifth of all
+ * backend calls failing transiently.
+ */
+export async function runCliRoundTrip(
+  t: Deno.TestContext,
+  location: string,
+  env: Record<string, string>,
+): Promise<void> {
+  const roundTrip = async (loc: string, extra: Record<string, string>) => {
+    using tmp = tempDir();
+    const e = { ...PASS, ...env, ...extra };
+    const args = ["--repo", loc, "--index", `${tmp.path}/index.sqlite`];
+    const src = `${tmp.path}/src`;
+    writeTree(src, {
+      "a.txt": "alpha\n",
+      "docs/readme.md": "# readme\n",
+      "data/big.bin": seededBytes(3 * MiB + 7, 1),
+      "data/empty": "",
+      "names/with space.txt": "spaces",
+      "names/ünïcødé.txt": "unicode",
+    });
+    for (let i = 0; i < 40; i++) writeTree(src, { [`many/f${i}.txt`]: `file ${i}\n`.repeat(i) });
+    await n2sOk(["init", ...args], e);
+    const first = JSON.parse(await n2sOk(["push", src, "--json", ...args], e));
+    const state1 = `${tmp.path}/state1`;
+    Deno.mkdirSync(state1);
+    new Deno.Command("cp", { args: ["-a", `${src}/.`, state1] }).outputSync();
+
+    Deno.writeTextFileSync(`${src}/a.txt`, "alpha, edited\n");
+    Deno.removeSync(`${src}/docs/readme.md`);
+    writeTree(src, { "new/file.txt": "new", "data/big2.bin": seededBytes(MiB + 3, 2) });
+    const pushed = await n2s(["push", src, "--json", ...args], e);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    if (extra.N2S_FAULTS) {
+      assert.match(
+        pushed.stderr,
+        /retrying \w+ .*injected transient fault/,
+        "faults were injected",
+      );
+    }
+    const second = JSON.parse(pushed.stdout);
+    assert.equal(second.uploaded, 3);
+    assert.equal(second.deleted, 1);
+
+    for (const [cs, expected] of [[first.changeset, state1], [second.changeset, src]]) {
+      const out = `${tmp.path}/out-${cs}`;
+      await n2sOk(["pull", "--changeset-id", cs, "--target-path", out, ...args], e);
+      assertSameTree(out, expected);
+    }
+    // The index is a cache: a pull with a fresh index rebuilds from the backend alone.
+    const fresh = ["--repo", loc, "--index", `${tmp.path}/fresh.sqlite`];
+    await n2sOk(["recover", "index", ...fresh], e);
+    const out = `${tmp.path}/out-fresh`;
+    await n2sOk(["pull", "--changeset-id", second.changeset, "--target-path", out, ...fresh], e);
+    assertSameTree(out, src);
+  };
+  const sub = (name: string) => location.replace(/(\?|$)/, `/${name}$1`);
+  await t.step("CLI: init, push, change, push, pull both changesets", async () => {
+    await roundTrip(sub(`cli-${crypto.randomUUID().slice(0, 8)}`), {});
+  });
+  await t.step("CLI with a fifth of all backend calls failing transiently", async () => {
+    await roundTrip(sub(`faults-${crypto.randomUUID().slice(0, 8)}`), {
+      N2S_FAULTS: `transient=0.2,seed=${Math.floor(Math.random() * 1e6)}`,
+      N2S_RETRY: "attempts=12,base=5,max=100",
+    });
+  });
+}
+
+/**
+ * A permanent error (bad credentials, missing bucket, unreachable host) makes `n2s init` and
+ * `n2s push` fail within 20 seconds with one line naming the backend and the cause.
+ */
+export async function expectFastFailure(
+  t: Deno.TestContext,
+  location: string,
+  env: Record<string, string>,
+  pattern: RegExp,
+): Promise<void> {
+  await t.step(`fails fast: ${pattern.source}`, async () => {
+    using tmp = tempDir();
+    writeTree(`${tmp.path}/src`, { "a.txt": "a" });
+    const args = ["--repo", location, "--index", `${tmp.path}/index.sqlite`];
+    for (const cmd of [["init"], ["push", `${tmp.path}/src`]]) {
+      const started = Date.now();
+      const r = await n2s([...cmd, ...args], { ...PASS, ...env });
+      const seconds = (Date.now() - started) / 1000;
+      assert.notEqual(r.code, 0, `${cmd[0]} must fail`);
+      const lines = r.stderr.trim().split("\n").filter((l) => l.trim() !== "");
+      assert.equal(lines.length, 1, `${cmd[0]} prints one line, not:\n${r.stderr}`);
+      assert.match(lines[0], pattern);
+      assert.ok(seconds < 20, `${cmd[0]} failed after ${seconds.toFixed(1)} s, not within 20 s`);
+    }
+  });
+}

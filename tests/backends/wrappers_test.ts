@@ -1,0 +1,169 @@
+// The retry, limit and fault wrappers over a real local backend: transient faults are retried
+// until the operation succeeds, permanent ones and body errors are not retried at all, a get
+// broken midway resumes where it stopped, and the limit holds.
+
+import assert from "node:assert/strict";
+import {
+  type Backend,
+  BackendError,
+  BodyError,
+  bytesBody,
+  readAll,
+} from "../../lib/backends/backend.ts";
+import { LocalBackend } from "../../lib/backends/local.ts";
+import {
+  buildStack,
+  FaultBackend,
+  fromBody,
+  LimitBackend,
+  parseFaults,
+  parseRetry,
+  RetryBackend,
+} from "../../lib/backends/wrappers.ts";
+import { seededBytes, tempDir } from "../helpers/fs.ts";
+
+/** Counts the calls that reach `inner`, per operation. */
+function counted(inner: Backend): Backend & { calls: Record<string, number> } {
+  const calls: Record<string, number> = {};
+  const c = (op: string) => void (calls[op] = (calls[op] ?? 0) + 1);
+  return {
+    name: inner.name,
+    calls,
+    put: (k, b) => (c("put"), inner.put(k, b)),
+    get: (k) => (c("get"), inner.get(k)),
+    stat: (k) => (c("stat"), inner.stat(k)),
+    list: (p) => (c("list"), inner.list(p)),
+    delete: (k) => (c("delete"), inner.delete(k)),
+    flush: () => (c("flush"), inner.flush()),
+    close: () => inner.close(),
+  };
+}
+
+const FAST = { baseMs: 1, maxMs: 5 };
+
+Deno.test("transient faults on a fifth of all calls are retried until every call succeeds", async () => {
+  using tmp = tempDir();
+  const faults = new FaultBackend(new LocalBackend(tmp.path), parseFaults("transient=0.2,seed=7"));
+  const b = new RetryBackend(faults, { ...FAST, attempts: 12 });
+  const data = Array.from({ length: 200 }, (_, i) => seededBytes(1000 + i * 3000, i));
+  await Promise.all(data.map((d, i) => b.put(`o/${i}`, bytesBody(d))));
+  await b.flush();
+  for (let i = 0; i < data.length; i++) {
+    assert.deepEqual(await readAll(await b.get(`o/${i}`)), data[i]);
+    assert.equal((await b.stat(`o/${i}`))?.size, data[i].length);
+  }
+  const listed = [];
+  for await (const o of b.list("o/")) listed.push(o.key);
+  assert.equal(listed.length, data.length);
+  assert.ok(faults.injected.transient > 100, `faults injected: ${faults.injected.transient}`);
+});
+
+Deno.test("a get that breaks midway resumes after the bytes already delivered", async () => {
+  using tmp = tempDir();
+  const local = new LocalBackend(tmp.path);
+  const data = seededBytes(9 << 20, 3);
+  await local.put("big", bytesBody(data));
+  // Every get breaks after half of its first piece until the retry layer reopens it.
+  let gets = 0;
+  const breaking: Backend = {
+    ...local,
+    name: local.name,
+    put: (k, b) => local.put(k, b),
+    stat: (k) => local.stat(k),
+    list: (p) => local.list(p),
+    delete: (k) => local.delete(k),
+    flush: () => local.flush(),
+    close: () => local.close(),
+    async get(k) {
+      const n = ++gets;
+      const inner = await local.get(k);
+      if (n > 3) return inner;
+      return (async function* () {
+        for await (const p of inner) {
+          yield p.subarray(0, p.length >> 1);
+          throw new BackendError("transient", "test", "connection reset");
+        }
+      })();
+    },
+  };
+  const b = new RetryBackend(breaking, FAST);
+  assert.deepEqual(await readAll(await b.get("big")), data);
+  assert.equal(gets, 4);
+});
+
+Deno.test("permanent errors, missing objects and body errors are not retried", async () => {
+  using tmp = tempDir();
+  const inner = counted(
+    new FaultBackend(new LocalBackend(tmp.path), parseFaults("permanent=1,seed=1")),
+  );
+  const b = new RetryBackend(inner, FAST);
+  await assert.rejects(() => b.stat("x"), /injected permanent fault/);
+  assert.equal(inner.calls.stat, 1);
+
+  const plain = counted(new LocalBackend(tmp.path));
+  const r = new RetryBackend(plain, FAST);
+  await assert.rejects(async () => await readAll(await r.get("absent")), /not found/);
+  assert.equal(plain.calls.get, 1);
+  await assert.rejects(
+    () =>
+      r.put("k", {
+        async *open() {
+          yield new Uint8Array(10);
+          throw new BodyError("the file changed while it was read");
+        },
+      }),
+    (e) => fromBody(e),
+  );
+  assert.equal(plain.calls.put, 1);
+  assert.equal(await r.stat("k"), null);
+});
+
+Deno.test("retries give up after the configured tries with the last cause", async () => {
+  using tmp = tempDir();
+  const inner = counted(
+    new FaultBackend(new LocalBackend(tmp.path), parseFaults("transient=1,seed=1")),
+  );
+  const b = new RetryBackend(inner, { ...FAST, attempts: 4 });
+  await assert.rejects(() => b.stat("x"), /gave up after 4 tries: stat x: injected transient/);
+  assert.equal(inner.calls.stat, 4);
+});
+
+Deno.test("the limit caps operations in flight, and the stack exposes it", async () => {
+  using tmp = tempDir();
+  let now = 0;
+  let peak = 0;
+  const local = new LocalBackend(tmp.path);
+  const slow: Backend = {
+    name: "slow",
+    async put(k, b) {
+      peak = Math.max(peak, ++now);
+      await new Promise((r) => setTimeout(r, 5));
+      try {
+        return await local.put(k, b);
+      } finally {
+        now--;
+      }
+    },
+    get: (k) => local.get(k),
+    stat: (k) => local.stat(k),
+    list: (p) => local.list(p),
+    delete: (k) => local.delete(k),
+    flush: () => local.flush(),
+    close: () => local.close(),
+  };
+  const b = new LimitBackend(slow, 3);
+  await Promise.all(
+    Array.from({ length: 30 }, (_, i) => b.put(`k${i}`, bytesBody(new Uint8Array(i)))),
+  );
+  assert.equal(peak, 3);
+  assert.equal(buildStack(slow, { concurrency: 5 }).parallelism, 5);
+  assert.equal(buildStack({ ...slow, parallelism: 7 }).parallelism, 7);
+});
+
+Deno.test("fault and retry specs are parsed strictly", () => {
+  assert.deepEqual(parseFaults("transient=0.2,seed=7"), { transient: 0.2, permanent: 0, seed: 7 });
+  assert.throws(() => parseFaults("transient=2"), /between 0 and 1/);
+  assert.throws(() => parseFaults("flaky=0.1"), /bad fault spec/);
+  assert.deepEqual(parseRetry("attempts=3,base=10,max=50"), { attempts: 3, baseMs: 10, maxMs: 50 });
+  assert.throws(() => parseRetry("tries=3"), /bad retry spec/);
+});
