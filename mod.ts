@@ -65,7 +65,21 @@ export {
   type ObjectInfo,
 } from "./lib/backends/backend.ts";
 export { LocalBackend } from "./lib/backends/local.ts";
-export { openBackend } from "./lib/backends/open.ts";
+export {
+  LOCATION_FORMS,
+  openBackend,
+  type OpenOptions as BackendOpenOptions,
+} from "./lib/backends/open.ts";
+export {
+  buildStack,
+  FaultBackend,
+  type FaultOptions,
+  LimitBackend,
+  parseFaults,
+  RetryBackend,
+  type RetryOptions,
+  type StackOptions,
+} from "./lib/backends/wrappers.ts";
 export { Index } from "./lib/index/sqlite.ts";
 export type { Action, ChangesetRow, ChangesetStatus, FileRow } from "./lib/index/types.ts";
 export { denoSuite } from "./lib/crypto_deno.ts";
