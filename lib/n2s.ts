@@ -3,7 +3,7 @@
 
 import { dirname } from "node:path";
 import { type Backend, bytesBody } from "./backends/backend.ts";
-import { openBackend } from "./backends/open.ts";
+import { openBackend, type OpenOptions as BackendOpenOptions } from "./backends/open.ts";
 import { denoSuite } from "./crypto_deno.ts";
 import type { Suite } from "./format/suite.ts";
 import { Index } from "./index/sqlite.ts";
@@ -71,8 +71,10 @@ export interface FindHit {
 
 /** Options to open a store. */
 export interface OpenOptions {
-  /** Repository location: a path or a file:// URL. */
+  /** Repository location: a path, file://, sftp://, s3://, ipfs:// or rclone: (see README). */
   repository: string;
+  /** Options of the backend stack (environment, retries, concurrency); see `openBackend`. */
+  backendOptions?: BackendOpenOptions;
   /** Index file; defaults to one per repository under the user's data directory. */
   index?: string;
   /** Passphrase; needed for push and pull, not for status, ls, find and log. */
@@ -99,25 +101,38 @@ export class N2S {
     opts: OpenOptions & { passphrase: string; label?: string; logN?: number },
   ): Promise<N2S> {
     const suite = opts.suite ?? (await denoSuite());
-    const backend = opts.backend ?? (await openBackend(opts.repository));
-    const { repo } = await initRepository(backend, suite, opts.passphrase, {
-      label: opts.label,
-      logN: opts.logN,
-    });
-    // The offline recovery page travels with the data (plaintext; it holds no secret).
-    await backend.put(RECOVERY_PAGE_KEY, bytesBody(new TextEncoder().encode(RECOVERY_PAGE_HTML)));
-    await backend.flush();
-    const store = await N2S.#openWith(backend, repo.config, suite, opts);
-    store.#repo = repo;
-    return store;
+    const backend = opts.backend ?? (await openBackend(opts.repository, opts.backendOptions));
+    try {
+      const { repo } = await initRepository(backend, suite, opts.passphrase, {
+        label: opts.label,
+        logN: opts.logN,
+      });
+      // The offline recovery page travels with the data (plaintext; it holds no secret).
+      await backend.put(
+        RECOVERY_PAGE_KEY,
+        bytesBody(new TextEncoder().encode(RECOVERY_PAGE_HTML)),
+      );
+      await backend.flush();
+      const store = await N2S.#openWith(backend, repo.config, suite, opts);
+      store.#repo = repo;
+      return store;
+    } catch (e) {
+      if (!opts.backend) await backend.close().catch(() => {});
+      throw e;
+    }
   }
 
   /** Opens an existing repository and its index (created when absent). */
   static async open(opts: OpenOptions): Promise<N2S> {
     const suite = opts.suite ?? (await denoSuite());
-    const backend = opts.backend ?? (await openBackend(opts.repository));
-    const config = await readConfig(backend);
-    return N2S.#openWith(backend, config, suite, opts);
+    const backend = opts.backend ?? (await openBackend(opts.repository, opts.backendOptions));
+    try {
+      const config = await readConfig(backend);
+      return await N2S.#openWith(backend, config, suite, opts);
+    } catch (e) {
+      if (!opts.backend) await backend.close().catch(() => {});
+      throw e;
+    }
   }
 
   static #openWith(
