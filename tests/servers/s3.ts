@@ -47,6 +47,9 @@ export async function startS3(): Promise<S3Server> {
       "--configure-bucket",
       BUCKET,
     ],
+    // s3rver makes ListObjectsV2 continuation tokens with DES, which OpenSSL 3 keeps in its
+    // legacy provider: without it every listing longer than one page fails with InternalError.
+    env: { NODE_OPTIONS: "--openssl-legacy-provider" },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
