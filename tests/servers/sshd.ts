@@ -27,6 +27,8 @@ export interface SshServer {
   logFile: string;
   /** The server's log so far. */
   log(): Promise<string>;
+  /** Cuts every open connection (ends sshd's per-connection processes); sshd keeps listening. */
+  dropConnections(): Promise<void>;
   /** Stops sshd (and its sessions) and removes the temp dir. */
   stop(): Promise<void>;
 }
@@ -95,8 +97,14 @@ async function waitForBanner(port: number, timeoutMs: number, exited: () => bool
   return false;
 }
 
+/** Options of startSshd. */
+export interface SshdOptions {
+  /** More sshd_config lines, e.g. ["ForceCommand internal-sftp"]. */
+  extraConfig?: string[];
+}
+
 /** Starts a test sshd; throws if sshd is not installed or does not come up. */
-export async function startSshd(): Promise<SshServer> {
+export async function startSshd(opts: SshdOptions = {}): Promise<SshServer> {
   try {
     await Deno.stat(SSHD);
   } catch {
@@ -104,14 +112,14 @@ export async function startSshd(): Promise<SshServer> {
   }
   const dir = await Deno.makeTempDir({ prefix: "n2s-sshd-" });
   try {
-    return await startIn(dir);
+    return await startIn(dir, opts);
   } catch (e) {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw e;
   }
 }
 
-async function startIn(dir: string): Promise<SshServer> {
+async function startIn(dir: string, opts: SshdOptions): Promise<SshServer> {
   // Root's sshd insists on its privilege separation directory.
   await Deno.mkdir("/run/sshd", { recursive: true, mode: 0o755 });
   const hostKey = `${dir}/host_ed25519`;
@@ -154,6 +162,7 @@ async function startIn(dir: string): Promise<SshServer> {
         "StrictModes no",
         "LogLevel INFO",
         "Subsystem sftp internal-sftp",
+        ...(opts.extraConfig ?? []),
         "",
       ].join("\n"),
     );
@@ -206,6 +215,20 @@ async function startIn(dir: string): Promise<SshServer> {
         alias: "n2s-test-sshd",
         logFile,
         log: () => Deno.readTextFile(logFile).catch(() => ""),
+        async dropConnections() {
+          const pids = childPids(child.pid);
+          for (const pid of pids) {
+            try {
+              Deno.kill(pid, "SIGKILL");
+            } catch {
+              // Already gone.
+            }
+          }
+          // Wait until they are gone.
+          for (let i = 0; i < 100 && childPids(child.pid).length > 0; i++) {
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        },
         async stop() {
           if (stopped) return;
           stopped = true;

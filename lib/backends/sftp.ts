@@ -1,0 +1,995 @@
+// The SSH backend: a repository in a directory on any host the system's OpenSSH client reaches,
+// so that ~/.ssh/config, ssh-agent, known_hosts and ProxyJump work as users expect.
+//
+// Locations: sftp://[user@]host[:port]/absolute/path, or sftp://[user@]host[:port]/~/path for a
+// path under the login's home; ssh:// is the same. Env: N2S_SSH_CONFIG (an ssh_config file,
+// passed as `ssh -F`) and N2S_SSH_COMMAND (the ssh program, default "ssh"; words split on
+// spaces). ssh always runs with BatchMode=yes: it never prompts.
+//
+// How it works. Each backend instance opens one ControlMaster connection (its socket in a
+// private 0700 temp dir, ControlPersist so that it outlives the first command) and, over it, up
+// to MAX_WORKERS long-lived remote shells ("workers", one SSH session each). A worker reads one
+// command line at a time, `<nonce> <script>`, runs the script, and answers with the script's
+// output, then `<nonce> <status>\n<stderr><nonce>\n`; a line that does not start with the
+// worker's secret token makes it exit, so a desynchronised stream is never run as commands.
+// One operation is one script, so it costs one round trip and a few process starts on the
+// remote, not a key exchange or a login shell. Objects are files under the root directory:
+// - put writes `.n2s-tmp/<random>` and renames it over the key (atomic; list skips
+//   `.n2s-tmp`). The body goes through the worker in pieces of at most 4 MiB, each read with
+//   `head -c N`, and the rename happens only when the byte count matches. Where head is not GNU
+//   head (which reads exactly N bytes from a pipe), each put streams through its own session
+//   (`cat > tmp`) instead and a worker checks the size and renames.
+// - get runs `cat`, stat `wc -c`, list `find` under the deepest directory of the prefix
+//   (`-printf` where find is GNU find, else `-exec wc -c`), delete `rm -f`, flush `sync`.
+//
+// The remote needs a POSIX shell (sh) with cat, mv, mkdir, find, rm, wc, head and sync: any
+// Linux or BSD host. An SFTP-only account (ForceCommand internal-sftp) has no shell: reach it
+// through the rclone backend instead.
+
+import {
+  type Backend,
+  BackendError,
+  type Body,
+  type ErrorKind,
+  NotFoundError,
+  type ObjectInfo,
+} from "./backend.ts";
+import { checkKey } from "./local.ts";
+
+const TMP_DIR = ".n2s-tmp";
+/** Largest piece of a put body sent as one command. */
+const CHUNK = 4 << 20;
+/** Sessions per connection: sshd allows 10 by default (MaxSessions); leave room for puts. */
+const MAX_WORKERS = 8;
+/** Puts streaming through their own session, where head is not GNU head. */
+const MAX_PUT_SESSIONS = 2;
+/** Exit statuses the scripts use. */
+const ST_NOT_FOUND = 44;
+const ST_SHORT = 45;
+/** How long a new worker may take to answer its first command. */
+const HELLO_TIMEOUT_MS = 30_000;
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** Quotes a string as one POSIX shell word. */
+export function shellQuote(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+function randomHex(bytes: number): string {
+  const b = crypto.getRandomValues(new Uint8Array(bytes));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+function oneLine(s: string, max = 300): string {
+  const t = s.replace(/\s+/g, " ").trim();
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+}
+
+function concat2(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.length === 0) return b;
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Index of `needle` in `hay`, or -1. */
+function indexOfBytes(hay: Uint8Array, needle: Uint8Array): number {
+  const first = needle[0];
+  const last = hay.length - needle.length;
+  for (let i = hay.indexOf(first); i >= 0 && i <= last; i = hay.indexOf(first, i + 1)) {
+    let j = 1;
+    while (j < needle.length && hay[i + j] === needle[j]) j++;
+    if (j === needle.length) return i;
+  }
+  return -1;
+}
+
+/** A parsed sftp:// or ssh:// location. */
+export interface SftpLocation {
+  user?: string;
+  /** Host name, address or ssh_config alias (IPv6 without brackets). */
+  host: string;
+  port?: number;
+  /** True for sftp://host/~/path: `path` is then relative to the login's home ("" = home). */
+  home: boolean;
+  /** The directory: absolute (home false) or relative to the home (home true). */
+  path: string;
+}
+
+const FORMS = "sftp://[user@]host[:port]/absolute/path or sftp://[user@]host[:port]/~/path";
+
+function badLocation(location: string, why: string): BackendError {
+  // Never echo a password that was put in the location.
+  const shown = location.replace(/^([a-z]+:\/\/[^/@:]*):[^/@]*@/i, "$1:***@");
+  return new BackendError("permanent", "sftp", `invalid location "${shown}": ${why}; use ${FORMS}`);
+}
+
+/** Parses `sftp://[user@]host[:port]/path` (also `ssh://`, and `/~/path` under the home). */
+export function parseSftpLocation(location: string): SftpLocation {
+  let url: URL;
+  try {
+    url = new URL(location);
+  } catch {
+    throw badLocation(location, "not a URL");
+  }
+  if (url.protocol !== "sftp:" && url.protocol !== "ssh:") {
+    throw badLocation(location, `scheme "${url.protocol}" is not sftp: or ssh:`);
+  }
+  if (url.password !== "") {
+    throw badLocation(location, "passwords are not supported (use a key or ssh-agent)");
+  }
+  if (url.search !== "" || url.hash !== "") {
+    throw badLocation(location, "no ?query or #fragment is allowed");
+  }
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (host === "") throw badLocation(location, "the host is missing");
+  if (host.startsWith("-") || /[\s'"\\]/.test(host)) {
+    throw badLocation(location, "the host name is not valid");
+  }
+  let user: string | undefined;
+  if (url.username !== "") {
+    user = decodeURIComponent(url.username);
+    if (user.startsWith("-") || /[\s\0]/.test(user)) {
+      throw badLocation(location, "the user name is not valid");
+    }
+  }
+  let raw: string;
+  try {
+    raw = decodeURIComponent(url.pathname);
+  } catch {
+    throw badLocation(location, "the path is not valid percent-encoding");
+  }
+  if (/[\0\n\r]/.test(raw)) throw badLocation(location, "the path has a control character");
+  const home = raw === "/~" || raw.startsWith("/~/");
+  const parts = (home ? raw.slice(2) : raw).split("/").filter((p) => p !== "" && p !== ".");
+  if (parts.includes("..")) throw badLocation(location, 'the path may not contain ".."');
+  if (!home && parts.length === 0) throw badLocation(location, "the directory path is missing");
+  return {
+    user,
+    host,
+    port: url.port === "" ? undefined : Number(url.port),
+    home,
+    path: home ? parts.join("/") : `/${parts.join("/")}`,
+  };
+}
+
+/** Options of an SftpBackend. */
+export interface SftpOptions {
+  /** The ssh program and any leading arguments (default ["ssh"]). */
+  ssh?: string[];
+  /** An ssh_config file (`ssh -F`); default: ssh's own (~/.ssh/config). */
+  config?: string;
+  /** Use only POSIX tools on the remote, as on a host without GNU coreutils and findutils. */
+  portable?: boolean;
+}
+
+/** What a worker answered to one command. */
+interface Reply {
+  status: number;
+  err: string;
+}
+
+/** The worker's stream ended (ssh exited): its exit code and the end of its stderr. */
+class WorkerLost extends Error {
+  constructor(readonly code: number | null, readonly stderr: string) {
+    super(`ssh exited (${code}): ${oneLine(stderr)}`);
+  }
+}
+
+// The remote loop ($1 is the worker's token). Each script runs in a subshell whose stderr is
+// captured; fd 3 is the session's stdout. Written for any login shell: no newlines, no `!`.
+const LOOP = "t=$1; exec 3>&1; nf() { return 44; }; short() { return 45; }; " +
+  'while IFS=" " read -r m c; do case $m in "$t".*) ;; *) exit 97;; esac; ' +
+  'e=$( { eval "$c"; } 2>&1 1>&3 ); s=$?; printf "%s %s\\n%s%s\\n" "$m" "$s" "$e" "$m"; done';
+
+/** One long-lived remote shell over one SSH session. */
+class Worker {
+  readonly #child: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #stderr: Promise<string>;
+  readonly #token: string;
+  #buf: Uint8Array = new Uint8Array(0);
+  #seq = 0;
+  /** Set once the stream cannot be trusted any more; the worker is then killed. */
+  dead = false;
+
+  constructor(child: Deno.ChildProcess, token: string) {
+    this.#child = child;
+    this.#token = token;
+    this.#writer = child.stdin.getWriter();
+    this.#reader = child.stdout.getReader();
+    // An idle worker whose connection went away must not be handed out again.
+    child.status.then(() => this.dead = true, () => this.dead = true);
+    // Keep the last few KiB of stderr (ssh's own messages) and never let the pipe fill.
+    this.#stderr = (async () => {
+      let tail = "";
+      const d = new TextDecoder();
+      for await (const chunk of child.stderr) tail = (tail + d.decode(chunk)).slice(-4096);
+      return tail;
+    })().catch(() => "");
+  }
+
+  /** Sends one command (and the bytes its script reads from stdin); returns its nonce. */
+  async send(script: string, data: Uint8Array[] = []): Promise<string> {
+    const nonce = `${this.#token}.${++this.#seq}`;
+    try {
+      await this.#writer.write(enc.encode(`${nonce} ${script}\n`));
+      for (const d of data) if (d.length > 0) await this.#writer.write(d);
+    } catch {
+      this.dead = true;
+      throw await this.#lost();
+    }
+    return nonce;
+  }
+
+  async #lost(): Promise<WorkerLost> {
+    this.dead = true;
+    await this.#reader.cancel().catch(() => {});
+    const status = await this.#child.status;
+    return new WorkerLost(status.code, await this.#stderr);
+  }
+
+  async #fill(): Promise<void> {
+    let r: ReadableStreamReadResult<Uint8Array>;
+    try {
+      r = await this.#reader.read();
+    } catch {
+      r = { done: true, value: undefined };
+    }
+    if (r.done) throw await this.#lost();
+    this.#buf = concat2(this.#buf, r.value);
+  }
+
+  async #readUntil(mark: Uint8Array): Promise<Uint8Array> {
+    let i: number;
+    while ((i = indexOfBytes(this.#buf, mark)) < 0) await this.#fill();
+    const out = this.#buf.slice(0, i);
+    this.#buf = this.#buf.subarray(i + mark.length);
+    return out;
+  }
+
+  /** The output of the command with this nonce, then its reply (as the generator's value). */
+  async *output(nonce: string): AsyncGenerator<Uint8Array, Reply, void> {
+    const mark = enc.encode(nonce);
+    try {
+      while (true) {
+        const i = indexOfBytes(this.#buf, mark);
+        if (i >= 0) {
+          if (i > 0) yield this.#buf.subarray(0, i);
+          this.#buf = this.#buf.subarray(i + mark.length);
+          break;
+        }
+        // Everything but a tail that could be the start of the mark is output.
+        const keep = Math.min(this.#buf.length, mark.length - 1);
+        if (this.#buf.length > keep) {
+          const out = this.#buf.subarray(0, this.#buf.length - keep);
+          this.#buf = this.#buf.slice(this.#buf.length - keep);
+          yield out;
+        }
+        await this.#fill();
+      }
+      const status = Number(dec.decode(await this.#readUntil(enc.encode("\n"))).trim());
+      const err = dec.decode(await this.#readUntil(mark));
+      const nl = await this.#readUntil(enc.encode("\n"));
+      if (!Number.isInteger(status) || nl.length !== 0) {
+        this.dead = true;
+        throw new WorkerLost(null, "garbled answer from the remote shell");
+      }
+      return { status, err: err.trim() };
+    } catch (e) {
+      this.dead = true;
+      throw e;
+    }
+  }
+
+  /** Runs a script and collects its (small) output. */
+  async call(script: string, data?: Uint8Array[]): Promise<Reply & { out: Uint8Array }> {
+    const it = this.output(await this.send(script, data));
+    const parts: Uint8Array[] = [];
+    let r = await it.next();
+    while (!r.done) {
+      parts.push(r.value);
+      r = await it.next();
+    }
+    let out: Uint8Array = new Uint8Array(0);
+    for (const p of parts) out = concat2(out, p);
+    return { ...r.value, out };
+  }
+
+  /** Ends the worker: gracefully (EOF on its stdin) or by killing the local ssh. */
+  async end(kill: boolean): Promise<void> {
+    this.dead = true;
+    if (kill) {
+      try {
+        this.#child.kill("SIGTERM");
+      } catch {
+        // Already exited.
+      }
+    }
+    await this.#writer.close().catch(() => {});
+    await this.#reader.cancel().catch(() => {});
+    await this.#child.status;
+    await this.#stderr;
+  }
+}
+
+/** A directory on a host reached with the system's OpenSSH client. */
+export class SftpBackend implements Backend {
+  readonly name: string;
+  readonly parallelism = MAX_WORKERS;
+  readonly #loc: SftpLocation;
+  readonly #ssh: string[];
+  readonly #config?: string;
+  readonly #portable: boolean;
+  /** "host:port" (or the alias) for messages. */
+  readonly #where: string;
+  #ctlDir: string | null = null;
+  #connecting: Promise<void> | null = null;
+  /** Set once a connection has worked: from then on, a lost connection is transient. */
+  #connected = false;
+  #closed = false;
+  #idle: Worker[] = [];
+  #workers = 0;
+  #waiters: ((w: Worker | null) => void)[] = [];
+  #ending = new Set<Promise<void>>();
+  #putSessions = 0;
+  #putWaiters: (() => void)[] = [];
+  #gnuHead = false;
+  #gnuFind = false;
+  #tmpReady: Promise<void> | null = null;
+  #unsynced = 0;
+
+  constructor(loc: SftpLocation, opts: SftpOptions = {}) {
+    this.#loc = loc;
+    this.#ssh = opts.ssh && opts.ssh.length > 0 ? opts.ssh : ["ssh"];
+    this.#config = opts.config;
+    this.#portable = opts.portable ?? false;
+    const h = loc.host.includes(":") ? `[${loc.host}]` : loc.host;
+    this.#where = `${h}${loc.port ? `:${loc.port}` : ""}`;
+    const path = loc.home ? `/~${loc.path ? `/${loc.path}` : ""}` : loc.path;
+    this.name = `sftp ${loc.user ? `${loc.user}@` : ""}${this.#where}${path}`;
+  }
+
+  // ---- paths and scripts ----
+
+  /** A shell word for a path under the root ("" = the root itself). */
+  #q(rel: string): string {
+    const { home, path } = this.#loc;
+    if (home) {
+      const p = [path, rel].filter((x) => x !== "").join("/");
+      return p === "" ? '"$HOME"' : `"$HOME"/${shellQuote(p)}`;
+    }
+    return shellQuote(rel === "" ? path : `${path}/${rel}`);
+  }
+
+  #checkKey(key: string): void {
+    checkKey(this.name, key);
+    if (/[\n\r]/.test(key) || key.split("/")[0] === TMP_DIR) {
+      throw new BackendError("permanent", this.name, `invalid object key: ${JSON.stringify(key)}`);
+    }
+  }
+
+  /** Renames tmp over the key, creating the key's directory when needed. */
+  #publish(tmp: string, key: string): string {
+    const t = this.#q(tmp);
+    const f = this.#q(key);
+    const slash = key.lastIndexOf("/");
+    const dir = this.#q(slash < 0 ? "" : key.slice(0, slash));
+    return `{ mv -f ${t} ${f} 2>/dev/null || { mkdir -p ${dir} && mv -f ${t} ${f}; } || ` +
+      `{ rm -f ${t}; false; }; }`;
+  }
+
+  /** Publishes tmp if it holds exactly `size` bytes, else removes it. */
+  #checkAndPublish(tmp: string, key: string, size: number): string {
+    const t = this.#q(tmp);
+    return `n=$(wc -c <${t}) && if [ $n -eq ${size} ]; then ${this.#publish(tmp, key)}; ` +
+      `else rm -f ${t}; short; fi`;
+  }
+
+  // ---- ssh ----
+
+  #sshArgs(extra: string[], command?: string): string[] {
+    const a = this.#ssh.slice(1);
+    if (this.#config !== undefined) a.push("-F", this.#config);
+    for (
+      const o of [
+        "BatchMode=yes",
+        "ControlMaster=auto",
+        `ControlPath=${this.#ctlDir}/m`,
+        "ControlPersist=60",
+        "ConnectTimeout=10",
+        "ServerAliveInterval=15",
+        "ServerAliveCountMax=3",
+        "ClearAllForwardings=yes",
+        "ForwardAgent=no",
+        "ForwardX11=no",
+        "PermitLocalCommand=no",
+        "RemoteCommand=none",
+        "RequestTTY=no",
+      ]
+    ) a.push("-o", o);
+    if (this.#loc.port !== undefined) a.push("-p", String(this.#loc.port));
+    if (this.#loc.user !== undefined) a.push("-l", this.#loc.user);
+    a.push(...extra, "--", this.#loc.host);
+    if (command !== undefined) a.push(command);
+    return a;
+  }
+
+  #spawn(extra: string[], command: string | undefined, stdin: "piped" | "null") {
+    try {
+      return new Deno.Command(this.#ssh[0], {
+        args: this.#sshArgs(extra, command),
+        stdin,
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new BackendError(
+          "permanent",
+          this.name,
+          `ssh program "${this.#ssh[0]}" not found; install the OpenSSH client or set ` +
+            "N2S_SSH_COMMAND",
+          { cause: e },
+        );
+      }
+      throw new BackendError("permanent", this.name, `cannot run ssh: ${e}`, { cause: e });
+    }
+  }
+
+  /** Classifies a failed ssh run from its exit code and stderr. */
+  #sshError(code: number | null, stderr: string, cause?: unknown): BackendError {
+    const s = stderr;
+    const last = oneLine(s.split("\n").map((l) => l.trim()).filter((l) => l).at(-1) ?? "");
+    const first = !this.#connected;
+    const hp = this.#where;
+    let kind: ErrorKind = first ? "permanent" : "transient";
+    let msg: string;
+    if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/i.test(s)) {
+      kind = "permanent";
+      msg = `host key verification failed for ${hp}; check known_hosts (connect once with ssh ` +
+        "to accept the key, or fix a changed key)";
+    } else if (/Permission denied \(|Too many authentication failures/i.test(s)) {
+      kind = "permanent";
+      msg = `authentication${this.#loc.user ? ` as ${this.#loc.user}` : ""} failed (${last}); ` +
+        "check the key (IdentityFile, ssh-agent) and the remote authorized_keys";
+    } else if (
+      /Bad configuration option|bad configuration options|Can't open user config file|Bad owner or permissions|Unsupported option|Bad port|garbage at end of line/i
+        .test(s)
+    ) {
+      kind = "permanent";
+      msg = `ssh configuration error (${last}); check N2S_SSH_CONFIG and ~/.ssh/config`;
+    } else if (/Connection refused/i.test(s)) {
+      msg = `connection refused by ${hp}; is sshd running there?`;
+    } else if (
+      /Could not resolve hostname|Name or service not known|nodename nor servname/i.test(s)
+    ) {
+      msg = `cannot resolve the host name of ${hp}; check the location (or the Host entry ` +
+        "in the ssh config)";
+    } else if (/No route to host|Network is unreachable|Host is unreachable/i.test(s)) {
+      msg = `${hp} is unreachable (${last}); check the address and the network`;
+    } else if (/timed out/i.test(s)) {
+      msg = `connection to ${hp} timed out; is the host up and the port right?`;
+    } else if (
+      /Connection (closed|reset)|Broken pipe|kex_exchange_identification|closed by remote|lost connection|client_loop|Shared connection/i
+        .test(s)
+    ) {
+      kind = "transient";
+      msg = `connection to ${hp} lost (${last || `ssh exit ${code}`})`;
+    } else {
+      msg = `ssh to ${hp} failed (exit ${code}${last ? `: ${last}` : ""})`;
+    }
+    return new BackendError(kind, this.name, msg, { cause });
+  }
+
+  /** Classifies a script's failure from its status and stderr. */
+  #remoteError(what: string, r: Reply): BackendError {
+    const err = oneLine(r.err);
+    const detail = err || `exit status ${r.status}`;
+    if (r.status === 127 || /command not found|: not found/i.test(err)) {
+      return new BackendError(
+        "permanent",
+        this.name,
+        `${what}: a remote command is missing (${detail}); the remote needs a POSIX shell with ` +
+          "cat, mv, mkdir, find, rm, wc, head and sync",
+      );
+    }
+    if (/Permission denied|Operation not permitted/i.test(err)) {
+      return new BackendError(
+        "permanent",
+        this.name,
+        `${what}: permission denied (${detail}); check the owner and mode of the remote ` +
+          "directory",
+      );
+    }
+    if (/No space left|Disk quota|Read-only file system|Not a directory|File exists/i.test(err)) {
+      return new BackendError("permanent", this.name, `${what}: ${detail}`);
+    }
+    if (r.status === ST_SHORT) {
+      return new BackendError(
+        "transient",
+        this.name,
+        `${what}: the remote received fewer bytes than were sent`,
+      );
+    }
+    return new BackendError("transient", this.name, `${what}: remote command failed (${detail})`);
+  }
+
+  /** Turns any failure of a worker into a BackendError. */
+  #fail(what: string, e: unknown): BackendError {
+    if (e instanceof BackendError) return e;
+    if (e instanceof WorkerLost) {
+      if (e.code === 255 || /ssh|connect|host|denied/i.test(e.stderr)) {
+        return this.#sshError(e.code, e.stderr, e);
+      }
+      return new BackendError(
+        this.#connected ? "transient" : "permanent",
+        this.name,
+        `${what}: the remote shell ended (exit ${e.code}${
+          e.stderr.trim() ? `: ${oneLine(e.stderr)}` : ""
+        }); the account needs a POSIX shell (SFTP-only accounts: use the rclone backend)`,
+        { cause: e },
+      );
+    }
+    const msg = e instanceof Error ? e.message : String(e);
+    return new BackendError("transient", this.name, `${what}: ${oneLine(msg)}`, { cause: e });
+  }
+
+  /** Opens the master connection once (again after a failed attempt). */
+  #connect(): Promise<void> {
+    if (this.#closed) {
+      return Promise.reject(new BackendError("permanent", this.name, "backend is closed"));
+    }
+    this.#connecting ??= (async () => {
+      if (this.#ctlDir === null) {
+        // A short path: a unix socket path is limited to about 100 bytes.
+        let base: string | undefined = "/tmp";
+        try {
+          await Deno.stat(base);
+        } catch {
+          base = undefined;
+        }
+        this.#ctlDir = await Deno.makeTempDir({ dir: base, prefix: "n2s-ssh-" });
+        await Deno.chmod(this.#ctlDir, 0o700);
+      }
+      // -N: no session; with ControlPersist the master goes to the background once it is
+      // authenticated, and this process exits 0.
+      const child = this.#spawn(["-N"], undefined, "null");
+      const [status, , err] = await Promise.all([
+        child.status,
+        child.stdout.cancel(),
+        new Response(child.stderr).text(),
+      ]);
+      if (status.code !== 0) throw this.#sshError(status.code, err);
+      this.#connected = true;
+    })().catch((e) => {
+      this.#connecting = null;
+      throw e;
+    });
+    return this.#connecting;
+  }
+
+  async #newWorker(): Promise<Worker> {
+    await this.#connect();
+    const token = `n2s${randomHex(12)}`;
+    const child = this.#spawn(["-T"], `exec sh -c ${shellQuote(LOOP)} n2s ${token}`, "piped");
+    const w = new Worker(child, token);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const hello = w.call(
+        "{ if head --version 2>/dev/null | grep 'GNU coreutils' >/dev/null; then " +
+          "printf 'gnuhead '; fi; if find . -maxdepth 0 -printf '' >/dev/null 2>&1; then " +
+          "printf 'gnufind '; fi; } </dev/null",
+      );
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new BackendError(
+                "permanent",
+                this.name,
+                `the remote shell did not answer within ${HELLO_TIMEOUT_MS / 1000} s; the ` +
+                  "account needs a POSIX shell (SFTP-only accounts: use the rclone backend)",
+              ),
+            ),
+          HELLO_TIMEOUT_MS,
+        );
+      });
+      const r = await Promise.race([hello, timeout]);
+      // Anything a login script printed comes before the answer; only the last word matters.
+      const out = dec.decode(r.out);
+      this.#gnuHead = !this.#portable && out.includes("gnuhead ");
+      this.#gnuFind = !this.#portable && out.includes("gnufind ");
+      return w;
+    } catch (e) {
+      await w.end(true);
+      throw this.#fail("connect", e);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #acquire(): Promise<Worker> {
+    if (this.#closed) throw new BackendError("permanent", this.name, "backend is closed");
+    for (let idle = this.#idle.pop(); idle; idle = this.#idle.pop()) {
+      if (!idle.dead) return idle;
+      this.#workers--;
+      this.#track(idle.end(true));
+    }
+    if (this.#workers < MAX_WORKERS) {
+      this.#workers++;
+      try {
+        return await this.#newWorker();
+      } catch (e) {
+        this.#workers--;
+        this.#waiters.shift()?.(null);
+        throw e;
+      }
+    }
+    const w = await new Promise<Worker | null>((r) => this.#waiters.push(r));
+    return w ?? this.#acquire();
+  }
+
+  #release(w: Worker): void {
+    if (w.dead || this.#closed) {
+      this.#workers--;
+      this.#track(w.end(true));
+      // A waiter may start a new worker in its place.
+      this.#waiters.shift()?.(null);
+      return;
+    }
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter(w);
+    else this.#idle.push(w);
+  }
+
+  /** Keeps a worker's ending, so that close() can wait for it. */
+  #track(ending: Promise<void>): void {
+    const p = ending.catch(() => {});
+    this.#ending.add(p);
+    p.then(() => this.#ending.delete(p));
+  }
+
+  async #with<T>(what: string, f: (w: Worker) => Promise<T>): Promise<T> {
+    const w = await this.#acquire();
+    try {
+      return await f(w);
+    } catch (e) {
+      throw this.#fail(what, e);
+    } finally {
+      this.#release(w);
+    }
+  }
+
+  /** Runs one script that reads nothing; throws on a non-zero status unless it is allowed. */
+  #run(what: string, script: string, allow: number[] = []): Promise<Reply & { out: Uint8Array }> {
+    return this.#with(what, async (w) => {
+      const r = await w.call(`{ ${script}; } </dev/null`);
+      if (r.status !== 0 && !allow.includes(r.status)) throw this.#remoteError(what, r);
+      return r;
+    });
+  }
+
+  #ensureTmp(): Promise<void> {
+    this.#tmpReady ??= this.#run("create the root directory", `mkdir -p ${this.#q(TMP_DIR)}`)
+      .then(() => {}, (e) => {
+        this.#tmpReady = null;
+        throw e;
+      });
+    return this.#tmpReady;
+  }
+
+  // ---- Backend ----
+
+  async put(key: string, body: Body): Promise<ObjectInfo> {
+    this.#checkKey(key);
+    await this.#ensureTmp();
+    const tmp = `${TMP_DIR}/${randomHex(12)}`;
+    const size = this.#gnuHead
+      ? await this.#putChunked(key, tmp, body)
+      : await this.#putSession(key, tmp, body);
+    this.#unsynced++;
+    return { key, size };
+  }
+
+  /** Sends the body through a worker in pieces of at most CHUNK bytes. */
+  #putChunked(key: string, tmp: string, body: Body): Promise<number> {
+    const what = `put ${key}`;
+    return this.#with(what, async (w) => {
+      const t = this.#q(tmp);
+      let pending: Uint8Array[] = [];
+      let pendingSize = 0;
+      let total = 0;
+      let sent = 0;
+      const send = async (last: boolean) => {
+        // head reads exactly N bytes; if writing fails, the rest is drained so that the shell
+        // never reads body bytes as commands.
+        const recv = `head -c ${pendingSize} | (cat ${sent === 0 ? ">" : ">>"}${t} || ` +
+          `{ cat >/dev/null; false; })`;
+        const script = last
+          ? `if ${recv}; then ${this.#checkAndPublish(tmp, key, total)}; ` +
+            `else rm -f ${t}; false; fi`
+          : `${recv} || { rm -f ${t}; false; }`;
+        const r = await w.call(script, pending);
+        sent++;
+        pending = [];
+        pendingSize = 0;
+        if (r.status !== 0) throw this.#remoteError(what, r);
+      };
+      let sending = false;
+      try {
+        for await (const piece of body.open()) {
+          for (const p of Array.isArray(piece) ? piece : [piece]) {
+            if (p.length === 0) continue;
+            pending.push(p);
+            pendingSize += p.length;
+            total += p.length;
+            if (pendingSize >= CHUNK) {
+              sending = true;
+              await send(false);
+              sending = false;
+            }
+          }
+        }
+      } catch (e) {
+        if (sending) throw e;
+        // The body failed: drop what was sent, and report the body's error.
+        if (sent > 0) await w.call(`rm -f ${t} </dev/null`);
+        throw new BackendError("permanent", this.name, `${what}: ${errText(e)}`, { cause: e });
+      }
+      await send(true);
+      return total;
+    });
+  }
+
+  /** Streams the body through its own session (`cat > tmp`); a worker then renames it. */
+  async #putSession(key: string, tmp: string, body: Body): Promise<number> {
+    const what = `put ${key}`;
+    while (this.#putSessions >= MAX_PUT_SESSIONS) {
+      await new Promise<void>((r) => this.#putWaiters.push(r));
+    }
+    this.#putSessions++;
+    let total = 0;
+    try {
+      const script = `cat >${this.#q(tmp)}`;
+      const child = this.#spawn(["-T"], `exec sh -c ${shellQuote(script)}`, "piped");
+      const errText2 = new Response(child.stderr).text();
+      const outDone = child.stdout.cancel();
+      const writer = child.stdin.getWriter();
+      let bodyError: unknown = null;
+      let writeError = false;
+      try {
+        for await (const piece of body.open()) {
+          for (const p of Array.isArray(piece) ? piece : [piece]) {
+            if (p.length === 0) continue;
+            try {
+              await writer.write(p);
+            } catch {
+              writeError = true;
+              break;
+            }
+            total += p.length;
+          }
+          if (writeError) break;
+        }
+      } catch (e) {
+        bodyError = e;
+        // The remote cat must not see a clean EOF: kill the local ssh first.
+        try {
+          child.kill("SIGTERM");
+        } catch {
+          // Already exited.
+        }
+      }
+      await writer.close().catch(() => {});
+      const [status, err] = await Promise.all([child.status, errText2, outDone]);
+      if (bodyError !== null) {
+        await this.#run(what, `rm -f ${this.#q(tmp)}`).catch(() => {});
+        throw new BackendError("permanent", this.name, `${what}: ${errText(bodyError)}`, {
+          cause: bodyError,
+        });
+      }
+      if (status.code === 255) throw this.#sshError(status.code, err);
+      if (status.code !== 0 || writeError) {
+        await this.#run(what, `rm -f ${this.#q(tmp)}`).catch(() => {});
+        throw this.#remoteError(what, { status: status.code, err });
+      }
+    } finally {
+      this.#putSessions--;
+      this.#putWaiters.shift()?.();
+    }
+    await this.#run(what, this.#checkAndPublish(tmp, key, total));
+    return total;
+  }
+
+  async get(key: string): Promise<AsyncIterable<Uint8Array>> {
+    this.#checkKey(key);
+    const what = `get ${key}`;
+    const f = this.#q(key);
+    const w = await this.#acquire();
+    let handedOff = false;
+    try {
+      const it = w.output(
+        await w.send(`{ if [ -f ${f} ]; then printf +; cat ${f}; else nf; fi; } </dev/null`),
+      );
+      // The first byte is "+" when the file exists; otherwise the reply comes at once.
+      let first = await it.next();
+      while (!first.done && first.value.length === 0) first = await it.next();
+      if (first.done) {
+        const r = first.value;
+        if (r.status === ST_NOT_FOUND) throw new NotFoundError(this.name, key);
+        throw this.#remoteError(what, r);
+      }
+      handedOff = true;
+      return this.#stream(w, it, first.value.subarray(1), what);
+    } catch (e) {
+      throw this.#fail(what, e);
+    } finally {
+      if (!handedOff) this.#release(w);
+    }
+  }
+
+  async *#stream(
+    w: Worker,
+    it: AsyncGenerator<Uint8Array, Reply, void>,
+    head: Uint8Array,
+    what: string,
+  ): AsyncGenerator<Uint8Array> {
+    let done = false;
+    try {
+      if (head.length > 0) yield head;
+      while (true) {
+        let r: IteratorResult<Uint8Array, Reply>;
+        try {
+          r = await it.next();
+        } catch (e) {
+          throw this.#fail(what, e);
+        }
+        if (r.done) {
+          done = true;
+          if (r.value.status !== 0) throw this.#remoteError(what, r.value);
+          return;
+        }
+        if (r.value.length > 0) yield r.value;
+      }
+    } finally {
+      // A reader that stopped early leaves output in the stream: that worker cannot be reused.
+      if (!done) w.dead = true;
+      this.#release(w);
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | null> {
+    this.#checkKey(key);
+    const f = this.#q(key);
+    const r = await this.#run(
+      `stat ${key}`,
+      `if [ -f ${f} ]; then wc -c <${f}; else nf; fi`,
+      [ST_NOT_FOUND],
+    );
+    if (r.status === ST_NOT_FOUND) return null;
+    const size = Number(dec.decode(r.out).trim());
+    if (!Number.isSafeInteger(size)) {
+      throw new BackendError("transient", this.name, `stat ${key}: unexpected answer`);
+    }
+    return { key, size };
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const what = `list ${prefix}`;
+    if (/[\n\r\0]/.test(prefix)) return;
+    const slash = prefix.lastIndexOf("/");
+    const dir = slash < 0 ? "" : prefix.slice(0, slash);
+    if (dir.split("/").some((c) => c === "..")) return;
+    const start = dir === "" ? "." : `./${dir}`;
+    const find = `find ${shellQuote(start)} -name ${TMP_DIR} -prune -o -type f ` +
+      (this.#gnuFind ? "-printf '%s %p\\n'" : "-exec wc -c {} +");
+    const script = `{ if [ -d ${this.#q(dir)} ]; then cd ${this.#q("")} && ${find}; fi; } ` +
+      "</dev/null";
+    const w = await this.#acquire();
+    let done = false;
+    try {
+      const it = w.output(await w.send(script));
+      let rest = "";
+      const d = new TextDecoder();
+      const entries = function* (text: string): Generator<ObjectInfo> {
+        for (const line of text.split("\n")) {
+          const m = /^\s*(\d+) \.\/(.*)$/.exec(line);
+          if (!m) continue; // wc's "total" line
+          if (m[2].startsWith(prefix)) yield { key: m[2], size: Number(m[1]) };
+        }
+      };
+      while (true) {
+        let r: IteratorResult<Uint8Array, Reply>;
+        try {
+          r = await it.next();
+        } catch (e) {
+          throw this.#fail(what, e);
+        }
+        if (r.done) {
+          done = true;
+          yield* entries(rest + d.decode());
+          const { status, err } = r.value;
+          // Files removed while find ran are not an error.
+          const real = err.split("\n").filter((l) => l.trim() && !/No such file/.test(l));
+          if (status !== 0 && real.length > 0) throw this.#remoteError(what, r.value);
+          return;
+        }
+        const text = rest + d.decode(r.value, { stream: true });
+        const nl = text.lastIndexOf("\n");
+        rest = text.slice(nl + 1);
+        if (nl >= 0) yield* entries(text.slice(0, nl));
+      }
+    } finally {
+      if (!done) w.dead = true;
+      this.#release(w);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    this.#checkKey(key);
+    await this.#run(`delete ${key}`, `rm -f ${this.#q(key)}`);
+  }
+
+  /** Runs `sync` on the remote once for every put since the last flush. */
+  async flush(): Promise<void> {
+    if (this.#unsynced === 0) return;
+    const n = this.#unsynced;
+    await this.#run("flush (sync)", "sync");
+    this.#unsynced -= n;
+  }
+
+  /** Flushes, ends the workers and the master connection, and removes the socket dir. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    let error: unknown = null;
+    try {
+      await this.flush();
+    } catch (e) {
+      error = e;
+    }
+    this.#closed = true;
+    for (const waiter of this.#waiters.splice(0)) waiter(null);
+    await Promise.all(this.#idle.splice(0).map((w) => w.end(false)));
+    await Promise.all(this.#ending);
+    if (this.#ctlDir !== null) {
+      if (this.#connected) {
+        const out = await new Deno.Command(this.#ssh[0], {
+          args: [...this.#sshArgs(["-O", "exit"])],
+          stdin: "null",
+          stdout: "null",
+          stderr: "null",
+        }).output().catch(() => null);
+        void out;
+      }
+      await Deno.remove(this.#ctlDir, { recursive: true }).catch(() => {});
+    }
+    if (error !== null) throw error;
+  }
+}
+
+function errText(e: unknown): string {
+  return oneLine(e instanceof Error ? e.message : String(e));
+}
+
+/**
+ * Opens `sftp://[user@]host[:port]/path` (or ssh://) with settings from `env`: N2S_SSH_CONFIG
+ * (an ssh_config file) and N2S_SSH_COMMAND (the ssh program). It connects on first use.
+ */
+export function openSftpLocation(
+  location: string,
+  env: Record<string, string | undefined>,
+): Promise<Backend> {
+  const loc = parseSftpLocation(location);
+  const ssh = (env.N2S_SSH_COMMAND ?? "").split(/\s+/).filter((w) => w !== "");
+  return Promise.resolve(
+    new SftpBackend(loc, {
+      ssh: ssh.length > 0 ? ssh : undefined,
+      config: env.N2S_SSH_CONFIG || undefined,
+    }),
+  );
+}
