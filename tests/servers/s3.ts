@@ -119,3 +119,60 @@ export async function startS3(): Promise<S3Server> {
     throw e;
   }
 }
+
+/** A recording HTTP proxy in front of an S3 server that can answer with faults instead. */
+export interface S3Proxy {
+  /** "http://127.0.0.1:PORT" */
+  endpoint: string;
+  port: number;
+  /** "METHOD /path?query" of every request, in order of arrival. */
+  log: string[];
+  /** Decides per request whether to answer with a fault instead of forwarding. */
+  fault: (method: string, url: URL) => Response | undefined;
+  stop(): Promise<void>;
+}
+
+/** Starts a proxy that forwards every request to `target` (an S3 endpoint) and logs it. */
+export function startS3Proxy(target: string): S3Proxy {
+  const hop = ["host", "connection", "content-length", "transfer-encoding", "keep-alive"];
+  const proxy: S3Proxy = {
+    endpoint: "",
+    port: 0,
+    log: [],
+    fault: () => undefined,
+    stop: async () => {
+      await server.shutdown();
+    },
+  };
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (req) => {
+      const url = new URL(req.url);
+      proxy.log.push(`${req.method} ${url.pathname}${url.search}`);
+      const fault = proxy.fault(req.method, url);
+      if (fault) {
+        await req.body?.cancel();
+        return fault;
+      }
+      const headers = new Headers();
+      for (const [k, v] of req.headers) if (!hop.includes(k)) headers.set(k, v);
+      const body = req.body ? new Uint8Array(await req.arrayBuffer()) : undefined;
+      const res = await fetch(`${target}${url.pathname}${url.search}`, {
+        method: req.method,
+        headers,
+        body,
+      });
+      const out = new Headers();
+      for (const [k, v] of res.headers) {
+        if (!hop.includes(k) || k === "content-length") out.set(k, v);
+      }
+      return new Response(req.method === "HEAD" ? null : res.body, {
+        status: res.status,
+        headers: out,
+      });
+    },
+  );
+  proxy.port = server.addr.port;
+  proxy.endpoint = `http://127.0.0.1:${proxy.port}`;
+  return proxy;
+}
