@@ -1,0 +1,222 @@
+// The rclone backend under the conformance suite and the CLI round trip, on two remotes: a
+// local path, and an SFTP remote from an rclone config file pointed at a real test sshd. Also:
+// fast, one-line failures for a remote missing from the config, a closed port and a wrong key;
+// an rcd that dies is replaced; location parsing; the cost of a small put and a stat.
+
+import assert from "node:assert/strict";
+import { type Backend, bytesBody, errorKind, readAll } from "../../lib/backends/backend.ts";
+import {
+  openRcloneLocation,
+  parseRcloneLocation,
+  redactRemote,
+  TEMP_DIR,
+} from "../../lib/backends/rclone.ts";
+import { startSshd } from "../servers/sshd.ts";
+import { tempDir } from "../helpers/fs.ts";
+import { expectFastFailure, runCliRoundTrip, runConformance } from "./harness.ts";
+
+const SETUP_HINT = "run `bash scripts/setup.sh` (scripts/setup/rclone.sh installs rclone)";
+
+/** Fails (never skips) when rclone is not installed. */
+async function requireRclone(): Promise<void> {
+  try {
+    const out = await new Deno.Command("rclone", {
+      args: ["version"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    if (!out.success) throw new Error(`rclone version exited ${out.code}; ${SETUP_HINT}`);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new Error(`rclone not found; ${SETUP_HINT}`);
+    throw e;
+  }
+}
+
+/**
+ * Opens the backend alone, without the retry and limit wrappers: the conformance steps prove
+ * that it keeps the contract by itself (the CLI round trips run it in the full stack).
+ */
+function open(location: string, env: Record<string, string>): Promise<Backend> {
+  return openRcloneLocation(location, env);
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Pids of the `rclone rcd` processes this test process started (Linux /proc). */
+function rcdPids(): number[] {
+  const pids: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).split("\0");
+      if (ppid === Deno.pid && cmd.includes("rcd")) pids.push(Number(e.name));
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return pids;
+}
+
+/** Files left under a local directory (the temporary area must end up empty). */
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  try {
+    for (const e of Deno.readDirSync(dir)) {
+      if (e.isDirectory) out.push(...filesUnder(`${dir}/${e.name}`));
+      else out.push(`${dir}/${e.name}`);
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out;
+}
+
+Deno.test("rclone backend: a local path and an sftp remote", async (t) => {
+  await requireRclone();
+
+  await t.step("locations: parsing and hidden secrets", () => {
+    assert.equal(parseRcloneLocation("rclone:remote:dir/sub/"), "remote:dir/sub");
+    assert.equal(parseRcloneLocation("rclone:remote:/"), "remote:/");
+    assert.equal(parseRcloneLocation("rclone:/srv/repo"), "/srv/repo");
+    assert.equal(parseRcloneLocation("rclone::sftp,host=h:dir"), ":sftp,host=h:dir");
+    assert.throws(() => parseRcloneLocation("rclone:"), /empty rclone path/);
+    assert.throws(() => parseRcloneLocation("rclone:a\nb:c"), /control character/);
+    assert.throws(() => parseRcloneLocation("s3://b"), /not an rclone location/);
+    assert.equal(
+      redactRemote(":s3,access_key_id=AK,secret_access_key='S:1',endpoint='http://h:1':b/p"),
+      ":s3,access_key_id=AK,secret_access_key=***,endpoint='http://h:1':b/p",
+    );
+    assert.equal(
+      redactRemote(":sftp,host=h,user=u,pass=P,key_file=/k:d"),
+      ":sftp,host=h,user=u,pass=***,key_file=/k:d",
+    );
+  });
+
+  await t.step("a missing rclone program fails the open, permanently", async () => {
+    await assert.rejects(
+      () => openRcloneLocation("rclone:/tmp/x", { N2S_RCLONE: "/nonexistent/rclone" }),
+      (e) =>
+        errorKind(e) === "permanent" &&
+        /rclone not found; install it \(apt-get install rclone\) or set N2S_RCLONE/.test(
+          (e as Error).message,
+        ),
+    );
+  });
+
+  await t.step("local path", async (t) => {
+    using tmp = tempDir();
+    const loc = `rclone:${tmp.path}/repo`;
+    await runConformance(t, () => open(loc, {}));
+    assert.deepEqual(filesUnder(`${tmp.path}/repo/${TEMP_DIR}`), [], "no temporary file is left");
+
+    await t.step("an rcd that dies is replaced; the call in flight fails transiently", async () => {
+      const b = await openRcloneLocation(`${loc}/restart`, {});
+      try {
+        await b.put("config", bytesBody(new Uint8Array([1, 2, 3])));
+        const pids = rcdPids();
+        assert.equal(pids.length, 1, `one rcd runs, not ${pids.length}`);
+        Deno.kill(pids[0], "SIGKILL");
+        while (rcdPids().includes(pids[0])) await new Promise((r) => setTimeout(r, 20));
+        await assert.rejects(() => b.stat("config"), (e) => errorKind(e) === "transient");
+        assert.deepEqual(await b.stat("config"), { key: "config", size: 3 });
+        assert.deepEqual(await readAll(await b.get("config")), new Uint8Array([1, 2, 3]));
+      } finally {
+        await b.close();
+      }
+      assert.deepEqual(rcdPids(), [], "close stops rcd");
+    });
+
+    await runCliRoundTrip(t, `rclone:${tmp.path}/cli`, {});
+    await expectFastFailure(
+      t,
+      `rclone:${tmp.path}/never`,
+      { N2S_RCLONE: "/nonexistent/rclone" },
+      /rclone not found; install it \(apt-get install rclone\) or set N2S_RCLONE/,
+    );
+  });
+
+  await t.step("sftp remote (test sshd, rclone config file)", async (t) => {
+    const sshd = await startSshd();
+    try {
+      const closedPort = freePort();
+      const conf = `${sshd.dir}/rclone.conf`;
+      const section = (name: string, port: number, keyFile: string) =>
+        [
+          `[${name}]`,
+          "type = sftp",
+          `host = ${sshd.host}`,
+          `port = ${port}`,
+          `user = ${sshd.user}`,
+          `key_file = ${keyFile}`,
+          `known_hosts_file = ${sshd.knownHostsFile}`,
+          "",
+        ].join("\n");
+      await new Deno.Command("ssh-keygen", {
+        args: ["-q", "-t", "ed25519", "-N", "", "-f", `${sshd.dir}/stranger_ed25519`],
+        stdout: "null",
+      }).output();
+      Deno.writeTextFileSync(
+        conf,
+        [
+          section("n2s-sftp", sshd.port, sshd.keyFile),
+          section("n2s-closed", closedPort, sshd.keyFile),
+          section("n2s-stranger", sshd.port, `${sshd.dir}/stranger_ed25519`),
+        ].join("\n"),
+      );
+      const env = { RCLONE_CONFIG: conf };
+      const loc = `rclone:n2s-sftp:${sshd.dir}/repo`;
+
+      await runConformance(t, () => open(loc, env));
+      assert.deepEqual(filesUnder(`${sshd.dir}/repo/${TEMP_DIR}`), [], "no temporary file is left");
+
+      await t.step("cost of a small put and a stat through rcd", async () => {
+        const b = await openRcloneLocation(`${loc}/cost`, env);
+        try {
+          await b.put("warm", bytesBody(new Uint8Array(10))); // connects
+          const n = 20;
+          let t0 = performance.now();
+          for (let i = 0; i < n; i++) await b.put(`k/${i}`, bytesBody(new Uint8Array(1000)));
+          const put = (performance.now() - t0) / n;
+          t0 = performance.now();
+          for (let i = 0; i < n; i++) assert.ok(await b.stat(`k/${i}`));
+          const stat = (performance.now() - t0) / n;
+          console.log(
+            `sftp via rcd: put of 1000 B ${put.toFixed(1)} ms, stat ${stat.toFixed(1)} ms`,
+          );
+          assert.ok(put < 500 && stat < 200, "a small put or stat costs no rclone process");
+        } finally {
+          await b.close();
+        }
+      });
+
+      await runCliRoundTrip(t, loc, env);
+      await expectFastFailure(
+        t,
+        `rclone:n2s-missing:${sshd.dir}/x`,
+        env,
+        /rclone n2s-missing:.*remote "n2s-missing" is not in the rclone config/,
+      );
+      await expectFastFailure(
+        t,
+        `rclone:n2s-closed:${sshd.dir}/x`,
+        env,
+        /rclone n2s-closed:.*couldn't connect SSH: .*connection refused/,
+      );
+      await expectFastFailure(
+        t,
+        `rclone:n2s-stranger:${sshd.dir}/x`,
+        env,
+        /rclone n2s-stranger:.*unable to authenticate.*check the remote's user and key/,
+      );
+    } finally {
+      await sshd.stop();
+    }
+  });
+});
