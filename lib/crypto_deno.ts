@@ -1,16 +1,18 @@
-// The fast Suite for Deno: node:crypto ChaCha20-Poly1305 and scrypt, node:zlib zstd, and BLAKE3
-// from the native C library when it is installed (scripts/setup/perf.sh), else from hash-wasm.
-// Everything here is checked against the portable suite in the tests.
+// The fast Suite for Deno: ChaCha20-Poly1305 and zstd from the system's OpenSSL and libzstd
+// through FFI when they load (else node:crypto and node:zlib), scrypt from node:crypto, and
+// BLAKE3 from the native C library when it is installed (scripts/setup/perf.sh), else from
+// hash-wasm. Everything here is checked against the portable suite in the tests.
 
 import { createCipheriv, createDecipheriv, randomFillSync, scrypt } from "node:crypto";
 import { constants, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { Buffer } from "node:buffer";
 import { wasmBlake3 } from "./format/blake3_wasm.ts";
-import { nativeBlake3 } from "./format/blake3_native.ts";
+import { nativeBlake3Lib } from "./format/blake3_native.ts";
+import { nativeAead, nativeZstd } from "./format/native_crypto.ts";
 import { nobleDeriveKey } from "./format/suite_js.ts";
 import type { Aead, Suite } from "./format/suite.ts";
 
-/** ChaCha20-Poly1305 through node:crypto (OpenSSL): about 1 GB/s here. */
+/** ChaCha20-Poly1305 through node:crypto: about 0.8 GB/s here (the fallback). */
 export const nodeAead: Aead = {
   seal(key, nonce, aad, plain) {
     const c = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: 16 });
@@ -42,29 +44,54 @@ function nodeScrypt(
   );
 }
 
-/** The fast suite used by the CLI and library in Deno. */
-export async function denoSuite(): Promise<Suite> {
-  const newHasher = nativeBlake3() ?? await wasmBlake3();
+/** zstd through node:zlib (a new context per call). */
+const nodeZstd = {
+  // The pledged size lets zstd size its tables to the input (small files compress about twice
+  // as fast), and an output buffer of the input's size avoids growing it.
+  compress: (data: Uint8Array, level: number): Uint8Array =>
+    zstdCompressSync(
+      data,
+      {
+        params: { [constants.ZSTD_c_compressionLevel]: level },
+        pledgedSrcSize: data.length,
+        chunkSize: Math.max(1024, data.length + 64),
+      } as Parameters<typeof zstdCompressSync>[1],
+    ),
+  decompress: (data: Uint8Array, maxSize: number): Uint8Array =>
+    zstdDecompressSync(Buffer.from(data.buffer, data.byteOffset, data.length), {
+      maxOutputLength: maxSize,
+    }),
+};
+
+/** Which implementation each primitive of `denoSuite` uses, for benchmarks and messages. */
+export interface SuiteInfo {
+  blake3: "native" | "hash-wasm";
+  aead: "openssl" | "node:crypto";
+  zstd: "libzstd" | "node:zlib";
+}
+
+/**
+ * The fast suite used by the CLI and library in Deno. Each call makes its own native contexts,
+ * so a suite belongs to one thread (a Worker makes its own).
+ */
+export async function denoSuite(): Promise<Suite & { info: SuiteInfo }> {
+  const b3 = nativeBlake3Lib();
+  const newHasher = b3?.newHasher ?? await wasmBlake3();
+  const aead = nativeAead(nodeAead);
+  const zstd = nativeZstd();
   return {
-    aead: nodeAead,
+    aead: aead ?? nodeAead,
     newHasher,
-    deriveKey: nobleDeriveKey,
-    // The pledged size lets zstd size its tables to the input (small files compress about twice
-    // as fast), and an output buffer of the input's size avoids growing it.
-    compress: (data, level) =>
-      zstdCompressSync(
-        data,
-        {
-          params: { [constants.ZSTD_c_compressionLevel]: level },
-          pledgedSrcSize: data.length,
-          chunkSize: Math.max(1024, data.length + 64),
-        } as Parameters<typeof zstdCompressSync>[1],
-      ),
-    decompress: (data, maxSize) =>
-      zstdDecompressSync(Buffer.from(data.buffer, data.byteOffset, data.length), {
-        maxOutputLength: maxSize,
-      }),
+    hash: b3?.hash,
+    deriveKey: b3?.deriveKey ?? nobleDeriveKey,
+    compress: (zstd ?? nodeZstd).compress,
+    decompress: (zstd ?? nodeZstd).decompress,
     scrypt: nodeScrypt,
     randomBytes: (n) => randomFillSync(new Uint8Array(n)),
+    info: {
+      blake3: b3 ? "native" : "hash-wasm",
+      aead: aead ? "openssl" : "node:crypto",
+      zstd: zstd ? "libzstd" : "node:zlib",
+    },
   };
 }

@@ -36,7 +36,12 @@ export interface Suite {
   newHasher(): Hasher;
   /** BLAKE3 derive_key mode: a 32-byte key from a context string and key material. */
   deriveKey(context: string, material: Uint8Array): Uint8Array;
-  /** zstd-compresses a segment; undefined when the suite cannot compress. */
+  /** One-shot BLAKE3-256 of bytes in memory, when the suite has a faster way than a hasher. */
+  hash?(data: Uint8Array): Uint8Array;
+  /**
+   * zstd-compresses a segment; undefined when the suite cannot compress. It may return its input
+   * itself (never smaller) when compression would not make it smaller.
+   */
   compress?(data: Uint8Array, level: number): Uint8Array;
   /** Decompresses a zstd frame of at most `maxSize` bytes of output. */
   decompress(data: Uint8Array, maxSize: number): Uint8Array;
@@ -52,6 +57,7 @@ export interface Suite {
 
 /** One-shot BLAKE3-256 with a suite's hasher. */
 export function hashBytes(suite: Suite, data: Uint8Array): Uint8Array {
+  if (suite.hash) return suite.hash(data);
   const h = suite.newHasher();
   h.update(data);
   return h.digest();

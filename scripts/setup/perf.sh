@@ -4,6 +4,15 @@
 # when the library is already built from the same sources. Without it n2s uses hash-wasm.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# OpenSSL's libcrypto and libzstd are loaded through FFI too (ChaCha20-Poly1305 and zstd); they
+# are part of every Debian system, but make sure.
+if ! ldconfig -p | grep -q 'libcrypto.so.3 ' || ! ldconfig -p | grep -q 'libzstd.so.1 '; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl3 libzstd1 >/dev/null
+  else
+    echo "perf.sh: libssl3 or libzstd1 missing; n2s will use node:crypto and node:zlib" >&2
+  fi
+fi
 OUT="${N2S_BLAKE3_LIB:-/usr/local/lib/n2s/libblake3.so}"
 [ -f "$OUT" ] && [ "$OUT" -nt lib/format/native/b3wrap.c ] && exit 0
 if ! ls /usr/share/cargo/registry/blake3-*/c/blake3.c >/dev/null 2>&1 || ! command -v gcc >/dev/null; then

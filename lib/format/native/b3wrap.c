@@ -18,3 +18,10 @@ void b3_hash(const void *data, size_t len, uint8_t *out) {
   blake3_hasher_update(&h, data, len);
   blake3_hasher_finalize(&h, out, BLAKE3_OUT_LEN);
 }
+void b3_derive_key(const char *context, size_t context_len, const void *material, size_t len,
+                   uint8_t *out) {
+  blake3_hasher h;
+  blake3_hasher_init_derive_key_raw(&h, context, context_len);
+  blake3_hasher_update(&h, material, len);
+  blake3_hasher_finalize(&h, out, BLAKE3_OUT_LEN);
+}

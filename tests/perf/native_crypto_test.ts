@@ -1,0 +1,110 @@
+// The native primitives (OpenSSL ChaCha20-Poly1305, libzstd, BLAKE3 derive_key and one-shot
+// hash) agree with the independent JavaScript implementations on random inputs of many sizes,
+// and the suite the CLI uses agrees with them whichever implementation it picked.
+
+import assert from "node:assert/strict";
+import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
+import { blake3 } from "@noble/hashes/blake3.js";
+import { decompress as fzstd } from "fzstd";
+import { nativeAead, nativeZstd } from "../../lib/format/native_crypto.ts";
+import { nativeBlake3Lib } from "../../lib/format/blake3_native.ts";
+import { denoSuite, nodeAead } from "../../lib/crypto_deno.ts";
+import { nobleAead, nobleDeriveKey } from "../../lib/format/suite_js.ts";
+import type { Aead } from "../../lib/format/suite.ts";
+
+const SIZES = [0, 1, 15, 16, 17, 63, 64, 65, 255, 4096, 65537, (1 << 20) + 1];
+
+function random(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let o = 0; o < n; o += 65536) crypto.getRandomValues(out.subarray(o, o + 65536));
+  return out;
+}
+
+function text(n: number): Uint8Array {
+  const words = ["alpha ", "beta ", "gamma ", "delta\n", "epsilon "];
+  let s = "";
+  let i = 0;
+  while (s.length < n) s += words[(i++ * 7) % words.length];
+  return new TextEncoder().encode(s.slice(0, n));
+}
+
+/** Byte equality whatever the view type (node:crypto returns Buffers). */
+function same(a: Uint8Array, b: Uint8Array, what: string): void {
+  assert.deepEqual(Uint8Array.from(a), Uint8Array.from(b), what);
+}
+
+function checkAead(aead: Aead): void {
+  for (const n of SIZES) {
+    const key = random(32);
+    const nonce = random(12);
+    const aad = random(n % 50);
+    const plain = random(n);
+    const [ct, tag] = aead.seal(key, nonce, aad, plain);
+    const joined = chacha20poly1305(key, nonce, aad).encrypt(plain);
+    same(ct, joined.subarray(0, n), `ciphertext, size ${n}`);
+    same(tag, joined.subarray(n), `tag, size ${n}`);
+    same(aead.open(key, nonce, aad, ct, tag), plain, `open, size ${n}`);
+    // Any flipped bit fails, in the ciphertext, the tag or the additional data.
+    const bad = tag.slice();
+    bad[n % 16] ^= 1;
+    assert.throws(() => aead.open(key, nonce, aad, ct, bad), `bad tag, size ${n}`);
+    if (n > 0) {
+      const badCt = ct.slice();
+      badCt[n >> 1] ^= 0x80;
+      assert.throws(() => aead.open(key, nonce, aad, badCt, tag), `bad ciphertext, size ${n}`);
+    }
+    assert.throws(() => aead.open(key, nonce, random(3), ct, tag), `bad aad, size ${n}`);
+  }
+}
+
+Deno.test("OpenSSL ChaCha20-Poly1305 through FFI matches @noble/ciphers", () => {
+  const aead = nativeAead(nodeAead);
+  assert.ok(aead, "libcrypto.so.3 did not load (is OpenSSL installed? run bash scripts/setup.sh)");
+  checkAead(aead);
+});
+
+Deno.test("the suite's ChaCha20-Poly1305 and the fallbacks match @noble/ciphers", async () => {
+  checkAead((await denoSuite()).aead);
+  checkAead(nodeAead);
+  checkAead(nobleAead);
+});
+
+Deno.test("libzstd through FFI round-trips and its frames open with fzstd", () => {
+  const z = nativeZstd();
+  assert.ok(z, "libzstd.so.1 did not load (is libzstd installed? run bash scripts/setup.sh)");
+  for (const n of SIZES) {
+    for (const data of [text(n), random(n)]) {
+      const c = z.compress(data, 3);
+      if (c === data) {
+        // Not smaller: the container stores such a segment as is.
+        continue;
+      }
+      assert.ok(c.length < data.length || n < 64, `size ${n}`);
+      assert.deepEqual(fzstd(c), data, `fzstd, size ${n}`);
+      assert.deepEqual(z.decompress(c, 1 << 20 | 64), data, `libzstd, size ${n}`);
+    }
+  }
+  assert.throws(() => z.decompress(random(100), 1 << 20));
+  const big = text(1 << 20);
+  assert.throws(() => z.decompress(z.compress(big, 3), 1000), "output beyond maxSize");
+});
+
+Deno.test("native BLAKE3 derive_key and one-shot hash match @noble/hashes", async () => {
+  const lib = nativeBlake3Lib();
+  assert.ok(lib, "the native BLAKE3 library did not load; run bash scripts/setup.sh");
+  assert.ok(
+    lib.deriveKey,
+    "the native BLAKE3 library lacks b3_derive_key; run bash scripts/setup.sh",
+  );
+  for (const n of SIZES) {
+    const m = random(n);
+    assert.deepEqual(
+      lib.deriveKey("n2s test context v1", m),
+      nobleDeriveKey("n2s test context v1", m),
+    );
+    assert.deepEqual(lib.hash(m), blake3(m));
+  }
+  const suite = await denoSuite();
+  const m = random(80);
+  assert.deepEqual(suite.deriveKey("ctx", m), nobleDeriveKey("ctx", m));
+});
