@@ -64,6 +64,8 @@ const MAX_PARTS = 10000;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** How long a connected request may go without any traffic before it counts as stalled. */
 const IDLE_TIMEOUT_MS = 60_000;
+/** Content type of every object (S3's default, and what some stores need on an empty PUT). */
+const OCTET_STREAM = "application/octet-stream";
 /** Largest error body read to find the error code. */
 const MAX_ERROR_BODY = 64 * KiB;
 /** Error codes S3 uses for conditions that pass by themselves. */
@@ -509,7 +511,9 @@ export class S3Backend implements Backend {
   #httpError(res: Response, text: string, what: string): BackendError {
     const status = res.statusCode;
     const code = xmlField(text, "Code") ?? "";
-    const message = (xmlField(text, "Message") ?? "").replace(/\s+/g, " ").slice(0, 200);
+    // Not every store answers errors in XML: then the start of the body stands for the message.
+    const message = (xmlField(text, "Message") ?? (code ? "" : text)).replace(/\s+/g, " ")
+      .trim().slice(0, 200);
     const label = code ? `${code}` : `HTTP ${status}`;
     const c = this.#c;
     const fromEnv = c.credentialSource === "env";
@@ -657,7 +661,13 @@ export class S3Backend implements Backend {
         return await this.#multipart(key, full, reader, chunks, undefined);
       }
       const data = concatChunks(chunks, total);
-      const res = await this.#call({ method: "PUT", key: full, body: data, what });
+      const res = await this.#call({
+        method: "PUT",
+        key: full,
+        headers: { "content-type": OCTET_STREAM },
+        body: data,
+        what,
+      });
       const etag = unquote(headerOf(res, "etag"));
       await drain(res);
       return etag ? { key, size: total, ref: etag } : { key, size: total };
@@ -683,6 +693,7 @@ export class S3Backend implements Backend {
       method: "POST",
       key: full,
       query: [["uploads", ""]],
+      headers: { "content-type": OCTET_STREAM },
       what: `${what} (create multipart upload)`,
     });
     const uploadId = xmlField(await readText(created, MAX_ERROR_BODY), "UploadId");
@@ -700,6 +711,7 @@ export class S3Backend implements Backend {
         method: "PUT",
         key: full,
         query: [["partNumber", String(n)], ["uploadId", uploadId]],
+        headers: { "content-type": OCTET_STREAM },
         body: buf.subarray(0, len),
         what: `${what} (part ${n})`,
       });

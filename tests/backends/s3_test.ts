@@ -1,5 +1,6 @@
 // The S3 backend against a real s3rver: the conformance suite in path style, in virtual-host
-// style with 5 MiB multipart parts and with one large PUT; keys that need escaping; multipart
+// style with 5 MiB multipart parts and with one large PUT, and once more against fauxqs, an
+// independent S3 implementation; keys that need escaping (on both servers); multipart
 // uploads watched through a recording proxy; error classification with injected answers and
 // dropped connections; credentials from the shared file; location parsing; the CLI round trip
 // and the fast failures of bad credentials, a missing bucket and a closed port.
@@ -23,7 +24,7 @@ import {
 } from "../../lib/backends/s3.ts";
 import { fromBody } from "../../lib/backends/wrappers.ts";
 import { tempDir } from "../helpers/fs.ts";
-import { startS3, startS3Proxy } from "../servers/s3.ts";
+import { startFauxqs, startS3, startS3Proxy } from "../servers/s3.ts";
 import { expectFastFailure, runCliRoundTrip, runConformance } from "./harness.ts";
 
 const MiB = 1 << 20;
@@ -114,8 +115,35 @@ function closedPort(): number {
   return port;
 }
 
+/** Keys that need escaping in URLs and XML round trip through put, list, stat and get. */
+async function oddKeys(open: () => Promise<S3Backend>): Promise<void> {
+  const b = await open();
+  try {
+    const names = [`a&b<c>"d'e`, "ünï cødé", "plus+sign=eq;semi", "percent%41%", "~tilde*()!$@,"];
+    for (const [i, n] of names.entries()) {
+      await b.put(`keys/${n}`, bytesBody(enc.encode(n.repeat(i + 1))));
+    }
+    const listed: ObjectInfo[] = [];
+    for await (const o of b.list("keys/")) listed.push(o);
+    assert.deepEqual(listed.map((o) => o.key).sort(), names.map((n) => `keys/${n}`).sort());
+    for (const [i, n] of names.entries()) {
+      const info = listed.find((o) => o.key === `keys/${n}`)!;
+      assert.equal(info.size, enc.encode(n).length * (i + 1));
+      assert.match(info.ref ?? "", /^[0-9a-f]{32}/, "ref is the unquoted ETag");
+      assert.equal(dec.decode(await readAll(await b.get(`keys/${n}`))), n.repeat(i + 1));
+      assert.equal((await b.stat(`keys/${n}`))?.ref, info.ref);
+    }
+  } finally {
+    await b.close();
+  }
+}
+
 Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async (t) => {
   const s3 = await startS3();
+  const fq = await startFauxqs().catch(async (e) => {
+    await s3.stop();
+    throw e;
+  });
   try {
     const env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey };
     const at = (prefix: string, params = "", endpoint = s3.endpoint) =>
@@ -138,6 +166,13 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
       listPageHint: 1000,
     });
 
+    // A second implementation; it takes at most 11 MiB per request.
+    const fqEnv = { AWS_ACCESS_KEY_ID: fq.accessKeyId, AWS_SECRET_ACCESS_KEY: fq.secretAccessKey };
+    const fqAt = (prefix: string) =>
+      `s3://${fq.bucket}/${prefix}?endpoint=${fq.endpoint}&partsize=5MiB&threshold=10MiB`;
+    await runConformance(t, () => open(fqAt("conf"), fqEnv), { listPageHint: 1000 });
+    await t.step("fauxqs: keys that need escaping", () => oddKeys(() => open(fqAt("odd"), fqEnv)));
+
     await t.step("virtual-host style takes the bucket from the Host header", async () => {
       const v = await open(vhost("vh"));
       const p = await open(at("vh"));
@@ -155,33 +190,10 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
       }
     });
 
-    await t.step("keys with XML-special, reserved and non-ASCII characters", async () => {
-      const b = await open(at(`odd-${crypto.randomUUID().slice(0, 8)}`));
-      try {
-        const names = [
-          `a&b<c>"d'e`,
-          "ünï cødé",
-          "plus+sign=eq;semi",
-          "percent%41%",
-          "~tilde*()!$@,",
-        ];
-        for (const [i, n] of names.entries()) {
-          await b.put(`keys/${n}`, bytesBody(enc.encode(n.repeat(i + 1))));
-        }
-        const listed: ObjectInfo[] = [];
-        for await (const o of b.list("keys/")) listed.push(o);
-        assert.deepEqual(listed.map((o) => o.key).sort(), names.map((n) => `keys/${n}`).sort());
-        for (const [i, n] of names.entries()) {
-          const info = listed.find((o) => o.key === `keys/${n}`)!;
-          assert.equal(info.size, enc.encode(n).length * (i + 1));
-          assert.match(info.ref ?? "", /^[0-9a-f]{32}/, "ref is the unquoted ETag");
-          assert.equal(dec.decode(await readAll(await b.get(`keys/${n}`))), n.repeat(i + 1));
-          assert.equal((await b.stat(`keys/${n}`))?.ref, info.ref);
-        }
-      } finally {
-        await b.close();
-      }
-    });
+    await t.step(
+      "keys with XML-special, reserved and non-ASCII characters",
+      () => oddKeys(() => open(at(`odd-${crypto.randomUUID().slice(0, 8)}`))),
+    );
 
     await t.step("multipart uploads: parts, bounded read-ahead, abort on failure", async () => {
       const proxy = startS3Proxy(s3.endpoint);
@@ -562,5 +574,6 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
     );
   } finally {
     await s3.stop();
+    await fq.stop();
   }
 });

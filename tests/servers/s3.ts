@@ -1,5 +1,7 @@
-// Starts a throwaway s3rver (installed by scripts/setup/s3.sh) on a free loopback port with one
-// bucket, for the S3 backend tests. s3rver checks access keys but not SigV4 signatures.
+// Throwaway S3-compatible servers for the S3 backend tests (installed by scripts/setup/s3.sh),
+// each on a free loopback port with one bucket: s3rver, which checks access keys but not SigV4
+// signatures, and fauxqs, an independent implementation that checks neither; plus a recording,
+// fault-injecting proxy to put in front of either.
 
 import { fileURLToPath } from "node:url";
 
@@ -21,19 +23,109 @@ export interface S3Server {
   stop(): Promise<void>;
 }
 
-const BIN = fileURLToPath(new URL("../../.cache/s3rver/node_modules/.bin/s3rver", import.meta.url));
+const CACHE = fileURLToPath(new URL("../../.cache/", import.meta.url));
+const S3RVER = `${CACHE}s3rver/node_modules/.bin/s3rver`;
+const FAUXQS = `${CACHE}fauxqs`;
 const BUCKET = "n2s-test";
 const SERVICE_ENDPOINT = "localhost";
 
+/** A started server process whose output named its port. */
+interface Spawned {
+  port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns a server, reads both of its pipes until it exits (so that a chatty server never
+ * blocks), and resolves with the port of the first "listening on HOST:PORT" it prints, once the
+ * port answers HTTP.
+ */
+async function spawnServer(
+  what: string,
+  command: string,
+  options: Deno.CommandOptions,
+  cleanup: () => Promise<void>,
+): Promise<Spawned> {
+  const child = new Deno.Command(command, {
+    ...options,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let output = "";
+  let portFound: (port: number) => void;
+  const portP = new Promise<number>((r) => portFound = r);
+  const dec = new TextDecoder();
+  const drain = async (s: ReadableStream<Uint8Array>) => {
+    for await (const chunk of s) {
+      output += dec.decode(chunk, { stream: true });
+      const m = output.match(/listening on [^\s:]+:(\d+)/);
+      if (m) portFound(Number(m[1]));
+    }
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already gone */ }
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already gone */ }
+    }, 5000);
+    await child.status;
+    clearTimeout(timer);
+    await drained;
+    await cleanup();
+  };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const port = await Promise.race([
+      portP,
+      child.status.then((s) => {
+        throw new Error(`${what} exited with code ${s.code} before listening:\n${output}`);
+      }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${what} did not listen within 30 s:\n${output}`)),
+          30000,
+        );
+      }),
+    ]);
+    // Listening is not yet answering: wait for one HTTP reply.
+    const deadline = Date.now() + 10000;
+    while (true) {
+      try {
+        const r = await fetch(`http://127.0.0.1:${port}/`);
+        await r.body?.cancel();
+        break;
+      } catch (e) {
+        if (Date.now() > deadline) throw new Error(`${what} on port ${port} does not answer: ${e}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    return { port, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function assertInstalled(what: string, path: string): Promise<void> {
+  try {
+    await Deno.stat(path);
+  } catch {
+    throw new Error(`${what} is not installed (${path} is missing): run \`bash scripts/setup.sh\``);
+  }
+}
+
 /** Starts s3rver; throws when it is not installed or does not come up within 30 s. */
 export async function startS3(): Promise<S3Server> {
-  try {
-    await Deno.stat(BIN);
-  } catch {
-    throw new Error(`s3rver is not installed (${BIN} is missing): run \`bash scripts/setup.sh\``);
-  }
+  await assertInstalled("s3rver", S3RVER);
   const dir = await Deno.makeTempDir({ prefix: "n2s-s3rver-" });
-  const child = new Deno.Command(BIN, {
+  const { port, stop } = await spawnServer("s3rver", S3RVER, {
     args: [
       "-d",
       dir,
@@ -50,74 +142,45 @@ export async function startS3(): Promise<S3Server> {
     // s3rver makes ListObjectsV2 continuation tokens with DES, which OpenSSL 3 keeps in its
     // legacy provider: without it every listing longer than one page fails with InternalError.
     env: { NODE_OPTIONS: "--openssl-legacy-provider" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let output = "";
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* already gone */ }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }, 5000);
-    await child.status;
-    clearTimeout(timer);
-    await drained;
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }, () => Deno.remove(dir, { recursive: true }).catch(() => {}));
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
+    bucket: BUCKET,
+    accessKeyId: "S3RVER",
+    secretAccessKey: "S3RVER",
+    region: "us-east-1",
+    serviceEndpoint: SERVICE_ENDPOINT,
+    stop,
   };
-  // Both pipes are read until the process ends, so a chatty server never blocks on them.
-  let portFound: (port: number) => void;
-  const portP = new Promise<number>((r) => portFound = r);
-  const dec = new TextDecoder();
-  const drain = async (s: ReadableStream<Uint8Array>) => {
-    for await (const chunk of s) {
-      output += dec.decode(chunk, { stream: true });
-      const m = output.match(/listening on [^\s:]+:(\d+)/);
-      if (m) portFound(Number(m[1]));
-    }
+}
+
+/**
+ * Starts fauxqs's S3 emulator, a second implementation written apart from s3rver, in memory.
+ * It accepts any credentials and takes at most 11 MiB per request, so clients must use parts
+ * of 5 to 10 MiB and a multipart threshold of at most 10 MiB.
+ */
+export async function startFauxqs(): Promise<Omit<S3Server, "serviceEndpoint">> {
+  await assertInstalled("fauxqs", `${FAUXQS}/node_modules/fauxqs/package.json`);
+  // It needs node:sqlite, which Deno has and the machine's node 20 has not; run from its folder,
+  // Deno resolves its packages from that folder's node_modules.
+  const launcher = `import { startFauxqs } from "fauxqs";
+const s = await startFauxqs({ port: 0, logger: false, host: "127.0.0.1",
+  init: { buckets: [${JSON.stringify(BUCKET)}] } });
+console.log("fauxqs listening on 127.0.0.1:" + s.port);`;
+  const { port, stop } = await spawnServer("fauxqs", Deno.execPath(), {
+    args: ["eval", "--ext=js", launcher],
+    cwd: FAUXQS,
+  }, () => Promise.resolve());
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
+    bucket: BUCKET,
+    accessKeyId: "FAUXQS",
+    secretAccessKey: "FAUXQS",
+    region: "us-east-1",
+    stop,
   };
-  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
-  try {
-    const port = await Promise.race([
-      portP,
-      child.status.then((s) => {
-        throw new Error(`s3rver exited with code ${s.code} before listening:\n${output}`);
-      }),
-      new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error(`s3rver did not listen within 30 s:\n${output}`)), 30000)
-      ),
-    ]);
-    const endpoint = `http://127.0.0.1:${port}`;
-    // Listening is not yet answering: wait for one HTTP reply.
-    const deadline = Date.now() + 10000;
-    while (true) {
-      try {
-        const r = await fetch(`${endpoint}/`);
-        await r.body?.cancel();
-        break;
-      } catch (e) {
-        if (Date.now() > deadline) throw new Error(`s3rver at ${endpoint} does not answer: ${e}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    return {
-      endpoint,
-      port,
-      bucket: BUCKET,
-      accessKeyId: "S3RVER",
-      secretAccessKey: "S3RVER",
-      region: "us-east-1",
-      serviceEndpoint: SERVICE_ENDPOINT,
-      stop,
-    };
-  } catch (e) {
-    await stop();
-    throw e;
-  }
 }
 
 /** A recording HTTP proxy in front of an S3 server that can answer with faults instead. */
