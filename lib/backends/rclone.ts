@@ -5,9 +5,15 @@
 //
 // Location form: `rclone:PATH`, where PATH is an rclone path exactly as rclone itself takes it.
 // Environment: N2S_RCLONE names the program (default "rclone"); RCLONE_CONFIG and every other
-// RCLONE_* variable reach rclone as usual (so any rclone flag can be set, e.g.
-// RCLONE_LOW_LEVEL_RETRIES=10), except those that would change what an operation does or where
-// rcd logs. AWS_CA_BUNDLE is removed: rclone 1.60's s3 backend fails at once when it is set.
+// RCLONE_* variable reach rclone as usual, so any rclone flag can be set (RCLONE_TIMEOUT=1m),
+// except those that would change what an operation does or where rcd logs. AWS_CA_BUNDLE is
+// removed: rclone 1.60's s3 backend fails at once when it is set. Defaults that differ from
+// rclone's own, each overridden by its variable: RCLONE_LOW_LEVEL_RETRIES=3,
+// RCLONE_CONTIMEOUT=15s, RCLONE_SFTP_DISABLE_HASHCHECK=true (see DEFAULT_FLAGS).
+//
+// rcd listens on 127.0.0.1 on a port of its choosing, with a random user and password passed
+// in its environment (never --rc-no-auth: --rc-serve would let any local process read the
+// remote). It knows the location as an alias remote defined in its environment.
 //
 // Operations: put uploads to `.n2s-tmp/<random>` (operations/uploadfile, streamed as multipart)
 // and moves it to the key (operations/movefile); get reads through --rc-serve; stat, list and
@@ -26,6 +32,11 @@
 //   request, so a crash of the server (not of this machine) can lose recent puts.
 // - object stores (S3, B2, GCS, Azure, …): an object is durable when its upload returns.
 // - other remotes: whatever the service promises once its upload call returns.
+//
+// Errors: a remote missing from the config, an unknown backend type, refused logins, denied
+// access, and any failure of the remote's first call that is not passing trouble (refused
+// connection, unknown host, a bad option) are permanent; later timeouts, resets and 5xx are
+// transient. An rcd that dies is started again by the next call.
 
 import {
   type Backend,
@@ -44,6 +55,10 @@ const STARTUP_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 5_000;
 const STDERR_LINES = 20;
 const MOVE_ATTEMPTS = 5;
+
+/** rclone messages of passing trouble: a retry may well succeed. */
+const TRANSIENT =
+  /timeout|timed out|deadline exceeded|reset|broken pipe|EOF|temporar|throttl|rate ?limit|too many|slow down|unavailable|try again|internal error|\b5\d\d\b|busy|closed/i;
 
 /**
  * Environment variables rclone must not see: they would change what an operation does
@@ -355,8 +370,20 @@ export class RcloneBackend implements Backend {
   #closed = false;
   readonly #gate = new Gate(this.parallelism, () => this.#worked);
 
+  /**
+   * The name rcd knows the location by: an alias remote defined in rcd's environment. The
+   * location itself may contain "//" (an endpoint URL in a connection string), which Go's HTTP
+   * server would fold into "/" in a --rc-serve URL; the alias name never does.
+   */
+  readonly #fs: string;
+  readonly #env: Record<string, string>;
+
   constructor(readonly fs: string, private readonly opts: RcloneOptions) {
     this.name = `rclone ${redactRemote(fs)}`;
+    const alias = `n2s${randomHex(6)}`;
+    const v = `RCLONE_CONFIG_${alias.toUpperCase()}`;
+    this.#fs = `${alias}:`;
+    this.#env = { ...opts.env, [`${v}_TYPE`]: "alias", [`${v}_REMOTE`]: fs };
   }
 
   /** Starts rcd now, so that a missing rclone fails the open. */
@@ -372,7 +399,7 @@ export class RcloneBackend implements Backend {
       if (rcd && !rcd.exited) return rcd;
       if (rcd) await rcd.stop().catch(() => {});
     }
-    const starting = Rcd.start(this.opts.program, this.opts.env);
+    const starting = Rcd.start(this.opts.program, this.#env);
     this.#rcd = starting;
     try {
       return await starting;
@@ -426,13 +453,20 @@ export class RcloneBackend implements Backend {
         .test(msg)
     ) {
       permanent = true;
-    } else if (
-      !this.#worked &&
-      /connection refused|no such host|network is unreachable|no route to host|server misbehaving/i
-        .test(msg)
-    ) {
+    } else if (!this.#worked && /connection refused/i.test(msg)) {
       permanent = true;
-      hint = "; is the server running and reachable?";
+      hint = "; is the server running on that host and port?";
+    } else if (!this.#worked && /no such host|server misbehaving/i.test(msg)) {
+      permanent = true;
+      hint = "; check the host name";
+    } else if (!this.#worked && /network is unreachable|no route to host/i.test(msg)) {
+      permanent = true;
+      hint = "; is the host reachable from here?";
+    } else if (!this.#worked && !TRANSIENT.test(msg)) {
+      // The remote has never answered and this is no passing trouble (rcd answers every
+      // rclone error with status 500, so only the message tells): a remote that is set up
+      // wrong, e.g. with a password that is not obscured or a bad option, fails at once.
+      permanent = true;
     }
     return new BackendError(
       permanent ? "permanent" : "transient",
@@ -578,7 +612,7 @@ export class RcloneBackend implements Backend {
         await source?.return?.();
       },
     });
-    const query = `fs=${encodeURIComponent(this.fs)}&remote=${encodeURIComponent(TEMP_DIR)}`;
+    const query = `fs=${encodeURIComponent(this.#fs)}&remote=${encodeURIComponent(TEMP_DIR)}`;
     let uploaded = false;
     try {
       try {
@@ -600,7 +634,7 @@ export class RcloneBackend implements Backend {
     } catch (e) {
       // Best effort: an upload that failed may have left its temporary object (list skips it).
       if (uploaded || bodyError !== undefined) {
-        await this.#call("operations/deletefile", { fs: this.fs, remote: tmp }, what)
+        await this.#call("operations/deletefile", { fs: this.#fs, remote: tmp }, what)
           .catch(() => {});
       }
       if (e === bodyError) {
@@ -617,7 +651,7 @@ export class RcloneBackend implements Backend {
    * between, so a transient failure is tried again here rather than uploading again.
    */
   async #move(tmp: string, key: string, what: string): Promise<void> {
-    const params = { srcFs: this.fs, srcRemote: tmp, dstFs: this.fs, dstRemote: key };
+    const params = { srcFs: this.#fs, srcRemote: tmp, dstFs: this.#fs, dstRemote: key };
     for (let attempt = 1;; attempt++) {
       try {
         await this.#call("operations/movefile", params, what);
@@ -636,7 +670,7 @@ export class RcloneBackend implements Backend {
 
   /** Whether an object exists, by any name (stat takes keys only). */
   async #exists(remote: string, what: string): Promise<boolean> {
-    const out = await this.#run("operations/stat", { fs: this.fs, remote }, what);
+    const out = await this.#run("operations/stat", { fs: this.#fs, remote }, what);
     return out.item !== null && out.item !== undefined;
   }
 
@@ -647,7 +681,13 @@ export class RcloneBackend implements Backend {
     const path = key.split("/").map(encodeURIComponent).join("/");
     let res: Response;
     try {
-      ({ res } = await this.#send(rcd, what, `[${encodeURIComponent(this.fs)}]/${path}`, {}, true));
+      ({ res } = await this.#send(
+        rcd,
+        what,
+        `[${encodeURIComponent(this.#fs)}]/${path}`,
+        {},
+        true,
+      ));
     } catch (e) {
       if (e instanceof RcError && e.status === 404) throw new NotFoundError(this.name, key);
       throw e instanceof RcError ? this.#classify(what, e) : e;
@@ -682,7 +722,7 @@ export class RcloneBackend implements Backend {
     checkKey(this.name, key);
     const out = await this.#run(
       "operations/stat",
-      { fs: this.fs, remote: key, opt: { noModTime: true, noMimeType: true } },
+      { fs: this.#fs, remote: key, opt: { noModTime: true, noMimeType: true } },
       `stat ${key}`,
     );
     const item = out.item as { Size: number; IsDir: boolean } | null | undefined;
@@ -698,7 +738,7 @@ export class RcloneBackend implements Backend {
       out = await this.#call(
         "operations/list",
         {
-          fs: this.fs,
+          fs: this.#fs,
           remote: dir,
           opt: { recurse: true, filesOnly: true, noModTime: true, noMimeType: true },
         },
@@ -722,7 +762,7 @@ export class RcloneBackend implements Backend {
     checkKey(this.name, key);
     const what = `delete ${key}`;
     try {
-      await this.#call("operations/deletefile", { fs: this.fs, remote: key }, what);
+      await this.#call("operations/deletefile", { fs: this.#fs, remote: key }, what);
     } catch (e) {
       if (e instanceof RcError && e.status === 404) return;
       throw e instanceof RcError ? this.#classify(what, e) : e;
@@ -731,7 +771,7 @@ export class RcloneBackend implements Backend {
 
   /** The root directory when the remote is a local file system, else null. */
   #local(): Promise<string | null> {
-    this.#localRoot ??= this.#run("operations/fsinfo", { fs: this.fs }, "flush").then(
+    this.#localRoot ??= this.#run("operations/fsinfo", { fs: this.#fs }, "flush").then(
       (info) => {
         const features = info.Features as Record<string, boolean> | undefined;
         return features?.IsLocal && typeof info.Root === "string" ? info.Root : null;
