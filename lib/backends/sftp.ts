@@ -43,6 +43,8 @@ const CHUNK = 4 << 20;
 const MAX_WORKERS = 8;
 /** Puts streaming through their own session, where head is not GNU head. */
 const MAX_PUT_SESSIONS = 2;
+/** Without GNU head, bodies up to this size go through a worker, larger ones a session. */
+const PORTABLE_SMALL = 256 << 10;
 /** Exit statuses the scripts use. */
 const ST_NOT_FOUND = 44;
 const ST_SHORT = 45;
@@ -331,6 +333,8 @@ export class SftpBackend implements Backend {
   #connecting: Promise<void> | null = null;
   /** Set once a connection has worked: from then on, a lost connection is transient. */
   #connected = false;
+  /** Set once a remote shell has answered: from then on, a shell that ends is transient. */
+  #shellWorked = false;
   #closed = false;
   #idle: Worker[] = [];
   #workers = 0;
@@ -388,6 +392,15 @@ export class SftpBackend implements Backend {
     const t = this.#q(tmp);
     return `n=$(wc -c <${t}) && if [ $n -eq ${size} ]; then ${this.#publish(tmp, key)}; ` +
       `else rm -f ${t}; short; fi`;
+  }
+
+  /**
+   * The branch for a key that is not a file: "not found", unless the path cannot be reached
+   * (a parent is not a directory, no permission), which is an error.
+   */
+  #missing(f: string): string {
+    return `e=$(ls -d ${f} 2>&1 >/dev/null); case $e in *"Not a directory"*|*"ermission denied"*) ` +
+      `printf '%s\\n' "$e" >&2; false;; *) nf;; esac`;
   }
 
   // ---- ssh ----
@@ -523,11 +536,11 @@ export class SftpBackend implements Backend {
   #fail(what: string, e: unknown): BackendError {
     if (e instanceof BackendError) return e;
     if (e instanceof WorkerLost) {
-      if (e.code === 255 || /ssh|connect|host|denied/i.test(e.stderr)) {
+      if (e.code === 255) {
         return this.#sshError(e.code, e.stderr, e);
       }
       return new BackendError(
-        this.#connected ? "transient" : "permanent",
+        this.#shellWorked ? "transient" : "permanent",
         this.name,
         `${what}: the remote shell ended (exit ${e.code}${
           e.stderr.trim() ? `: ${oneLine(e.stderr)}` : ""
@@ -604,6 +617,7 @@ export class SftpBackend implements Backend {
       const out = dec.decode(r.out);
       this.#gnuHead = !this.#portable && out.includes("gnuhead ");
       this.#gnuFind = !this.#portable && out.includes("gnufind ");
+      this.#shellWorked = true;
       return w;
     } catch (e) {
       await w.end(true);
@@ -691,12 +705,16 @@ export class SftpBackend implements Backend {
     const tmp = `${TMP_DIR}/${randomHex(12)}`;
     const size = this.#gnuHead
       ? await this.#putChunked(key, tmp, body)
-      : await this.#putSession(key, tmp, body);
+      : await this.#putPortable(key, tmp, body);
     this.#unsynced++;
     return { key, size };
   }
 
-  /** Sends the body through a worker in pieces of at most CHUNK bytes. */
+  #bodyError(what: string, e: unknown): BackendError {
+    return new BackendError("permanent", this.name, `${what}: ${errText(e)}`, { cause: e });
+  }
+
+  /** Sends the body through a worker in pieces of at most CHUNK bytes, read with GNU head. */
   #putChunked(key: string, tmp: string, body: Body): Promise<number> {
     const what = `put ${key}`;
     return this.#with(what, async (w) => {
@@ -739,15 +757,67 @@ export class SftpBackend implements Backend {
         if (sending) throw e;
         // The body failed: drop what was sent, and report the body's error.
         if (sent > 0) await w.call(`rm -f ${t} </dev/null`);
-        throw new BackendError("permanent", this.name, `${what}: ${errText(e)}`, { cause: e });
+        throw this.#bodyError(what, e);
       }
       await send(true);
       return total;
     });
   }
 
-  /** Streams the body through its own session (`cat > tmp`); a worker then renames it. */
-  async #putSession(key: string, tmp: string, body: Body): Promise<number> {
+  /**
+   * Puts with POSIX tools only: a small body goes through a worker, read with one `dd` per
+   * pipe read (dd never reads past its count); a larger one streams through its own session.
+   */
+  async #putPortable(key: string, tmp: string, body: Body): Promise<number> {
+    const what = `put ${key}`;
+    const it = body.open()[Symbol.asyncIterator]();
+    const head: Uint8Array[] = [];
+    let size = 0;
+    let ended = false;
+    try {
+      try {
+        while (size <= PORTABLE_SMALL) {
+          const r = await it.next();
+          if (r.done) {
+            ended = true;
+            break;
+          }
+          for (const p of Array.isArray(r.value) ? r.value : [r.value]) {
+            if (p.length === 0) continue;
+            head.push(p);
+            size += p.length;
+          }
+        }
+      } catch (e) {
+        ended = true;
+        throw this.#bodyError(what, e);
+      }
+      if (!ended) return await this.#putSession(key, tmp, head, it);
+    } finally {
+      if (!ended) await it.return?.();
+    }
+    const t = this.#q(tmp);
+    // tee counts what dd read even where writing the file fails, so the stream stays in step.
+    const script = `: >${t}; n=0; while [ $n -lt ${size} ]; do ` +
+      `k=$(dd bs=$((${size}-n)) count=1 2>/dev/null | tee -a ${t} | wc -c); ` +
+      `[ $k -gt 0 ] || break; n=$((n+k)); done; ${this.#checkAndPublish(tmp, key, size)}`;
+    return await this.#with(what, async (w) => {
+      const r = await w.call(script, head);
+      if (r.status !== 0) throw this.#remoteError(what, r);
+      return size;
+    });
+  }
+
+  /**
+   * Streams a body (its first pieces already read, then the rest of its iterator) through its
+   * own session (`cat > tmp`); a worker then checks the size and renames.
+   */
+  async #putSession(
+    key: string,
+    tmp: string,
+    head: Uint8Array[],
+    rest: AsyncIterator<Uint8Array | Uint8Array[]>,
+  ): Promise<number> {
     const what = `put ${key}`;
     while (this.#putSessions >= MAX_PUT_SESSIONS) {
       await new Promise<void>((r) => this.#putWaiters.push(r));
@@ -757,41 +827,45 @@ export class SftpBackend implements Backend {
     try {
       const script = `cat >${this.#q(tmp)}`;
       const child = this.#spawn(["-T"], `exec sh -c ${shellQuote(script)}`, "piped");
-      const errText2 = new Response(child.stderr).text();
+      const errDone = new Response(child.stderr).text();
       const outDone = child.stdout.cancel();
       const writer = child.stdin.getWriter();
       let bodyError: unknown = null;
       let writeError = false;
-      try {
-        for await (const piece of body.open()) {
-          for (const p of Array.isArray(piece) ? piece : [piece]) {
-            if (p.length === 0) continue;
-            try {
-              await writer.write(p);
-            } catch {
-              writeError = true;
-              break;
-            }
+      const write = async (pieces: Uint8Array[]) => {
+        for (const p of pieces) {
+          if (p.length === 0 || writeError) continue;
+          try {
+            await writer.write(p);
             total += p.length;
+          } catch {
+            writeError = true;
           }
-          if (writeError) break;
         }
-      } catch (e) {
-        bodyError = e;
-        // The remote cat must not see a clean EOF: kill the local ssh first.
+      };
+      await write(head);
+      while (!writeError) {
+        let r: IteratorResult<Uint8Array | Uint8Array[]>;
         try {
-          child.kill("SIGTERM");
-        } catch {
-          // Already exited.
+          r = await rest.next();
+        } catch (e) {
+          bodyError = e;
+          // The remote cat sees an EOF either way; the file is never renamed.
+          try {
+            child.kill("SIGTERM");
+          } catch {
+            // Already exited.
+          }
+          break;
         }
+        if (r.done) break;
+        await write(Array.isArray(r.value) ? r.value : [r.value]);
       }
       await writer.close().catch(() => {});
-      const [status, err] = await Promise.all([child.status, errText2, outDone]);
+      const [status, err] = await Promise.all([child.status, errDone, outDone]);
       if (bodyError !== null) {
         await this.#run(what, `rm -f ${this.#q(tmp)}`).catch(() => {});
-        throw new BackendError("permanent", this.name, `${what}: ${errText(bodyError)}`, {
-          cause: bodyError,
-        });
+        throw this.#bodyError(what, bodyError);
       }
       if (status.code === 255) throw this.#sshError(status.code, err);
       if (status.code !== 0 || writeError) {
@@ -814,7 +888,9 @@ export class SftpBackend implements Backend {
     let handedOff = false;
     try {
       const it = w.output(
-        await w.send(`{ if [ -f ${f} ]; then printf +; cat ${f}; else nf; fi; } </dev/null`),
+        await w.send(
+          `{ if [ -f ${f} ]; then printf +; cat ${f}; else ${this.#missing(f)}; fi; } </dev/null`,
+        ),
       );
       // The first byte is "+" when the file exists; otherwise the reply comes at once.
       let first = await it.next();
@@ -868,7 +944,7 @@ export class SftpBackend implements Backend {
     const f = this.#q(key);
     const r = await this.#run(
       `stat ${key}`,
-      `if [ -f ${f} ]; then wc -c <${f}; else nf; fi`,
+      `if [ -f ${f} ]; then wc -c <${f}; else ${this.#missing(f)}; fi`,
       [ST_NOT_FOUND],
     );
     if (r.status === ST_NOT_FOUND) return null;
