@@ -11,10 +11,11 @@
 //   in amazonaws.com or amazonaws.com.cn) when the bucket name has no dot, since a dotted bucket
 //   name does not match AWS's wildcard certificate; path for everything else, such as a custom
 //   endpoint given by IP address or with a port (MinIO, s3rver, Ceph, ...).
-// - partsize (default 16 MiB, 5 MiB to 5 GiB) and threshold (default 64 MiB): objects of
-//   `threshold` bytes or more, or whose size is unknown and reaches `threshold`, go up as a
-//   multipart upload in parts of `partsize`; smaller ones as one PUT. Sizes take K/M/G suffixes
-//   (powers of 1024) or plain bytes.
+// - partsize (default 16 MiB, 5 MiB to 5 GiB) and threshold (default 64 MiB): an object of known
+//   size goes up in one PUT below `threshold` bytes and as a multipart upload in parts of
+//   `partsize` from there on. An object of unknown size goes up in one PUT when it ends within
+//   min(partsize, threshold) bytes, and as a multipart upload when it is longer. Sizes take K/M/G
+//   suffixes (powers of 1024) or plain bytes.
 // - connect: send every request to this address instead of resolving the endpoint's host, the
 //   way curl's --connect-to does (for a store reachable only by address, and for testing
 //   virtual-host requests without DNS).
@@ -24,9 +25,11 @@
 //
 // A PUT is sent only once its body has been read whole into memory, so a body that fails midway
 // never reaches the store (some S3-compatible servers write a PUT in place and would leave a
-// partial object). Larger objects stream as a multipart upload with two part buffers (one part
+// partial object); in n2s such bodies are in memory already. Larger objects, and every object
+// of unknown size beyond one part, stream as a multipart upload with two part buffers (one part
 // uploads while the next is read); a failed upload is aborted, and S3 shows nothing of an
-// upload before it completes. A put thus holds at most max(threshold, 2 × partsize) bytes.
+// upload before it completes. A put thus holds at most a known-size body below `threshold`, or
+// about two parts.
 
 import http from "node:http";
 import https from "node:https";
@@ -643,21 +646,22 @@ export class S3Backend implements Backend {
       if (size !== undefined && size >= this.#c.threshold) {
         return await this.#multipart(key, full, reader, [], size);
       }
-      // Read up to `threshold` bytes; a body that ends there goes up in one PUT.
-      const limit = size ?? this.#c.threshold;
+      // A known size below the threshold is read whole; an unknown one up to one part (so that
+      // memory stays within two parts), and it goes up in one PUT if it ends there.
+      const limit = size ?? Math.min(this.#c.threshold, this.#c.partSize);
       const chunks: Uint8Array[] = [];
       let total = 0;
-      while (total < limit) {
+      while (size === undefined ? total <= limit : total < size) {
         const p = await reader.next();
         if (p === null) break;
         chunks.push(p.slice());
         total += p.length;
       }
       if (size !== undefined) {
-        if ((await reader.next()) !== null || total !== size) {
-          throw reader.sizeMismatch(size, total);
+        if (total !== size || (await reader.next()) !== null) {
+          throw reader.sizeMismatch(size, total < size ? total : undefined);
         }
-      } else if (total >= this.#c.threshold) {
+      } else if (total > limit) {
         return await this.#multipart(key, full, reader, chunks, undefined);
       }
       const data = concatChunks(chunks, total);
@@ -764,8 +768,8 @@ export class S3Backend implements Backend {
         }
         total += p.length;
       };
-      for (const p of first) await add(p);
-      first.length = 0;
+      // The pieces read before the upload began are released as they are copied into parts.
+      while (first.length > 0) await add(first.shift()!);
       while (true) {
         const p = await reader.next();
         if (p === null) break;
@@ -953,8 +957,13 @@ class BodyReader {
     return this.#queue.shift()!;
   }
 
-  sizeMismatch(declared: number, got: number): BackendError {
-    const cause = new BodyError(`the source gave ${got} bytes, not the ${declared} it declared`);
+  /** The error for a body longer (`got` undefined) or shorter than the size it declared. */
+  sizeMismatch(declared: number, got: number | undefined): BackendError {
+    const cause = new BodyError(
+      got === undefined
+        ? `the source gave more than the ${declared} bytes it declared`
+        : `the source gave ${got} bytes, not the ${declared} it declared`,
+    );
     return new BackendError("permanent", this.backend, `${this.what}: ${cause.message}`, {
       cause,
     });

@@ -272,37 +272,65 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
       }
     });
 
-    await t.step("bodies of unknown size and bodies that lie about their size", async () => {
-      const proxy = startS3Proxy(s3.endpoint);
-      const b = await open(at("sizes", "&partsize=5MiB&threshold=8MiB", proxy.endpoint));
-      try {
-        // Below the threshold: one PUT.
-        const small = patterned(8 * MiB - 1, 5, { known: false });
-        assert.equal((await b.put("small", small)).size, 8 * MiB - 1);
-        assert.deepEqual(proxy.log, ["PUT /n2s-test/sizes/small"]);
-        await sameBytes(b, "small", small);
-        // Reaching the threshold: multipart, the buffered start included.
-        proxy.log.length = 0;
-        const large = patterned(8 * MiB, 6, { known: false });
-        assert.equal((await b.put("large", large)).size, 8 * MiB);
-        assert.equal(proxy.log.filter((l) => l.includes("partNumber=")).length, 2);
-        await sameBytes(b, "large", large);
-        // Declared sizes that do not match: refused as the body's fault, nothing stored.
-        for (
-          const [declared, actual] of [[3 * MiB, 2 * MiB], [MiB, 2 * MiB], [20 * MiB, 11 * MiB]]
-        ) {
-          const liar: Body = { size: declared, open: () => patterned(actual, 7).open() };
-          const e = await failure(() => b.put(`liar-${declared}`, liar));
-          assert.equal(e.kind, "permanent");
-          assert.ok(fromBody(e), "a size mismatch is the body's fault");
-          assert.match(e.message, /gave \d+ bytes, not the \d+ it declared/);
-          assert.equal(await b.stat(`liar-${declared}`), null);
+    await t.step(
+      "which bodies go up in one PUT, and bodies that lie about their size",
+      async () => {
+        const proxy = startS3Proxy(s3.endpoint);
+        const b = await open(at("sizes", "&partsize=5MiB&threshold=8MiB", proxy.endpoint));
+        const puts = () => {
+          const out = proxy.log.map((l) => l.replace(/uploadId=[^&]+/, "U"));
+          proxy.log.length = 0;
+          return out;
+        };
+        try {
+          // Unknown size within one part: one PUT.
+          const small = patterned(5 * MiB, 5, { known: false });
+          assert.equal((await b.put("small", small)).size, 5 * MiB);
+          assert.deepEqual(puts(), ["PUT /n2s-test/sizes/small"]);
+          await sameBytes(b, "small", small);
+          // Unknown size beyond one part: multipart, the piece read ahead included.
+          puts();
+          const large = patterned(5 * MiB + 1, 6, { known: false });
+          assert.equal((await b.put("large", large)).size, 5 * MiB + 1);
+          assert.deepEqual(puts(), [
+            "POST /n2s-test/sizes/large?uploads=",
+            "PUT /n2s-test/sizes/large?partNumber=1&U",
+            "PUT /n2s-test/sizes/large?partNumber=2&U",
+            "POST /n2s-test/sizes/large?U",
+          ]);
+          await sameBytes(b, "large", large);
+          // Known size below the threshold: one PUT, even beyond one part.
+          puts();
+          const known = patterned(8 * MiB - 1, 7);
+          await b.put("known", known);
+          assert.deepEqual(puts(), ["PUT /n2s-test/sizes/known"]);
+          // Known size at the threshold: multipart.
+          puts();
+          await b.put("at", patterned(8 * MiB, 8));
+          assert.equal(puts().filter((l) => l.includes("partNumber=")).length, 2);
+          await sameBytes(b, "at", patterned(8 * MiB, 8));
+          // Declared sizes that do not match: refused as the body's fault, nothing stored.
+          for (
+            const [declared, actual, pattern] of [
+              [3 * MiB, 2 * MiB, /gave 2097152 bytes, not the 3145728 it declared/],
+              [MiB, 2 * MiB, /gave more than the 1048576 bytes it declared/],
+              [20 * MiB, 11 * MiB, /gave 11534336 bytes, not the 20971520 it declared/],
+              [9 * MiB, 11 * MiB, /gave 11534336 bytes, not the 9437184 it declared/],
+            ] as const
+          ) {
+            const liar: Body = { size: declared, open: () => patterned(actual, 7).open() };
+            const e = await failure(() => b.put(`liar-${declared}`, liar));
+            assert.equal(e.kind, "permanent");
+            assert.ok(fromBody(e), "a size mismatch is the body's fault");
+            assert.match(e.message, pattern);
+            assert.equal(await b.stat(`liar-${declared}`), null);
+          }
+        } finally {
+          await b.close();
+          await proxy.stop();
         }
-      } finally {
-        await b.close();
-        await proxy.stop();
-      }
-    });
+      },
+    );
 
     await t.step("error answers: throttling and 5xx transient, 4xx permanent", async () => {
       const proxy = startS3Proxy(s3.endpoint);
