@@ -15,15 +15,18 @@
 // One operation is one script, so it costs one round trip and a few process starts on the
 // remote, not a key exchange or a login shell. Objects are files under the root directory:
 // - put writes `.n2s-tmp/<random>` and renames it over the key (atomic; list skips
-//   `.n2s-tmp`). The body goes through the worker in pieces of at most 4 MiB, each read with
-//   `head -c N`, and the rename happens only when the byte count matches. Where head is not GNU
-//   head (which reads exactly N bytes from a pipe), each put streams through its own session
-//   (`cat > tmp`) instead and a worker checks the size and renames.
+//   `.n2s-tmp`), only when the byte count matches. The body goes through the worker in pieces
+//   of at most 4 MiB, each read with GNU `head -c N` (which reads exactly N bytes from a pipe).
+//   Without GNU head, a body of up to 256 KiB goes through the worker read by `dd count=1`
+//   (one pipe read each, so never too much), and a larger one streams through its own
+//   session (`cat > tmp`); a worker then checks the size and renames.
 // - get runs `cat`, stat `wc -c`, list `find` under the deepest directory of the prefix
-//   (`-printf` where find is GNU find, else `-exec wc -c`), delete `rm -f`, flush `sync`.
+//   (`-printf` where find is GNU find, else `-exec wc -c`), delete `rm -f`, flush `sync` once
+//   for all puts since the last flush. close() also removes temporary files older than a day
+//   (left by puts whose connection was cut).
 //
-// The remote needs a POSIX shell (sh) with cat, mv, mkdir, find, rm, wc, head and sync: any
-// Linux or BSD host. An SFTP-only account (ForceCommand internal-sftp) has no shell: reach it
+// The remote needs a POSIX shell (sh) with cat, mv, mkdir, find, rm, wc, head, dd, tee, ls and
+// sync: any Linux or BSD host. An SFTP-only account (ForceCommand internal-sftp) has no shell: reach it
 // through the rclone backend instead.
 
 import {
@@ -346,6 +349,7 @@ export class SftpBackend implements Backend {
   #gnuFind = false;
   #tmpReady: Promise<void> | null = null;
   #unsynced = 0;
+  #putCount = 0;
 
   constructor(loc: SftpLocation, opts: SftpOptions = {}) {
     this.#loc = loc;
@@ -372,7 +376,7 @@ export class SftpBackend implements Backend {
 
   #checkKey(key: string): void {
     checkKey(this.name, key);
-    if (/[\n\r]/.test(key) || key.split("/")[0] === TMP_DIR) {
+    if (/[\n\r]/.test(key) || key.split("/").includes(TMP_DIR)) {
       throw new BackendError("permanent", this.name, `invalid object key: ${JSON.stringify(key)}`);
     }
   }
@@ -383,8 +387,10 @@ export class SftpBackend implements Backend {
     const f = this.#q(key);
     const slash = key.lastIndexOf("/");
     const dir = this.#q(slash < 0 ? "" : key.slice(0, slash));
-    return `{ mv -f ${t} ${f} 2>/dev/null || { mkdir -p ${dir} && mv -f ${t} ${f}; } || ` +
-      `{ rm -f ${t}; false; }; }`;
+    // mv onto a directory would move the file into it: refuse that, as a rename would.
+    return `if [ -d ${f} ]; then rm -f ${t}; echo ${shellQuote(`${key}: Is a directory`)} >&2; ` +
+      `false; else mv -f ${t} ${f} 2>/dev/null || { mkdir -p ${dir} && mv -f ${t} ${f}; } || ` +
+      `{ rm -f ${t}; false; }; fi`;
   }
 
   /** Publishes tmp if it holds exactly `size` bytes, else removes it. */
@@ -508,7 +514,7 @@ export class SftpBackend implements Backend {
         "permanent",
         this.name,
         `${what}: a remote command is missing (${detail}); the remote needs a POSIX shell with ` +
-          "cat, mv, mkdir, find, rm, wc, head and sync",
+          "cat, mv, mkdir, find, rm, wc, head, dd, tee, ls and sync",
       );
     }
     if (/Permission denied|Operation not permitted/i.test(err)) {
@@ -519,7 +525,10 @@ export class SftpBackend implements Backend {
           "directory",
       );
     }
-    if (/No space left|Disk quota|Read-only file system|Not a directory|File exists/i.test(err)) {
+    if (
+      /No space left|Disk quota|Read-only file system|Not a directory|Is a directory|File exists/i
+        .test(err)
+    ) {
       return new BackendError("permanent", this.name, `${what}: ${detail}`);
     }
     if (r.status === ST_SHORT) {
@@ -612,6 +621,7 @@ export class SftpBackend implements Backend {
           HELLO_TIMEOUT_MS,
         );
       });
+      hello.catch(() => {}); // after a timeout, its rejection is expected
       const r = await Promise.race([hello, timeout]);
       // Anything a login script printed comes before the answer; only the last word matters.
       const out = dec.decode(r.out);
@@ -707,6 +717,7 @@ export class SftpBackend implements Backend {
       ? await this.#putChunked(key, tmp, body)
       : await this.#putPortable(key, tmp, body);
     this.#unsynced++;
+    this.#putCount++;
     return { key, size };
   }
 
@@ -962,13 +973,14 @@ export class SftpBackend implements Backend {
     const dir = slash < 0 ? "" : prefix.slice(0, slash);
     if (dir.split("/").some((c) => c === "..")) return;
     const start = dir === "" ? "." : `./${dir}`;
-    const find = `find ${shellQuote(start)} -name ${TMP_DIR} -prune -o -type f ` +
-      (this.#gnuFind ? "-printf '%s %p\\n'" : "-exec wc -c {} +");
-    const script = `{ if [ -d ${this.#q(dir)} ]; then cd ${this.#q("")} && ${find}; fi; } ` +
-      "</dev/null";
     const w = await this.#acquire();
     let done = false;
     try {
+      // After the first worker's greeting, it is known whether find is GNU find.
+      const find = `find ${shellQuote(start)} -name ${TMP_DIR} -prune -o -type f ` +
+        (this.#gnuFind ? "-printf '%s %p\\n'" : "-exec wc -c {} +");
+      const script = `{ if [ -d ${this.#q(dir)} ]; then cd ${this.#q("")} && ${find}; fi; } ` +
+        "</dev/null";
       const it = w.output(await w.send(script));
       let rest = "";
       const d = new TextDecoder();
@@ -1015,7 +1027,8 @@ export class SftpBackend implements Backend {
   async flush(): Promise<void> {
     if (this.#unsynced === 0) return;
     const n = this.#unsynced;
-    await this.#run("flush (sync)", "sync");
+    // GNU sync -f syncs only the file system of the root (syncfs); elsewhere, sync them all.
+    await this.#run("flush (sync)", `sync -f ${this.#q("")} 2>/dev/null || sync`);
     this.#unsynced -= n;
   }
 
@@ -1027,6 +1040,14 @@ export class SftpBackend implements Backend {
       await this.flush();
     } catch (e) {
       error = e;
+    }
+    // Only over a live connection: close must not wait for a reconnection.
+    if (this.#putCount > 0 && this.#idle.some((w) => !w.dead)) {
+      // Temporary files of puts cut off long ago (a day: -mtime +0), never recent ones.
+      await this.#run(
+        "clean temporary files",
+        `find ${this.#q(TMP_DIR)} -type f -mtime +0 -exec rm -f {} + 2>/dev/null; true`,
+      ).catch(() => {});
     }
     this.#closed = true;
     for (const waiter of this.#waiters.splice(0)) waiter(null);

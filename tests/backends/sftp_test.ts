@@ -77,6 +77,13 @@ Deno.test("sftp backend: conformance, CLI round trip, location forms, failures",
       );
     });
 
+    await t.step("no temporary file is left behind", () => {
+      for (const root of ["c", "portable"]) {
+        const tmp = `${sshd.dir}/${root}/.n2s-tmp`;
+        assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name), [], tmp);
+      }
+    });
+
     await runCliRoundTrip(t, `${alias}/cli`, env);
 
     await t.step(
