@@ -3,6 +3,9 @@
 
 import type { Backend } from "./backend.ts";
 import { LocalBackend } from "./local.ts";
+import { openSftpLocation } from "./sftp.ts";
+import { openS3Location } from "./s3.ts";
+import { openRcloneLocation } from "./rclone.ts";
 import { buildStack, parseFaults, parseRetry, type StackOptions } from "./wrappers.ts";
 import { resolve } from "node:path";
 
@@ -30,11 +33,14 @@ export function openBaseBackend(
   location: string,
   env: Record<string, string | undefined>,
 ): Promise<Backend> {
-  void env;
-  if (location.startsWith("file://")) {
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(location)?.[1].toLowerCase();
+  if (scheme === "file") {
     return Promise.resolve(new LocalBackend(decodeURIComponent(new URL(location).pathname)));
   }
-  if (/^[a-z][a-z0-9+.-]*:/i.test(location)) {
+  if (scheme === "sftp" || scheme === "ssh") return openSftpLocation(location, env);
+  if (scheme === "s3") return openS3Location(location, env);
+  if (scheme === "rclone") return openRcloneLocation(location, env);
+  if (scheme !== undefined) {
     throw new Error(
       `unsupported repository location "${location}": use one of ${LOCATION_FORMS.join(", ")}`,
     );
