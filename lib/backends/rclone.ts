@@ -97,7 +97,7 @@ const DEFAULT_FLAGS: [string, string][] = [
 
 /** Parses `rclone:PATH` into the rclone path; throws on a malformed location. */
 export function parseRcloneLocation(location: string): string {
-  if (!location.startsWith("rclone:")) {
+  if (!/^rclone:/i.test(location)) {
     throw new Error(`not an rclone location: "${location}" (expected rclone:REMOTE:path)`);
   }
   let path = location.slice("rclone:".length);
