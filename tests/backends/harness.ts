@@ -13,7 +13,7 @@ import {
   type ObjectInfo,
 } from "../../lib/backends/backend.ts";
 import { fromBody } from "../../lib/backends/wrappers.ts";
-import { n2s, n2sOk } from "../helpers/cli.ts";
+import { n2s } from "../helpers/cli.ts";
 import { assertSameTree, seededBytes, tempDir, writeTree } from "../helpers/fs.ts";
 
 const MiB = 1 << 20;
@@ -260,6 +260,13 @@ export async function runCliRoundTrip(
   const roundTrip = async (loc: string, extra: Record<string, string>) => {
     using tmp = tempDir();
     const e = { ...PASS, ...env, ...extra };
+    let stderr = "";
+    const run = async (a: string[]) => {
+      const r = await n2s(a, e);
+      stderr += r.stderr;
+      assert.equal(r.code, 0, `n2s ${a.join(" ")} exited ${r.code}\n${r.stderr}${r.stdout}`);
+      return r.stdout;
+    };
     const args = ["--repo", loc, "--index", `${tmp.path}/index.sqlite`];
     const src = `${tmp.path}/src`;
     writeTree(src, {
@@ -271,8 +278,8 @@ export async function runCliRoundTrip(
       "names/ünïcødé.txt": "unicode",
     });
     for (let i = 0; i < 40; i++) writeTree(src, { [`many/f${i}.txt`]: `file ${i}\n`.repeat(i) });
-    await n2sOk(["init", ...args], e);
-    const first = JSON.parse(await n2sOk(["push", src, "--json", ...args], e));
+    await run(["init", ...args]);
+    const first = JSON.parse(await run(["push", src, "--json", ...args]));
     const state1 = `${tmp.path}/state1`;
     Deno.mkdirSync(state1);
     new Deno.Command("cp", { args: ["-a", `${src}/.`, state1] }).outputSync();
@@ -280,30 +287,25 @@ export async function runCliRoundTrip(
     Deno.writeTextFileSync(`${src}/a.txt`, "alpha, edited\n");
     Deno.removeSync(`${src}/docs/readme.md`);
     writeTree(src, { "new/file.txt": "new", "data/big2.bin": seededBytes(MiB + 3, 2) });
-    const pushed = await n2s(["push", src, "--json", ...args], e);
-    assert.equal(pushed.code, 0, pushed.stderr);
-    if (extra.N2S_FAULTS) {
-      assert.match(
-        pushed.stderr,
-        /retrying \w+ .*injected transient fault/,
-        "faults were injected",
-      );
-    }
-    const second = JSON.parse(pushed.stdout);
+    const second = JSON.parse(await run(["push", src, "--json", ...args]));
     assert.equal(second.uploaded, 3);
     assert.equal(second.deleted, 1);
 
     for (const [cs, expected] of [[first.changeset, state1], [second.changeset, src]]) {
       const out = `${tmp.path}/out-${cs}`;
-      await n2sOk(["pull", "--changeset-id", cs, "--target-path", out, ...args], e);
+      await run(["pull", "--changeset-id", cs, "--target-path", out, ...args]);
       assertSameTree(out, expected);
     }
     // The index is a cache: a pull with a fresh index rebuilds from the backend alone.
     const fresh = ["--repo", loc, "--index", `${tmp.path}/fresh.sqlite`];
-    await n2sOk(["recover", "index", ...fresh], e);
+    await run(["recover", "index", ...fresh]);
     const out = `${tmp.path}/out-fresh`;
-    await n2sOk(["pull", "--changeset-id", second.changeset, "--target-path", out, ...fresh], e);
+    await run(["pull", "--changeset-id", second.changeset, "--target-path", out, ...fresh]);
     assertSameTree(out, src);
+    if (extra.N2S_FAULTS) {
+      const retries = stderr.match(/^retrying \w+ .*injected transient fault/gm) ?? [];
+      assert.ok(retries.length >= 5, `faults were injected and retried (${retries.length})`);
+    }
   };
   const sub = (name: string) => location.replace(/(\?|$)/, `/${name}$1`);
   await t.step("CLI: init, push, change, push, pull both changesets", async () => {
