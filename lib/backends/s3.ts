@@ -21,7 +21,8 @@
 //   virtual-host requests without DNS).
 // Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, else the shared
 // credentials file (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials), profile AWS_PROFILE or
-// "default". No message ever contains a secret.
+// "default". No message ever contains a secret. AWS_CA_BUNDLE names the certificates an https
+// endpoint is checked against instead of the built-in roots.
 //
 // A PUT is sent only once its body has been read whole into memory, so a body that fails midway
 // never reaches the store (some S3-compatible servers write a PUT in place and would leave a
@@ -33,6 +34,7 @@
 
 import http from "node:http";
 import https from "node:https";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import {
   type Backend,
@@ -100,6 +102,8 @@ export interface S3Config {
   credentials: Credentials;
   /** Where the credentials came from, for messages: "env" or "file PATH [profile]". */
   credentialSource: string;
+  /** PEM certificates to trust instead of the built-in roots, for an https endpoint. */
+  caCerts?: string;
 }
 
 const LOCATION_HELP = "s3://bucket/prefix?endpoint=…&region=…&style=path|virtual";
@@ -303,8 +307,20 @@ export function openS3Location(
 ): Promise<S3Backend> {
   const parsed = parseS3Location(location, env);
   const { credentials, source } = loadCredentials(env);
+  let caCerts: string | undefined;
+  if (parsed.endpoint.startsWith("https:") && env.AWS_CA_BUNDLE) {
+    try {
+      caCerts = Deno.readTextFileSync(env.AWS_CA_BUNDLE);
+    } catch (e) {
+      throw new BackendError(
+        "permanent",
+        "s3",
+        `cannot read AWS_CA_BUNDLE ${env.AWS_CA_BUNDLE}: ${(e as Error).message}`,
+      );
+    }
+  }
   return Promise.resolve(
-    new S3Backend({ ...parsed, credentials, credentialSource: source }),
+    new S3Backend({ ...parsed, credentials, credentialSource: source, caCerts }),
   );
 }
 
@@ -384,6 +400,8 @@ export class S3Backend implements Backend {
   #worked = false;
   /** Set once the bucket is known to exist: a 404 then means a missing object only. */
   #bucketSeen = false;
+  /** The put in progress per key: puts of one key run one after the other. */
+  readonly #putting = new Map<string, Promise<unknown>>();
 
   constructor(config: S3Config) {
     this.#c = config;
@@ -396,7 +414,9 @@ export class S3Backend implements Backend {
       (config.style === "virtual" ? `${config.bucket}.${url.hostname}` : url.hostname);
     this.#connectPort = config.connect?.port ?? (Number(url.port) || (this.#https ? 443 : 80));
     const opts = { keepAlive: true, maxSockets: 32, maxFreeSockets: 16 };
-    this.#agent = this.#https ? new https.Agent(opts) : new http.Agent(opts);
+    this.#agent = this.#https
+      ? new https.Agent({ ...opts, ...(config.caCerts ? { ca: config.caCerts } : {}) })
+      : new http.Agent(opts);
   }
 
   /** The request path for a full key (or the bucket), encoded for signing and sending. */
@@ -442,7 +462,10 @@ export class S3Backend implements Backend {
       headers,
       agent: this.#agent,
     };
-    if (this.#https) options.servername = this.#host.replace(/:\d+$/, "");
+    // TLS checks the certificate against the endpoint's host, also when `connect` sends the
+    // connection elsewhere (SNI carries names only, never addresses).
+    const tlsName = this.#host.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
+    if (this.#https && !isIP(tlsName)) options.servername = tlsName;
     return new Promise<Response>((resolve, reject) => {
       let connected = false;
       let settled = false;
@@ -505,7 +528,12 @@ export class S3Backend implements Backend {
       }
     }
     if (/certificate|self[- ]signed|TLS|SSL/i.test(err.message) && !this.#worked) {
-      return this.#error("permanent", `TLS failure with ${endpoint}: ${err.message}`, e);
+      return this.#error(
+        "permanent",
+        `TLS failure with ${endpoint}: ${err.message}; for a private certificate authority, ` +
+          "set AWS_CA_BUNDLE to its certificate file",
+        e,
+      );
     }
     return this.#error("transient", `${what}: ${err.message}${code ? ` (${code})` : ""}`, e);
   }
@@ -637,8 +665,27 @@ export class S3Backend implements Backend {
     if (code === "NoSuchKey") this.#bucketSeen = true;
   }
 
+  /**
+   * Stores an object. Puts of one key from this instance wait for each other: S3 itself keeps
+   * racing PUTs apart, but some S3-compatible servers (s3rver) write a PUT in place, and two
+   * at once would leave a mix of both; n2s may put one blob twice at once when two files
+   * hold the same bytes.
+   */
   async put(key: string, body: Body): Promise<ObjectInfo> {
     const full = this.#fullKey(key);
+    const before = this.#putting.get(full);
+    const mine = (before ?? Promise.resolve()).catch(() => {}).then(() =>
+      this.#put(key, full, body)
+    );
+    this.#putting.set(full, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.#putting.get(full) === mine) this.#putting.delete(full);
+    }
+  }
+
+  async #put(key: string, full: string, body: Body): Promise<ObjectInfo> {
     const what = `put ${key}`;
     const reader = new BodyReader(body, this.name, what);
     try {

@@ -1,9 +1,10 @@
 // The S3 backend against a real s3rver: the conformance suite in path style, in virtual-host
 // style with 5 MiB multipart parts and with one large PUT, and once more against fauxqs, an
-// independent S3 implementation; keys that need escaping (on both servers); multipart
-// uploads watched through a recording proxy; error classification with injected answers and
-// dropped connections; credentials from the shared file; location parsing; the CLI round trip
-// and the fast failures of bad credentials, a missing bucket and a closed port.
+// independent S3 implementation; https with a private CA; keys that need escaping (on both
+// servers); multipart uploads watched through a recording proxy; error classification with
+// injected answers and dropped connections; credentials from the shared file; location
+// parsing; the CLI round trip and the fast failures of bad credentials, a missing bucket and a
+// closed port.
 
 import assert from "node:assert/strict";
 import {
@@ -187,6 +188,39 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
       } finally {
         await v.close();
         await p.close();
+      }
+    });
+
+    await t.step("https: AWS_CA_BUNDLE, virtual-host SNI, untrusted certificates", async () => {
+      const tls = await startS3({ tls: true });
+      try {
+        const trust = { ...env, AWS_CA_BUNDLE: tls.caFile! };
+        const b = await open(`s3://${tls.bucket}/tls?endpoint=${tls.endpoint}`, trust);
+        await b.put("x", bytesBody(enc.encode("over TLS")));
+        await b.close();
+        // The certificate names *.s3.localhost: the virtual host name is checked, not the address
+        // the connection goes to.
+        const v = await open(
+          `s3://${tls.bucket}/tls?endpoint=https://s3.localhost:${tls.port}&style=virtual` +
+            `&connect=127.0.0.1:${tls.port}`,
+          trust,
+        );
+        assert.equal(dec.decode(await readAll(await v.get("x"))), "over TLS");
+        await v.close();
+        const untrusted = await open(`s3://${tls.bucket}/tls?endpoint=${tls.endpoint}`, env);
+        const e = await failure(() => untrusted.stat("x"));
+        await untrusted.close();
+        assert.equal(e.kind, "permanent");
+        assert.match(e.message, /TLS failure with 127\.0\.0\.1:\d+: .*set AWS_CA_BUNDLE/);
+        const missing = await failure(() =>
+          open(`s3://${tls.bucket}/tls?endpoint=${tls.endpoint}`, {
+            ...env,
+            AWS_CA_BUNDLE: "/nonexistent/ca.pem",
+          })
+        );
+        assert.match(missing.message, /cannot read AWS_CA_BUNDLE \/nonexistent\/ca\.pem/);
+      } finally {
+        await tls.stop();
       }
     });
 

@@ -92,12 +92,11 @@ async function spawnServer(
         );
       }),
     ]);
-    // Listening is not yet answering: wait for one HTTP reply.
+    // Listening is not yet accepting: wait for one connection.
     const deadline = Date.now() + 10000;
     while (true) {
       try {
-        const r = await fetch(`http://127.0.0.1:${port}/`);
-        await r.body?.cancel();
+        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
         break;
       } catch (e) {
         if (Date.now() > deadline) throw new Error(`${what} on port ${port} does not answer: ${e}`);
@@ -121,14 +120,57 @@ async function assertInstalled(what: string, path: string): Promise<void> {
   }
 }
 
-/** Starts s3rver; throws when it is not installed or does not come up within 30 s. */
-export async function startS3(): Promise<S3Server> {
+/**
+ * Starts s3rver; throws when it is not installed or does not come up within 30 s. With `tls`, it
+ * serves https with a new self-signed certificate for 127.0.0.1 and localhost, whose PEM file is
+ * `caFile`.
+ */
+export async function startS3(
+  opts: { tls?: boolean } = {},
+): Promise<S3Server & { caFile?: string }> {
   await assertInstalled("s3rver", S3RVER);
   const dir = await Deno.makeTempDir({ prefix: "n2s-s3rver-" });
+  const tlsArgs: string[] = [];
+  let caFile: string | undefined;
+  if (opts.tls) {
+    caFile = `${dir}/cert.pem`;
+    const out = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=n2s test s3",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:*.s3.localhost",
+        "-keyout",
+        `${dir}/key.pem`,
+        "-out",
+        caFile,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      await Deno.remove(dir, { recursive: true });
+      throw new Error(
+        `openssl could not make a certificate: ${new TextDecoder().decode(out.stderr)}`,
+      );
+    }
+    tlsArgs.push("--key", `${dir}/key.pem`, "--cert", caFile);
+  }
+  const data = `${dir}/data`;
   const { port, stop } = await spawnServer("s3rver", S3RVER, {
     args: [
+      ...tlsArgs,
       "-d",
-      dir,
+      data,
       "-a",
       "127.0.0.1",
       "-p",
@@ -144,8 +186,9 @@ export async function startS3(): Promise<S3Server> {
     env: { NODE_OPTIONS: "--openssl-legacy-provider" },
   }, () => Deno.remove(dir, { recursive: true }).catch(() => {}));
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: `${opts.tls ? "https" : "http"}://127.0.0.1:${port}`,
     port,
+    caFile,
     bucket: BUCKET,
     accessKeyId: "S3RVER",
     secretAccessKey: "S3RVER",
