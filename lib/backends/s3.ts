@@ -305,23 +305,27 @@ export function openS3Location(
   location: string,
   env: Record<string, string | undefined>,
 ): Promise<S3Backend> {
-  const parsed = parseS3Location(location, env);
-  const { credentials, source } = loadCredentials(env);
-  let caCerts: string | undefined;
-  if (parsed.endpoint.startsWith("https:") && env.AWS_CA_BUNDLE) {
-    try {
-      caCerts = Deno.readTextFileSync(env.AWS_CA_BUNDLE);
-    } catch (e) {
-      throw new BackendError(
-        "permanent",
-        "s3",
-        `cannot read AWS_CA_BUNDLE ${env.AWS_CA_BUNDLE}: ${(e as Error).message}`,
-      );
+  try {
+    const parsed = parseS3Location(location, env);
+    const { credentials, source } = loadCredentials(env);
+    let caCerts: string | undefined;
+    if (parsed.endpoint.startsWith("https:") && env.AWS_CA_BUNDLE) {
+      try {
+        caCerts = Deno.readTextFileSync(env.AWS_CA_BUNDLE);
+      } catch (e) {
+        throw new BackendError(
+          "permanent",
+          "s3",
+          `cannot read AWS_CA_BUNDLE ${env.AWS_CA_BUNDLE}: ${(e as Error).message}`,
+        );
+      }
     }
+    return Promise.resolve(
+      new S3Backend({ ...parsed, credentials, credentialSource: source, caCerts }),
+    );
+  } catch (e) {
+    return Promise.reject(e);
   }
-  return Promise.resolve(
-    new S3Backend({ ...parsed, credentials, credentialSource: source, caCerts }),
-  );
 }
 
 /** Replaces the five predefined XML entities and numeric character references. */
@@ -814,6 +818,7 @@ export class S3Backend implements Backend {
           if (fill === partSize) await ship();
         }
         total += p.length;
+        if (size !== undefined && total > size) throw reader.sizeMismatch(size, undefined);
       };
       // The pieces read before the upload began are released as they are copied into parts.
       while (first.length > 0) await add(first.shift()!);

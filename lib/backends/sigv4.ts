@@ -84,7 +84,12 @@ export function sha256Hex(data: string | Uint8Array): string {
 const keyCache = new Map<string, Uint8Array>();
 
 /** The signing key for one day, region and service (cached: it changes once a day). */
-export function signingKey(secret: string, day: string, region: string, service: string) {
+export function signingKey(
+  secret: string,
+  day: string,
+  region: string,
+  service: string,
+): Uint8Array {
   const id = `${sha256Hex(secret)}/${day}/${region}/${service}`;
   let key = keyCache.get(id);
   if (!key) {

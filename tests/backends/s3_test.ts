@@ -349,7 +349,7 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
               [3 * MiB, 2 * MiB, /gave 2097152 bytes, not the 3145728 it declared/],
               [MiB, 2 * MiB, /gave more than the 1048576 bytes it declared/],
               [20 * MiB, 11 * MiB, /gave 11534336 bytes, not the 20971520 it declared/],
-              [9 * MiB, 11 * MiB, /gave 11534336 bytes, not the 9437184 it declared/],
+              [9 * MiB, 11 * MiB, /gave more than the 9437184 bytes it declared/],
             ] as const
           ) {
             const liar: Body = { size: declared, open: () => patterned(actual, 7).open() };
