@@ -1,13 +1,22 @@
 // A push: take a client's entries, skip what did not change, hash, encrypt and upload the rest
 // in bounded memory, confirm uploads in durable batches, and commit the changeset's manifest.
 
-import { type Backend, blobKey, BodyError, bytesBody } from "./backends/backend.ts";
+import {
+  type Backend,
+  blobKey,
+  BodyError,
+  bytesBody,
+  type ObjectInfo,
+} from "./backends/backend.ts";
 import { type BlobHeader, readFull, sealBlob, type SealResult } from "./format/blob.ts";
 import { concat, toHex } from "./format/bytes.ts";
 import { blobIdFor, UlidGenerator } from "./format/ids.ts";
 import { ContainerWriter, SEGMENT_DATA_MAX } from "./format/container.ts";
 import { fromHex } from "./format/bytes.ts";
 import { type Index, isoNow } from "./index/sqlite.ts";
+import { SealPool } from "./workers/pool.ts";
+import { trimMemory } from "./perf/memory.ts";
+import { CHANGE_RETRIES, type Hashed, SMALL_FILE } from "./workers/seal_jobs.ts";
 import type { ChangesetRow, FileRow, PathState } from "./index/types.ts";
 import { badPath, type Client, type ContentFile, type PreviousState } from "./clients/client.ts";
 import { type ManifestEntry, writeManifest } from "./manifest.ts";
@@ -30,7 +39,7 @@ export interface PushOptions {
   source: string;
   /** Changeset name; defaults to the client's suggestion. */
   name?: string;
-  /** Files processed at once (default 4). */
+  /** Files in flight to the backend at once (default: what the backend says suits it, else 8). */
   concurrency?: number;
   /** zstd level, 0 for none (default 3). */
   compressLevel?: number;
@@ -70,11 +79,21 @@ export interface PushResult {
 /** Reading a file failed in a way that retrying the file cannot fix now. */
 class EntryError extends Error {}
 
-const SMALL_FILE = SEGMENT_DATA_MAX;
-const CHANGE_RETRIES = 3;
+const SMALL_READ = SEGMENT_DATA_MAX;
 const CONFIRM_BATCH = 1000;
 const CONFIRM_BYTES = 256 << 20;
 const CONFIRM_SECONDS = 5;
+/** Files in flight when neither the caller nor the backend says otherwise. */
+const DEFAULT_FLIGHT = 8;
+/** A batch of small files sent to a seal Worker at once: at most this many files… */
+const BATCH_FILES = 64;
+/** …or this many bytes. */
+const BATCH_BYTES = 4 << 20;
+/** Pending entries read from the index at a time. */
+const PAGE = 1000;
+/** Bytes of files handled between two returns of free memory to the system (a file counts
+ * 4 KiB more than its size, for its objects and index work). */
+const TRIM_BYTES = 16 << 20;
 
 function stateView(index: Index, chain: ChangesetRow[], last?: ChangesetRow): PreviousState {
   const state = index.stateAt(chain);
@@ -152,12 +171,15 @@ interface Settled {
 /**
  * Confirms uploads in batches: a batch is made durable with one backend flush, then recorded
  * in one index transaction, so the index never calls confirmed what a power cut could lose.
+ * A flush runs while uploads go on; `add` waits only when a second full batch is waiting behind
+ * a flush still running, so memory and the unconfirmed work stay bounded.
  */
 class Confirmer {
   #waiting: Settled[] = [];
   #bytes = 0;
   #since = Date.now();
-  #flushing: Promise<void> | null = null;
+  #running: Promise<void> | null = null;
+  #error: unknown = null;
   constructor(
     private readonly backend: Backend,
     private readonly index: Index,
@@ -166,47 +188,65 @@ class Confirmer {
     private readonly batch: number = CONFIRM_BATCH,
   ) {}
 
-  add(s: Settled): Promise<void> {
-    this.#waiting.push(s);
-    this.#bytes += s.storedSize;
-    const due = this.#waiting.length >= this.batch || this.#bytes >= CONFIRM_BYTES ||
-      Date.now() - this.#since > CONFIRM_SECONDS * 1000;
-    return due ? this.flush() : Promise.resolve();
+  #due(): boolean {
+    return this.#waiting.length >= this.batch || this.#bytes >= CONFIRM_BYTES ||
+      (this.#waiting.length > 0 && Date.now() - this.#since > CONFIRM_SECONDS * 1000);
   }
 
-  async flush(): Promise<void> {
-    while (this.#flushing) await this.#flushing;
-    if (this.#waiting.length === 0) return;
+  async add(s: Settled): Promise<void> {
+    if (this.#error !== null) throw this.#error;
+    this.#waiting.push(s);
+    this.#bytes += s.storedSize;
+    while (
+      this.#running &&
+      (this.#waiting.length >= 2 * this.batch || this.#bytes >= 2 * CONFIRM_BYTES)
+    ) await this.#running;
+    if (this.#error !== null) throw this.#error;
+    if (!this.#running && this.#due()) this.#start();
+  }
+
+  #start(): void {
     const batch = this.#waiting;
     this.#waiting = [];
     this.#bytes = 0;
     this.#since = Date.now();
-    this.#flushing = (async () => {
-      await this.backend.flush();
-      const at = isoNow(this.now());
-      this.index.tx(() => {
-        for (const s of batch) {
-          this.index.settleFile(this.changeset, s.path, {
-            status: "confirmed",
-            file_hash: s.fileHash,
-            blob_id: s.blobId,
-            size: s.size,
-            mtime: s.mtime,
-            mode: s.mode,
-            inode: s.inode,
-            started: s.started,
-            confirmed: at,
-            stored_size: s.storedSize,
-            ref: s.ref,
-          });
-        }
-      });
+    this.#running = (async () => {
+      try {
+        await this.backend.flush();
+        const at = isoNow(this.now());
+        this.index.tx(() => {
+          for (const s of batch) {
+            this.index.settleFile(this.changeset, s.path, {
+              status: "confirmed",
+              file_hash: s.fileHash,
+              blob_id: s.blobId,
+              size: s.size,
+              mtime: s.mtime,
+              mode: s.mode,
+              inode: s.inode,
+              started: s.started,
+              confirmed: at,
+              stored_size: s.storedSize,
+              ref: s.ref,
+            });
+          }
+        });
+      } catch (e) {
+        this.#error ??= e;
+      } finally {
+        this.#running = null;
+      }
     })();
-    try {
-      await this.#flushing;
-    } finally {
-      this.#flushing = null;
+  }
+
+  /** Confirms everything added so far; throws the first error of any flush. */
+  async flush(): Promise<void> {
+    while (this.#running) await this.#running;
+    if (this.#error === null && this.#waiting.length > 0) {
+      this.#start();
+      await this.#running;
     }
+    if (this.#error !== null) throw this.#error;
   }
 }
 
@@ -376,6 +416,7 @@ export async function push(repo: Repository, index: Index, opts: PushOptions): P
     const cs = index.getChangeset(id)!;
     const r = await uploadChangeset(repo, index, cs, {
       open: client.open?.bind(client) ?? ((p) => openLocalFileFast(client.root, p)),
+      root: client.open ? undefined : client.root,
       confirmBatch: opts.confirmBatch,
       compressLevel: opts.compressLevel,
       concurrency: opts.concurrency,
@@ -398,11 +439,76 @@ export async function push(repo: Repository, index: Index, opts: PushOptions): P
 
 interface UploadOptions {
   open: (path: string) => Promise<ContentFile>;
+  /** Where the files are when they are plain files under one directory (seal Workers read
+   * them there); undefined when only `open` can read them. */
+  root?: string;
   confirmBatch?: number;
   compressLevel?: number;
   concurrency?: number;
   onProgress?: (p: PushProgress) => void;
   now: () => number;
+}
+
+/** A counting semaphore: bounds the files in flight to the backend. */
+class Slots {
+  #free: number;
+  #waiting: (() => void)[] = [];
+  constructor(n: number) {
+    this.#free = n;
+  }
+  async run<T>(f: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((r) => this.#waiting.push(r));
+    try {
+      return await f();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
+}
+
+/** What the upload of one changeset shares between its tasks. */
+interface Upload {
+  repo: Repository;
+  index: Index;
+  cs: ChangesetRow;
+  opts: UploadOptions;
+  confirmer: Confirmer;
+  problems: EntryProblem[];
+  progress: PushProgress;
+  slots: Slots;
+  /** Bytes handled since the allocator last gave memory back. */
+  sinceTrim: number;
+}
+
+function entryDone(u: Upload, row: FileRow): void {
+  u.progress.filesDone++;
+  u.progress.bytesDone += row.size ?? 0;
+  u.sinceTrim += (row.size ?? 0) + 4096;
+  if (u.sinceTrim >= TRIM_BYTES) {
+    u.sinceTrim = 0;
+    trimMemory();
+  }
+  u.opts.onProgress?.(u.progress);
+}
+
+function entryFailed(u: Upload, row: FileRow, message: string): void {
+  u.problems.push({ path: row.path, message });
+  u.index.settleFile(u.cs.id, row.path, { status: "failed", error: message });
+  entryDone(u, row);
+}
+
+/** The pending entries of a changeset, read from the index a page at a time. */
+function* pendingRows(index: Index, changeset: string): Generator<FileRow> {
+  let after: string | null = null;
+  while (true) {
+    const page = index.pendingFilesAfter(changeset, after, PAGE);
+    if (page.length === 0) return;
+    after = page[page.length - 1].path;
+    yield* page;
+  }
 }
 
 /** Uploads the pending entries of a changeset, then writes its manifest and completes it. */
@@ -412,26 +518,239 @@ async function uploadChangeset(
   cs: ChangesetRow,
   opts: UploadOptions,
 ): Promise<{ problems: EntryProblem[] }> {
-  const problems: EntryProblem[] = [];
   index.updateChangeset(cs.id, { status: "uploading" });
-  const pending = index.pendingFiles(cs.id);
-  const confirmer = new Confirmer(repo.backend, index, cs.id, opts.now, opts.confirmBatch);
-  const progress: PushProgress = {
-    phase: "upload",
-    filesDone: 0,
-    filesTotal: pending.length,
-    bytesDone: 0,
-    bytesTotal: pending.reduce((a, r) => a + (r.size ?? 0), 0),
+  const totals = index.pendingTotals(cs.id);
+  const flight = Math.max(1, opts.concurrency ?? repo.backend.parallelism ?? DEFAULT_FLIGHT);
+  const u: Upload = {
+    repo,
+    index,
+    cs,
+    opts,
+    confirmer: new Confirmer(repo.backend, index, cs.id, opts.now, opts.confirmBatch),
+    problems: [],
+    progress: {
+      phase: "upload",
+      filesDone: 0,
+      filesTotal: totals.files,
+      bytesDone: 0,
+      bytesTotal: totals.bytes,
+    },
+    slots: new Slots(flight),
+    sinceTrim: 0,
   };
-  let next = 0;
+  try {
+    if (totals.files > 0) {
+      if (opts.root !== undefined) await uploadWithPool(u, opts.root, flight);
+      else await uploadInThread(u, flight);
+    }
+    await u.confirmer.flush();
+  } catch (fatal) {
+    index.updateChangeset(cs.id, { error: String((fatal as Error)?.message ?? fatal) });
+    throw fatal;
+  }
+  opts.onProgress?.({ ...u.progress, phase: "commit" });
+  await commitChangeset(repo, index, cs, opts.now);
+  return { problems: u.problems };
+}
+
+/**
+ * Uploads files that are plain files under `root`: seal Workers read, hash and seal them, in
+ * batches of small files and one stream per large file, while this thread checks the index,
+ * puts the objects and confirms them. Every queue is bounded: batches and large files in flight
+ * per Worker, segments per stream, puts in flight, and unconfirmed uploads.
+ */
+async function uploadWithPool(u: Upload, root: string, flight: number): Promise<void> {
+  const pool = await SealPool.start({ master: u.repo.master, level: u.opts.compressLevel });
+  const threads = Math.max(1, pool.workers);
+  const tasks = new Set<Promise<void>>();
+  let fatal: unknown = null;
+  const launch = (p: Promise<void>) => {
+    const t: Promise<void> = p.catch((e) => {
+      fatal ??= e;
+    }).finally(() => tasks.delete(t));
+    tasks.add(t);
+  };
+  const until = async (ok: () => boolean) => {
+    while (!ok() && fatal === null && tasks.size > 0) await Promise.race(tasks);
+  };
+  let batches = 0;
+  let larges = 0;
+  const maxBatches = 2 * threads;
+  const maxLarge = Math.max(1, Math.min(flight, 2 * threads));
+  let batch: FileRow[] = [];
+  let batchBytes = 0;
+  const sendBatch = async () => {
+    if (batch.length === 0) return;
+    await until(() => batches < maxBatches);
+    const rows = batch;
+    batch = [];
+    batchBytes = 0;
+    batches++;
+    launch(storeRows(u, pool, root, rows, 1).finally(() => batches--));
+  };
+  try {
+    for (const row of pendingRows(u.index, u.cs.id)) {
+      if (fatal !== null) break;
+      if ((row.size ?? 0) > SMALL_FILE) {
+        await until(() => larges < maxLarge);
+        larges++;
+        launch(storeRows(u, pool, root, [row], 1).finally(() => larges--));
+      } else {
+        batch.push(row);
+        batchBytes += row.size ?? 0;
+        if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) await sendBatch();
+      }
+    }
+    if (fatal === null) await sendBatch();
+    while (tasks.size > 0) await Promise.race(tasks);
+  } finally {
+    pool.close();
+  }
+  if (fatal !== null) throw fatal;
+}
+
+function blobHeader(u: Upload, row: FileRow, h: Extract<Hashed, { ok: true }>): BlobHeader {
+  return {
+    v: 1,
+    path: row.path,
+    file_hash: h.fileHash,
+    size: h.size,
+    mtime: h.mtime,
+    mode: h.mode,
+    source: u.cs.source,
+    changeset: u.cs.id,
+    created: isoNow(u.opts.now()),
+  };
+}
+
+/** Records an uploaded blob for confirmation. */
+async function uploaded(
+  u: Upload,
+  row: FileRow,
+  h: Extract<Hashed, { ok: true }>,
+  started: string,
+  info: ObjectInfo,
+): Promise<void> {
+  await u.confirmer.add({
+    path: row.path,
+    fileHash: h.fileHash,
+    blobId: h.blobId,
+    size: h.size,
+    mtime: h.mtime,
+    mode: h.mode,
+    inode: h.inode,
+    started,
+    storedSize: info.size,
+    ref: info.ref ?? null,
+  });
+  entryDone(u, row);
+}
+
+/**
+ * Hashes some files in a seal thread; settles those already stored, then seals and puts the
+ * rest: small ones from the bytes hashed, large ones as a stream. `attempt` counts the reads of
+ * a file that keeps changing.
+ */
+async function storeRows(
+  u: Upload,
+  pool: SealPool,
+  root: string,
+  rows: FileRow[],
+  attempt: number,
+): Promise<void> {
+  const { batch, results } = await pool.hash(root, rows.map((r) => r.path));
+  const small: { i: number; blobId: string; header: BlobHeader }[] = [];
+  const large: number[] = [];
+  u.index.tx(() => {
+    results.forEach((h, i) => {
+      const row = rows[i];
+      if (!h.ok) return entryFailed(u, row, h.message);
+      const known = u.index.blobConfirmed(h.blobId);
+      if (known) {
+        u.index.settleFile(u.cs.id, row.path, {
+          status: "present",
+          file_hash: h.fileHash,
+          blob_id: h.blobId,
+          size: h.size,
+          mtime: h.mtime,
+          mode: h.mode,
+          inode: h.inode,
+          confirmed: known.confirmed,
+          stored_size: known.stored_size,
+          ref: known.ref,
+        });
+        return entryDone(u, row);
+      }
+      if (h.size <= SMALL_FILE) small.push({ i, blobId: h.blobId, header: blobHeader(u, row, h) });
+      else large.push(i);
+    });
+  });
+  const objects = batch ? await pool.seal(batch, small) : [];
+  await Promise.all([
+    ...small.map(async ({ i, blobId }, k) => {
+      const h = results[i] as Extract<Hashed, { ok: true }>;
+      const started = isoNow(u.opts.now());
+      const body = bytesBody(objects[k]);
+      const info = await u.slots.run(() => u.repo.backend.put(blobKey(blobId), body));
+      await uploaded(u, rows[i], h, started, info);
+    }),
+    ...large.map((i) => storeLarge(u, pool, root, rows[i], results[i], attempt)),
+  ]);
+}
+
+/** Seals and puts one large file as a stream; a file that changed is hashed again. */
+async function storeLarge(
+  u: Upload,
+  pool: SealPool,
+  root: string,
+  row: FileRow,
+  hashed: Hashed,
+  attempt: number,
+): Promise<void> {
+  const h = hashed as Extract<Hashed, { ok: true }>;
+  const header = blobHeader(u, row, h);
+  const started = isoNow(u.opts.now());
+  let info: ObjectInfo;
+  try {
+    info = await u.slots.run(() =>
+      u.repo.backend.put(blobKey(h.blobId), { open: () => pool.large(root, header) })
+    );
+  } catch (e) {
+    if (!causedByBody(e)) throw e;
+    if (attempt < CHANGE_RETRIES) return storeRows(u, pool, root, [row], attempt + 1);
+    const why = bodyMessage(e);
+    return entryFailed(
+      u,
+      row,
+      why === "changed while it was read"
+        ? `changed while it was read (${CHANGE_RETRIES} tries); it was not stored`
+        : why,
+    );
+  }
+  await uploaded(u, row, h, started, info);
+}
+
+/** The message of the BodyError in an error's cause chain. */
+function bodyMessage(e: unknown): string {
+  for (let c = e; c instanceof Error; c = c.cause) {
+    if (c instanceof BodyError) return c.message;
+  }
+  return String(e);
+}
+
+/** Uploads files that only the client can read, one `open` at a time per file in flight. */
+async function uploadInThread(u: Upload, flight: number): Promise<void> {
+  const rows = pendingRows(u.index, u.cs.id);
   let fatal: unknown = null;
   const worker = async () => {
-    while (fatal === null && next < pending.length) {
-      const row = pending[next++];
+    while (fatal === null) {
+      const next = rows.next();
+      if (next.done) return;
+      const row = next.value;
       try {
-        const outcome = await storeFile(repo, index, cs, row, opts);
+        const outcome = await storeFile(u.repo, u.index, u.cs, row, u.opts);
         if (outcome.kind === "present") {
-          index.settleFile(cs.id, row.path, {
+          u.index.settleFile(u.cs.id, row.path, {
             status: "present",
             file_hash: outcome.fileHash,
             blob_id: outcome.blobId,
@@ -444,37 +763,17 @@ async function uploadChangeset(
             ref: outcome.ref,
           });
         } else {
-          await confirmer.add(outcome.settled);
+          await u.confirmer.add(outcome.settled);
         }
+        entryDone(u, row);
       } catch (e) {
-        if (e instanceof EntryError) {
-          problems.push({ path: row.path, message: e.message });
-          index.settleFile(cs.id, row.path, { status: "failed", error: e.message });
-        } else {
-          fatal ??= e;
-        }
+        if (e instanceof EntryError) entryFailed(u, row, e.message);
+        else fatal ??= e;
       }
-      progress.filesDone++;
-      progress.bytesDone += row.size ?? 0;
-      opts.onProgress?.(progress);
     }
   };
-  const n = Math.max(1, opts.concurrency ?? 4);
-  await Promise.all(Array.from({ length: n }, worker));
-  if (fatal === null) {
-    try {
-      await confirmer.flush();
-    } catch (e) {
-      fatal = e;
-    }
-  }
-  if (fatal !== null) {
-    index.updateChangeset(cs.id, { error: String((fatal as Error)?.message ?? fatal) });
-    throw fatal;
-  }
-  opts.onProgress?.({ ...progress, phase: "commit" });
-  await commitChangeset(repo, index, cs, opts.now);
-  return { problems };
+  await Promise.all(Array.from({ length: flight }, worker));
+  if (fatal !== null) throw fatal;
 }
 
 type Outcome =
@@ -521,7 +820,7 @@ async function storeFile(
     try {
       st = await file.stat();
       const h = suite.newHasher();
-      if (st.size <= SMALL_FILE) {
+      if (st.size <= SMALL_READ) {
         const buf = new Uint8Array(st.size + 1);
         const n = await readFull(file, buf);
         small = buf.subarray(0, n);
@@ -664,7 +963,7 @@ async function commitChangeset(
   const counts = index.counts(cs.id);
   const completed = isoNow(now());
   const entries = function* (): Iterable<ManifestEntry> {
-    for (const f of index.filesOf(cs.id)) {
+    for (const f of index.iterateFilesOf(cs.id)) {
       if (f.status !== "confirmed" && f.status !== "present") continue;
       const e: ManifestEntry = { path: f.path, action: f.action };
       if (f.action === "write") {
@@ -716,6 +1015,7 @@ export async function resume(
   for (const cs of index.incomplete(opts.source)) {
     const r = await uploadChangeset(repo, index, cs, {
       open: (p) => openLocalFileFast(cs.root ?? ".", p),
+      root: cs.root ?? ".",
       compressLevel: opts.compressLevel,
       concurrency: opts.concurrency,
       confirmBatch: opts.confirmBatch,

@@ -1,0 +1,262 @@
+// The main thread's side of the seal Workers: starts them (from source, in a `deno compile`
+// binary and in the one-file bundle), spreads batches over them, and streams large files back
+// with a bounded number of segments in flight. When no Worker can start, the same protocol runs
+// on the main thread, so a push works the same either way, only on one core.
+
+import { BodyError } from "../backends/backend.ts";
+import type { BlobHeader } from "../format/blob.ts";
+import type { Hashed } from "./seal_jobs.ts";
+import {
+  type FromWorker,
+  SEAL_PROTOCOL,
+  SEAL_WORKER_MODULE,
+  serve,
+  type ToWorker,
+} from "./seal_worker.ts";
+
+/** Segments of one large file sealed ahead of the writer (about 1 MiB each). */
+const STREAM_CREDIT = 4;
+/** How long a Worker may take to load before the push goes on without it. */
+const START_TIMEOUT_MS = 30_000;
+
+/** Options of a pool. */
+export interface PoolOptions {
+  master: Uint8Array;
+  /** zstd level (default 3; 0 stores everything). */
+  level?: number;
+  /** Worker count; 0 runs everything on the main thread. Default: N2S_WORKERS, else one less
+   * than the number of cores (at least 1, at most 3). */
+  workers?: number;
+}
+
+/** A batch of hashed files whose small ones wait, in the thread that read them, to be sealed. */
+export interface Batch {
+  readonly id: number;
+  readonly endpoint: Endpoint;
+}
+
+interface Endpoint {
+  post(m: ToWorker, transfer?: ArrayBuffer[]): void;
+  handlers: Map<number, (m: FromWorker) => void>;
+  load: number;
+  close(): void;
+}
+
+/** The number of Workers a pool starts by default. */
+export function defaultWorkers(): number {
+  try {
+    const v = Deno.env.get("N2S_WORKERS");
+    if (v !== undefined && v !== "" && Number.isInteger(Number(v)) && Number(v) >= 0) {
+      return Number(v);
+    }
+  } catch {
+    // no env permission: the default
+  }
+  // The main thread has work of its own (index, puts): one core is left to it.
+  return Math.max(1, Math.min(3, (navigator.hardwareConcurrency ?? 2) - 1));
+}
+
+/**
+ * The URL to start a Worker on. From source and in a compiled binary that is the worker module
+ * itself. In a one-file bundle every module's URL is the bundle's: the Worker then starts on a
+ * one-line module that imports the bundle, so that the bundle's own entry code (the CLI) sees
+ * that it is not the main module and stays idle.
+ */
+function workerUrl(): string {
+  if (/\/seal_worker\.(ts|js)$/.test(SEAL_WORKER_MODULE)) return SEAL_WORKER_MODULE;
+  const src = `import ${JSON.stringify(SEAL_WORKER_MODULE)};\n`;
+  return URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
+}
+
+function dispatch(ep: Endpoint, m: FromWorker): void {
+  if (m.t === "error" || m.t === "ready") return;
+  ep.handlers.get(m.id)?.(m);
+}
+
+function failAll(ep: Endpoint, message: string): void {
+  for (const h of [...ep.handlers.values()]) h({ t: "error", message });
+  ep.handlers.clear();
+}
+
+function startWorker(opts: PoolOptions): Promise<Endpoint> {
+  return new Promise((resolve, reject) => {
+    let w: Worker;
+    try {
+      w = new Worker(workerUrl(), { type: "module" });
+    } catch (e) {
+      reject(e);
+      return;
+    }
+    let ready = false;
+    const ep: Endpoint = {
+      post: (m, transfer) => w.postMessage(m, transfer ?? []),
+      handlers: new Map(),
+      load: 0,
+      close: () => w.terminate(),
+    };
+    const timer = setTimeout(() => {
+      w.terminate();
+      reject(new Error("the seal worker did not start in time"));
+    }, START_TIMEOUT_MS);
+    w.onmessage = (e: MessageEvent<FromWorker>) => {
+      const m = e.data;
+      if (!ready) {
+        if (m.t === "ready") {
+          ready = true;
+          clearTimeout(timer);
+          resolve(ep);
+        } else if (m.t === "error") {
+          clearTimeout(timer);
+          w.terminate();
+          reject(new Error(m.message));
+        }
+        return;
+      }
+      if (m.t === "error") failAll(ep, `seal worker: ${m.message}`);
+      else dispatch(ep, m);
+    };
+    w.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      if (!ready) {
+        clearTimeout(timer);
+        w.terminate();
+        reject(new Error(e.message));
+      } else {
+        failAll(ep, `seal worker failed: ${e.message}`);
+      }
+    };
+    w.postMessage({ t: "init", proto: SEAL_PROTOCOL, master: opts.master, level: opts.level });
+  });
+}
+
+function inThread(opts: PoolOptions): Promise<Endpoint> {
+  return new Promise((resolve, reject) => {
+    const ep: Endpoint = {
+      post: (m) => handle(m),
+      handlers: new Map(),
+      load: 0,
+      close: () => {},
+    };
+    // Answers arrive on a later turn, as they would from a Worker.
+    const handle = serve((m) =>
+      queueMicrotask(() => {
+        if (m.t === "ready") resolve(ep);
+        else if (m.t === "error" && ep.handlers.size === 0) reject(new Error(m.message));
+        else if (m.t === "error") failAll(ep, m.message);
+        else dispatch(ep, m);
+      })
+    );
+    handle({ t: "init", proto: SEAL_PROTOCOL, master: opts.master, level: opts.level });
+  });
+}
+
+/** Hashing and sealing spread over Workers (or run on the main thread when there are none). */
+export class SealPool {
+  #next = 0;
+  private constructor(
+    private readonly endpoints: Endpoint[],
+    /** Workers running; 0 when the work runs on the main thread. */
+    readonly workers: number,
+  ) {}
+
+  /** Starts the Workers; falls back to the main thread when none can start. */
+  static async start(opts: PoolOptions): Promise<SealPool> {
+    const n = opts.workers ?? defaultWorkers();
+    if (n > 0) {
+      const started = await Promise.allSettled(Array.from({ length: n }, () => startWorker(opts)));
+      const ok = started.filter((s) => s.status === "fulfilled").map((s) => s.value);
+      if (ok.length > 0) return new SealPool(ok, ok.length);
+    }
+    return new SealPool([await inThread(opts)], 0);
+  }
+
+  #pick(): Endpoint {
+    let best = this.endpoints[0];
+    for (const ep of this.endpoints) if (ep.load < best.load) best = ep;
+    return best;
+  }
+
+  #request(ep: Endpoint, m: ToWorker & { id: number }): Promise<FromWorker> {
+    ep.load++;
+    return new Promise<FromWorker>((resolve, reject) => {
+      ep.handlers.set(m.id, (r) => {
+        ep.handlers.delete(m.id);
+        ep.load--;
+        if (r.t === "error") reject(new Error(r.message));
+        else resolve(r);
+      });
+      ep.post(m);
+    });
+  }
+
+  /**
+   * Reads and hashes files of `root`. Small files stay in the thread that read them until
+   * `seal` is called with the batch (which must then be called, with no items if none is
+   * needed); the batch is null when no file was kept.
+   */
+  async hash(root: string, paths: string[]): Promise<{ batch: Batch | null; results: Hashed[] }> {
+    const ep = this.#pick();
+    const id = ++this.#next;
+    const r = await this.#request(ep, { t: "hash", id, root, paths });
+    if (r.t !== "hashed") throw new Error(`seal worker: unexpected answer ${r.t}`);
+    return { batch: r.kept ? { id, endpoint: ep } : null, results: r.results };
+  }
+
+  /** Seals the listed small files of a batch (by their index in it) and releases the batch. */
+  async seal(
+    batch: Batch,
+    items: { i: number; blobId: string; header: BlobHeader }[],
+  ): Promise<Uint8Array[]> {
+    const r = await this.#request(batch.endpoint, { t: "seal", id: batch.id, items });
+    if (r.t !== "sealed") throw new Error(`seal worker: unexpected answer ${r.t}`);
+    return r.ends.map((end, k) => r.packed.subarray(k === 0 ? 0 : r.ends[k - 1], end));
+  }
+
+  /**
+   * Seals a large file (hashed before; `header` says its hash and size), yielding the object's
+   * parts in order with a few segments sealed ahead. A file that changed or cannot be read
+   * throws BodyError. Ending the iteration early stops the sealing.
+   */
+  async *large(root: string, header: BlobHeader): AsyncGenerator<Uint8Array[]> {
+    const ep = this.#pick();
+    const id = ++this.#next;
+    const queue: FromWorker[] = [];
+    let wake: (() => void) | null = null;
+    ep.handlers.set(id, (m) => {
+      queue.push(m);
+      wake?.();
+      wake = null;
+    });
+    ep.load++;
+    let finished = false;
+    try {
+      ep.post({ t: "large", id, root, header, credit: STREAM_CREDIT });
+      while (true) {
+        while (queue.length === 0) await new Promise<void>((r) => wake = r);
+        const m = queue.shift()!;
+        if (m.t === "seg") {
+          yield m.parts;
+          ep.post({ t: "credit", id, n: 1 });
+        } else if (m.t === "end") {
+          finished = true;
+          return;
+        } else if (m.t === "fail") {
+          finished = true;
+          throw new BodyError(m.message);
+        } else if (m.t === "error") {
+          finished = true;
+          throw new Error(m.message);
+        }
+      }
+    } finally {
+      ep.load--;
+      ep.handlers.delete(id);
+      if (!finished) ep.post({ t: "cancel", id });
+    }
+  }
+
+  /** Stops the Workers. */
+  close(): void {
+    for (const ep of this.endpoints) ep.close();
+  }
+}

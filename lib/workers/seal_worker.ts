@@ -1,0 +1,179 @@
+// The seal Worker: runs lib/workers/seal_jobs.ts off the main thread for a push. It answers
+// only messages of its own protocol, so loading this module anywhere else does nothing: the
+// main thread imports it statically (so that `deno compile` embeds it), and in a one-file
+// bundle the Worker loads the whole bundle, this module included.
+
+import { denoSuite } from "../crypto_deno.ts";
+import type { BlobHeader } from "../format/blob.ts";
+import type { Suite } from "../format/suite.ts";
+import {
+  ChangedError,
+  describeReadError,
+  type Hashed,
+  hashFile,
+  sealLarge,
+  sealSmall,
+  SMALL_FILE,
+} from "./seal_jobs.ts";
+
+/** This module's URL: what a Worker is started on (the bundle's URL in a one-file bundle). */
+export const SEAL_WORKER_MODULE: string = import.meta.url;
+/** Tag of the protocol's init message, so that other Workers' messages are left alone. */
+export const SEAL_PROTOCOL = "n2s-seal-1";
+
+/** Messages from the main thread. */
+export type ToWorker =
+  | { t: "init"; proto: typeof SEAL_PROTOCOL; master: Uint8Array; level?: number }
+  | { t: "hash"; id: number; root: string; paths: string[] }
+  | { t: "seal"; id: number; items: { i: number; blobId: string; header: BlobHeader }[] }
+  | { t: "large"; id: number; root: string; header: BlobHeader; credit: number }
+  | { t: "credit"; id: number; n: number }
+  | { t: "cancel"; id: number };
+
+/** Messages to the main thread. */
+export type FromWorker =
+  | { t: "ready"; info: unknown }
+  | { t: "hashed"; id: number; results: Hashed[]; kept: boolean }
+  | { t: "sealed"; id: number; packed: Uint8Array; ends: number[] }
+  | { t: "seg"; id: number; parts: Uint8Array[] }
+  | { t: "end"; id: number }
+  | { t: "fail"; id: number; message: string; changed: boolean }
+  | { t: "error"; message: string };
+
+/** Buffers that can be moved to the other thread without a copy (whole, unshared ones). */
+export function transferList(parts: Uint8Array[]): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  for (const p of parts) {
+    const b = p.buffer;
+    if (b instanceof ArrayBuffer && p.byteOffset === 0 && p.byteLength === b.byteLength) {
+      out.add(b);
+    }
+  }
+  return [...out];
+}
+
+interface Stream {
+  credit: number;
+  wake: (() => void) | null;
+  cancelled: boolean;
+}
+
+/**
+ * The protocol's server: takes messages from the main thread and answers through `post`. A
+ * Worker runs it; so does the main thread itself when no Worker can start.
+ */
+export function serve(
+  post: (m: FromWorker, transfer?: ArrayBuffer[]) => void,
+): (m: ToWorker) => void {
+  let suite: Suite | null = null;
+  let master: Uint8Array = new Uint8Array(0);
+  let level: number | undefined;
+  const kept = new Map<number, (Uint8Array | null)[]>();
+  const streams = new Map<number, Stream>();
+  const buf = new Uint8Array(SMALL_FILE);
+
+  async function large(m: Extract<ToWorker, { t: "large" }>): Promise<void> {
+    const s: Stream = { credit: m.credit, wake: null, cancelled: false };
+    streams.set(m.id, s);
+    try {
+      for await (const parts of sealLarge(suite!, master, m.root, m.header, level)) {
+        while (s.credit <= 0 && !s.cancelled) await new Promise<void>((r) => s.wake = r);
+        if (s.cancelled) return;
+        s.credit--;
+        post({ t: "seg", id: m.id, parts }, transferList(parts));
+      }
+      post({ t: "end", id: m.id });
+    } catch (e) {
+      const changed = e instanceof ChangedError;
+      post({ t: "fail", id: m.id, message: changed ? e.message : describeReadError(e), changed });
+    } finally {
+      streams.delete(m.id);
+    }
+  }
+
+  return (m) => {
+    try {
+      switch (m.t) {
+        case "init":
+          master = m.master;
+          level = m.level;
+          denoSuite().then((s) => {
+            suite = s;
+            post({ t: "ready", info: s.info });
+          }, (e) => post({ t: "error", message: String(e) }));
+          return;
+        case "hash": {
+          const results: Hashed[] = [];
+          const bytes: (Uint8Array | null)[] = [];
+          for (const p of m.paths) {
+            const r = hashFile(suite!, m.root, p, buf);
+            results.push(r.hashed);
+            bytes.push(r.bytes);
+          }
+          const keep = bytes.some((b) => b !== null);
+          if (keep) kept.set(m.id, bytes);
+          post({ t: "hashed", id: m.id, results, kept: keep });
+          return;
+        }
+        case "seal": {
+          const bytes = kept.get(m.id) ?? [];
+          kept.delete(m.id);
+          // One buffer for the whole batch: one allocation and one transfer instead of one per
+          // file, which keeps the allocator's heaps from fragmenting.
+          const objects = m.items.map(({ i, blobId, header }) =>
+            sealSmall(suite!, master, blobId, header, bytes[i]!, level)
+          );
+          const ends: number[] = [];
+          let total = 0;
+          for (const o of objects) ends.push(total += o.length);
+          const packed = new Uint8Array(total);
+          objects.forEach((o, k) => packed.set(o, k === 0 ? 0 : ends[k - 1]));
+          post({ t: "sealed", id: m.id, packed, ends }, [packed.buffer]);
+          return;
+        }
+        case "large":
+          large(m);
+          return;
+        case "credit": {
+          const s = streams.get(m.id);
+          if (s) {
+            s.credit += m.n;
+            s.wake?.();
+            s.wake = null;
+          }
+          return;
+        }
+        case "cancel": {
+          const s = streams.get(m.id);
+          if (s) {
+            s.cancelled = true;
+            s.wake?.();
+            s.wake = null;
+          }
+          return;
+        }
+      }
+    } catch (e) {
+      post({ t: "error", message: e instanceof Error ? e.message : String(e) });
+    }
+  };
+}
+
+type Scope = {
+  addEventListener(type: "message", f: (e: MessageEvent) => void): void;
+  postMessage(m: unknown, transfer?: ArrayBuffer[]): void;
+};
+
+const WorkerScope = (globalThis as { WorkerGlobalScope?: new () => unknown }).WorkerGlobalScope;
+if (WorkerScope && globalThis instanceof WorkerScope) {
+  const scope = globalThis as unknown as Scope;
+  let handle: ((m: ToWorker) => void) | null = null;
+  scope.addEventListener("message", (e: MessageEvent) => {
+    const m = e.data as ToWorker;
+    if (handle === null) {
+      if (m?.t !== "init" || m.proto !== SEAL_PROTOCOL) return;
+      handle = serve((out, transfer) => scope.postMessage(out, transfer ?? []));
+    }
+    handle(m);
+  });
+}
