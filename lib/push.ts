@@ -15,7 +15,7 @@ import { ContainerWriter, SEGMENT_DATA_MAX } from "./format/container.ts";
 import { fromHex } from "./format/bytes.ts";
 import { type Index, isoNow } from "./index/sqlite.ts";
 import { SealPool } from "./workers/pool.ts";
-import { trimMemory } from "./perf/memory.ts";
+import { MemoryRelease } from "./perf/memory.ts";
 import { CHANGE_RETRIES, type Hashed, SMALL_FILE } from "./workers/seal_jobs.ts";
 import type { ChangesetRow, FileRow, PathState } from "./index/types.ts";
 import { badPath, type Client, type ContentFile, type PreviousState } from "./clients/client.ts";
@@ -90,10 +90,9 @@ const BATCH_FILES = 64;
 /** …or this many bytes. */
 const BATCH_BYTES = 4 << 20;
 /** Pending entries read from the index at a time. */
-const PAGE = 1000;
-/** Bytes of files handled between two returns of free memory to the system (a file counts
- * 4 KiB more than its size, for its objects and index work). */
-const TRIM_BYTES = 16 << 20;
+const PAGE = 200;
+/** Bytes of files handled between two returns of free memory to the system. */
+const RELEASE_BYTES = 32 << 20;
 
 function stateView(index: Index, chain: ChangesetRow[], last?: ChangesetRow): PreviousState {
   const state = index.stateAt(chain);
@@ -479,18 +478,13 @@ interface Upload {
   problems: EntryProblem[];
   progress: PushProgress;
   slots: Slots;
-  /** Bytes handled since the allocator last gave memory back. */
-  sinceTrim: number;
+  release: MemoryRelease;
 }
 
 function entryDone(u: Upload, row: FileRow): void {
   u.progress.filesDone++;
   u.progress.bytesDone += row.size ?? 0;
-  u.sinceTrim += (row.size ?? 0) + 4096;
-  if (u.sinceTrim >= TRIM_BYTES) {
-    u.sinceTrim = 0;
-    trimMemory();
-  }
+  u.release.add(row.size ?? 0);
   u.opts.onProgress?.(u.progress);
 }
 
@@ -536,7 +530,7 @@ async function uploadChangeset(
       bytesTotal: totals.bytes,
     },
     slots: new Slots(flight),
-    sinceTrim: 0,
+    release: new MemoryRelease(RELEASE_BYTES),
   };
   try {
     if (totals.files > 0) {

@@ -1,27 +1,65 @@
-// Giving freed memory back to the operating system. A push or pull allocates and frees many
-// buffers of many sizes across threads; glibc's allocator keeps the freed pages in its heaps, so
-// the process's resident size climbs well past what it uses. malloc_trim(0) (through FFI, when
-// glibc and the FFI permission are there) returns them; elsewhere this does nothing.
+// Giving memory back to the operating system during long pushes and pulls. Two things hold
+// freed memory: V8 grows its young generation to its maximum (about 50 MiB here) under a steady
+// stream of short-lived objects and keeps it, and glibc's allocator keeps freed pages of the
+// many buffers in its heaps. A full collection (V8's `gc`, reached through a fresh node:vm
+// context once --expose-gc is set) shrinks the first; malloc_trim(0) (glibc, through FFI)
+// returns the second. Where either is unavailable, that part does nothing.
 
+import v8 from "node:v8";
+import vm from "node:vm";
+
+let gc: (() => void) | null | undefined;
 let trim: (() => void) | null | undefined;
 
-/** Returns the allocator's free pages to the system; cheap enough to call every few MiB. */
-export function trimMemory(): void {
-  if (trim === undefined) {
-    trim = null;
-    try {
-      if (
-        typeof Deno?.dlopen === "function" && Deno.build.os === "linux" &&
-        Deno.permissions.querySync({ name: "ffi" }).state === "granted"
-      ) {
-        const lib = Deno.dlopen("libc.so.6", {
-          malloc_trim: { parameters: ["usize"], result: "i32" },
-        }).symbols;
-        trim = () => lib.malloc_trim(0n);
-      }
-    } catch {
-      trim = null;
+function findGc(): (() => void) | null {
+  try {
+    v8.setFlagsFromString("--expose-gc");
+    const f = vm.runInNewContext("gc");
+    return typeof f === "function" ? f as () => void : null;
+  } catch {
+    return null;
+  }
+}
+
+function findTrim(): (() => void) | null {
+  try {
+    if (
+      typeof Deno?.dlopen !== "function" || Deno.build.os !== "linux" ||
+      Deno.permissions.querySync({ name: "ffi" }).state !== "granted"
+    ) return null;
+    const lib = Deno.dlopen("libc.so.6", {
+      malloc_trim: { parameters: ["usize"], result: "i32" },
+    }).symbols;
+    return () => void lib.malloc_trim(0n);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Collects garbage and returns the allocator's free pages to the system. It costs a full
+ * collection (milliseconds for the heaps a push has), so call it every few tens of MiB of work.
+ */
+export function releaseMemory(): void {
+  if (gc === undefined) gc = findGc();
+  if (trim === undefined) trim = findTrim();
+  gc?.();
+  trim?.();
+}
+
+/**
+ * Calls releaseMemory after every `bytes` of work counted with `add` (a file counts its size
+ * plus `perItem`, for the objects and index work it brings).
+ */
+export class MemoryRelease {
+  #since = 0;
+  constructor(private readonly bytes: number, private readonly perItem = 4096) {}
+
+  add(size: number): void {
+    this.#since += size + this.perItem;
+    if (this.#since >= this.bytes) {
+      this.#since = 0;
+      releaseMemory();
     }
   }
-  trim?.();
 }
