@@ -3,7 +3,7 @@
 // is verified before a file appears, and nothing is ever written outside the target.
 
 import { blobKey } from "./backends/backend.ts";
-import { openBlob } from "./format/blob.ts";
+import { concat } from "./format/bytes.ts";
 import { badPath } from "./clients/client.ts";
 import { pathMatcher } from "./glob.ts";
 import type { Index } from "./index/sqlite.ts";
@@ -11,6 +11,9 @@ import type { Action } from "./index/types.ts";
 import { type ManifestEntry, readManifest } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
 import { dirname, join, resolve } from "node:path";
+import { restoreWorkers, SealPool } from "./workers/pool.ts";
+import type { RestoreItem } from "./workers/restore_jobs.ts";
+import { MemoryRelease } from "./perf/memory.ts";
 
 /** One path of a restored state. */
 export interface StateEntry {
@@ -87,7 +90,7 @@ export interface PullOptions {
   target: string;
   /** Paths or globs to restore; everything when empty. */
   patterns?: string[];
-  /** Files restored at once (default 4). */
+  /** Objects read from the backend at once (default: what the backend says suits it, else 8). */
   concurrency?: number;
   onProgress?: (
     p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number },
@@ -102,7 +105,23 @@ export interface PullResult {
   problems: { path: string; message: string }[];
 }
 
-/** Restores `entries` (a state) under the target directory. */
+/** Blobs of files up to this size are read whole and verified before the file is created. */
+const SMALL_BLOB = 1 << 20;
+/** Files restored per batch sent to a Worker: at most this many… */
+const BATCH_FILES = 64;
+/** …or this many bytes of objects. */
+const BATCH_BYTES = 4 << 20;
+/** Files in flight when neither the caller nor the backend says otherwise. */
+const DEFAULT_FLIGHT = 8;
+/** Bytes restored between two returns of free memory to the system. */
+const RELEASE_BYTES = 32 << 20;
+
+/**
+ * Restores `entries` (a state) under the target directory. This thread checks paths, makes
+ * directories and reads objects from the backend; Workers verify blobs and write the files
+ * (small ones in batches, verified whole before their file is created; large ones streamed a
+ * few chunks ahead). Without Workers the same work runs here.
+ */
 export async function restoreState(
   repo: Repository,
   entries: StateEntry[],
@@ -121,26 +140,78 @@ export async function restoreState(
     bytesDone: 0,
     bytesTotal: files.reduce((a, e) => a + (e.size ?? 0), 0),
   };
-  let next = 0;
-  const worker = async () => {
-    while (next < files.length) {
-      const e = files[next++];
-      try {
-        await restoreFile(repo, target, dirs, e);
-        result.files++;
-        result.bytes += e.size ?? 0;
-      } catch (err) {
-        result.problems.push({
-          path: e.path,
-          message: err instanceof Error ? err.message : String(err),
-        });
-      }
-      progress.filesDone++;
-      progress.bytesDone += e.size ?? 0;
-      opts.onProgress?.(progress);
+  const release = new MemoryRelease(RELEASE_BYTES);
+  const settle = (e: StateEntry, err: unknown) => {
+    if (err === null) {
+      result.files++;
+      result.bytes += e.size ?? 0;
+    } else {
+      result.problems.push({
+        path: e.path,
+        message: err instanceof Error ? err.message : String(err),
+      });
     }
+    progress.filesDone++;
+    progress.bytesDone += e.size ?? 0;
+    release.add(e.size ?? 0);
+    opts.onProgress?.(progress);
   };
-  await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 4) }, worker));
+  const flight = Math.max(1, opts.concurrency ?? repo.backend.parallelism ?? DEFAULT_FLIGHT);
+  // This thread only reads objects and makes directories: a Worker per core verifies and
+  // writes the files.
+  const pool = await SealPool.start({ master: repo.master, workers: restoreWorkers() });
+  const threads = Math.max(1, pool.workers);
+  try {
+    const tasks = new Set<Promise<void>>();
+    const launch = (p: Promise<void>) => {
+      const t: Promise<void> = p.finally(() => tasks.delete(t));
+      tasks.add(t);
+    };
+    const until = async (ok: () => boolean) => {
+      while (!ok() && tasks.size > 0) await Promise.race(tasks);
+    };
+    let batches = 0;
+    let streams = 0;
+    let batch: { e: StateEntry; item: RestoreItem }[] = [];
+    let batchBytes = 0;
+    const sendBatch = async () => {
+      if (batch.length === 0) return;
+      await until(() => batches < 2 * threads);
+      const b = batch;
+      batch = [];
+      batchBytes = 0;
+      batches++;
+      launch(restoreBatch(repo, pool, b, flight, settle).finally(() => batches--));
+    };
+    for (const e of files) {
+      let item: RestoreItem;
+      try {
+        item = prepare(target, dirs, e);
+      } catch (err) {
+        settle(e, err);
+        continue;
+      }
+      if ((e.size ?? 0) <= SMALL_BLOB) {
+        batch.push({ e, item });
+        batchBytes += e.size ?? 0;
+        if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) await sendBatch();
+      } else {
+        // One large file per thread: each holds a few chunks and a segment in memory.
+        await until(() => streams < Math.min(flight, threads));
+        streams++;
+        launch(
+          restoreLarge(repo, pool, item).then(
+            (why) => settle(e, why === null ? null : new Error(why)),
+            (err) => settle(e, err),
+          ).finally(() => streams--),
+        );
+      }
+    }
+    await sendBatch();
+    while (tasks.size > 0) await Promise.race(tasks);
+  } finally {
+    pool.close();
+  }
   // Links last, so that no file is ever written through a restored link.
   for (const e of chosen) {
     if (e.action !== "link") continue;
@@ -148,9 +219,13 @@ export async function restoreState(
       const bad = badPath(e.path);
       if (bad) throw new Error(`refused: ${bad} would escape the target`);
       const full = join(target, e.path);
-      await dirs.ensure(dirname(full));
-      await Deno.remove(full).catch(() => {});
-      await Deno.symlink(e.target ?? "", full);
+      dirs.ensure(dirname(full));
+      try {
+        Deno.removeSync(full);
+      } catch {
+        // nothing there
+      }
+      Deno.symlinkSync(e.target ?? "", full);
       result.links++;
     } catch (err) {
       result.problems.push({
@@ -162,6 +237,77 @@ export async function restoreState(
   return result;
 }
 
+/** Reads a whole small object; one piece (what the local backend gives) is used as is. */
+async function readObject(stream: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for await (const p of stream) parts.push(p);
+  return parts.length === 1 ? parts[0] : concat(parts);
+}
+
+/** Checks an entry's path, makes its directories and names its temporary file. */
+function prepare(target: string, dirs: DirGuard, e: StateEntry): RestoreItem {
+  const bad = badPath(e.path);
+  if (bad) throw new Error(`refused: ${bad} would escape the target`);
+  if (!e.blob_id) throw new Error("the changeset names no blob for this file");
+  const full = join(target, e.path);
+  dirs.ensure(dirname(full));
+  return {
+    blobId: e.blob_id,
+    path: e.path,
+    fileHash: e.file_hash,
+    full,
+    tmp: join(dirname(full), `.n2s-pull-${crypto.randomUUID().slice(0, 8)}`),
+    mode: e.mode,
+    mtime: e.mtime,
+  };
+}
+
+/** Reads the objects of a batch of small files, then has one thread verify and write them. */
+async function restoreBatch(
+  repo: Repository,
+  pool: SealPool,
+  batch: { e: StateEntry; item: RestoreItem }[],
+  flight: number,
+  settle: (e: StateEntry, err: unknown) => void,
+): Promise<void> {
+  const objects: (Uint8Array | null)[] = new Array(batch.length).fill(null);
+  const errors: unknown[] = new Array(batch.length).fill(null);
+  let next = 0;
+  const reader = async () => {
+    while (next < batch.length) {
+      const k = next++;
+      try {
+        objects[k] = await readObject(await repo.backend.get(blobKey(batch[k].item.blobId)));
+      } catch (err) {
+        errors[k] = err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(flight, batch.length) }, reader));
+  const ok = batch.map((_, k) => k).filter((k) => objects[k] !== null);
+  try {
+    const results = ok.length > 0
+      ? await pool.restore(ok.map((k) => batch[k].item), ok.map((k) => objects[k]!))
+      : [];
+    ok.forEach((k, j) => {
+      if (results[j] !== null) errors[k] = new Error(results[j]!);
+    });
+  } catch (err) {
+    for (const k of ok) errors[k] = err;
+  }
+  batch.forEach(({ e }, k) => settle(e, errors[k]));
+}
+
+/** Streams a large file's blob to one thread, which verifies and writes it. */
+async function restoreLarge(
+  repo: Repository,
+  pool: SealPool,
+  item: RestoreItem,
+): Promise<string | null> {
+  const stream = await repo.backend.get(blobKey(item.blobId));
+  return await pool.restoreStream(item, stream);
+}
+
 /** Creates directories under the target, refusing to pass through anything but real directories. */
 class DirGuard {
   #ok = new Set<string>();
@@ -169,68 +315,29 @@ class DirGuard {
     this.#ok.add(target);
   }
 
-  async ensure(dir: string): Promise<void> {
+  ensure(dir: string): void {
     if (this.#ok.has(dir)) return;
     const rel = dir.slice(this.target.length + 1);
     if (!dir.startsWith(this.target + "/") || rel === "") {
       throw new Error("refused: outside the target");
     }
-    await this.ensure(dirname(dir));
+    this.ensure(dirname(dir));
     try {
-      const st = await Deno.lstat(dir);
+      const st = Deno.lstatSync(dir);
       if (st.isSymlink) {
         throw new Error(`refused: ${rel} is a symlink in the target; not writing through it`);
       }
       if (!st.isDirectory) throw new Error(`refused: ${rel} exists and is not a directory`);
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
-      await Deno.mkdir(dir).catch((err) => {
+      try {
+        Deno.mkdirSync(dir);
+      } catch (err) {
         if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
-      });
-      const st = await Deno.lstat(dir);
+      }
+      const st = Deno.lstatSync(dir);
       if (!st.isDirectory) throw new Error(`refused: ${rel} is not a directory`);
     }
     this.#ok.add(dir);
   }
-}
-
-async function restoreFile(
-  repo: Repository,
-  target: string,
-  dirs: DirGuard,
-  e: StateEntry,
-): Promise<void> {
-  const bad = badPath(e.path);
-  if (bad) throw new Error(`refused: ${bad} would escape the target`);
-  if (!e.blob_id) throw new Error("the changeset names no blob for this file");
-  const full = join(target, e.path);
-  await dirs.ensure(dirname(full));
-  const tmp = join(dirname(full), `.n2s-pull-${crypto.randomUUID().slice(0, 8)}`);
-  // Creating the file is the costly step on many file systems and runs off the main thread;
-  // the writes (page cache) and the metadata calls are cheap and run synchronously.
-  const out = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
-  let ok = false;
-  try {
-    const stream = await repo.backend.get(blobKey(e.blob_id));
-    for await (const part of openBlob(repo.suite, repo.master, e.blob_id, stream)) {
-      if ("header" in part) {
-        if (part.header.path !== e.path || part.header.file_hash !== e.file_hash) {
-          throw new Error(`blob ${e.blob_id} belongs to ${part.header.path}, not to this path`);
-        }
-      } else {
-        let o = 0;
-        while (o < part.data.length) o += out.writeSync(part.data.subarray(o));
-      }
-    }
-    ok = true;
-  } finally {
-    out.close();
-    if (!ok) await Deno.remove(tmp).catch(() => {});
-  }
-  if (e.mode !== undefined) Deno.chmodSync(tmp, e.mode & 0o7777);
-  if (e.mtime !== undefined) {
-    const t = new Date(e.mtime);
-    Deno.utimeSync(tmp, t, t);
-  }
-  Deno.renameSync(tmp, full);
 }

@@ -81,7 +81,7 @@ let cryptoLib: Deno.DynamicLibrary<typeof CRYPTO_SYMBOLS>["symbols"] | null | un
  * ChaCha20-Poly1305 from the system's OpenSSL, or null. The contexts are per instance and the
  * calls synchronous, so one instance serves a whole thread (each Worker makes its own).
  */
-export function nativeAead(fallback: Aead): Aead | null {
+export function nativeAead(fallback: Aead): NativeAead | null {
   if (cryptoLib === undefined) cryptoLib = open(CRYPTO_LIBS, CRYPTO_SYMBOLS);
   const lib = cryptoLib;
   if (!lib) return null;
@@ -100,7 +100,7 @@ export function nativeAead(fallback: Aead): Aead | null {
     const fail = (what: string): never => {
       throw new Error(`OpenSSL ChaCha20-Poly1305 ${what} failed`);
     };
-    const aead: Aead = {
+    const aead: NativeAead = {
       seal(key, nonce, aad, plain) {
         if (plain.length > INT_MAX || aad.length > INT_MAX) {
           return fallback.seal(key, nonce, aad, plain);
@@ -121,10 +121,13 @@ export function nativeAead(fallback: Aead): Aead | null {
         return [ct, tag];
       },
       open(key, nonce, aad, cipherText, tag) {
-        if (cipherText.length > INT_MAX || aad.length > INT_MAX) {
+        return this.openTo(key, nonce, aad, cipherText, tag, new Uint8Array(cipherText.length));
+      },
+      openTo(key, nonce, aad, cipherText, tag, out) {
+        if (cipherText.length > INT_MAX || aad.length > INT_MAX || out.length < cipherText.length) {
           return fallback.open(key, nonce, aad, cipherText, tag);
         }
-        const pt = new Uint8Array(cipherText.length);
+        const pt = out.subarray(0, cipherText.length);
         if (lib.EVP_CipherInit_ex(dec, null, null, key, nonce, 0) !== 1) fail("init");
         // OpenSSL takes the tag through a non-const pointer: hand it a copy.
         scratch.set(tag.subarray(0, 16));
@@ -154,7 +157,7 @@ function hex(s: string): Uint8Array {
   return Uint8Array.from(s.match(/../g)!.map((b) => parseInt(b, 16)));
 }
 
-function selfTest(aead: Aead): boolean {
+function selfTest(aead: NativeAead): boolean {
   const key = hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
   const nonce = hex("070000004041424344454647");
   const aad = hex("50515253c0c1c2c3c4c5c6c7");
@@ -168,6 +171,19 @@ function selfTest(aead: Aead): boolean {
   if (!hexOf(ct).startsWith("d31a8d34648e60db7b86afbc53ef7ec2")) return false;
   const back = aead.open(key, nonce, aad, ct, tag);
   return back.length === plain.length && back.every((b, i) => b === plain[i]);
+}
+
+/** The native AEAD, which can also decrypt into a buffer the caller reuses. */
+export interface NativeAead extends Aead {
+  /** Like `open`, but the plaintext is written to the start of `out` (a view of it returned). */
+  openTo(
+    key: Uint8Array,
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    cipher: Uint8Array,
+    tag: Uint8Array,
+    out: Uint8Array,
+  ): Uint8Array;
 }
 
 /** zstd through a reused context: compress and decompress one segment at a time. */

@@ -10,6 +10,23 @@ import vm from "node:vm";
 
 let gc: (() => void) | null | undefined;
 let trim: (() => void) | null | undefined;
+let libc: Deno.DynamicLibrary<typeof LIBC>["symbols"] | null | undefined;
+
+const LIBC = {
+  malloc_trim: { parameters: ["usize"], result: "i32" },
+} as const;
+
+function openLibc(): Deno.DynamicLibrary<typeof LIBC>["symbols"] | null {
+  try {
+    if (
+      typeof Deno?.dlopen !== "function" || Deno.build.os !== "linux" ||
+      Deno.permissions.querySync({ name: "ffi" }).state !== "granted"
+    ) return null;
+    return Deno.dlopen("libc.so.6", LIBC).symbols;
+  } catch {
+    return null;
+  }
+}
 
 function findGc(): (() => void) | null {
   try {
@@ -22,18 +39,9 @@ function findGc(): (() => void) | null {
 }
 
 function findTrim(): (() => void) | null {
-  try {
-    if (
-      typeof Deno?.dlopen !== "function" || Deno.build.os !== "linux" ||
-      Deno.permissions.querySync({ name: "ffi" }).state !== "granted"
-    ) return null;
-    const lib = Deno.dlopen("libc.so.6", {
-      malloc_trim: { parameters: ["usize"], result: "i32" },
-    }).symbols;
-    return () => void lib.malloc_trim(0n);
-  } catch {
-    return null;
-  }
+  if (libc === undefined) libc = openLibc();
+  const lib = libc;
+  return lib ? () => void lib.malloc_trim(0n) : null;
 }
 
 /**

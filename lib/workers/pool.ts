@@ -6,6 +6,8 @@
 import { BodyError } from "../backends/backend.ts";
 import type { BlobHeader } from "../format/blob.ts";
 import type { Hashed } from "./seal_jobs.ts";
+import type { RestoreItem } from "./restore_jobs.ts";
+import { MemoryRelease } from "../perf/memory.ts";
 import {
   type FromWorker,
   SEAL_PROTOCOL,
@@ -16,6 +18,8 @@ import {
 
 /** Segments of one large file sealed ahead of the writer (about 1 MiB each). */
 const STREAM_CREDIT = 4;
+/** Chunks of a blob read ahead of the thread that restores it (up to 4 MiB each). */
+const RESTORE_CREDIT = 2;
 /** How long a Worker may take to load before the push goes on without it. */
 const START_TIMEOUT_MS = 30_000;
 
@@ -56,6 +60,19 @@ export function defaultWorkers(): number {
   return Math.max(1, Math.min(3, (navigator.hardwareConcurrency ?? 2) - 1));
 }
 
+/** Workers for a pull, whose main thread has little to do: one per core (at most 4), unless
+ * N2S_WORKERS says otherwise. */
+export function restoreWorkers(): number {
+  const n = defaultWorkers();
+  try {
+    const v = Deno.env.get("N2S_WORKERS");
+    if (v !== undefined && v !== "") return n;
+  } catch {
+    // no env permission: the default
+  }
+  return Math.max(1, Math.min(4, navigator.hardwareConcurrency ?? 2));
+}
+
 /**
  * The URL to start a Worker on. From source and in a compiled binary that is the worker module
  * itself. In a one-file bundle every module's URL is the bundle's: the Worker then starts on a
@@ -66,6 +83,12 @@ function workerUrl(): string {
   if (/\/seal_worker\.(ts|js)$/.test(SEAL_WORKER_MODULE)) return SEAL_WORKER_MODULE;
   const src = `import ${JSON.stringify(SEAL_WORKER_MODULE)};\n`;
   return URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
+}
+
+/** The buffer of a chunk when it can move to the other thread without a copy. */
+function transferable(c: Uint8Array): ArrayBuffer[] {
+  const b = c.buffer;
+  return b instanceof ArrayBuffer && c.byteOffset === 0 && c.byteLength === b.byteLength ? [b] : [];
 }
 
 function dispatch(ep: Endpoint, m: FromWorker): void {
@@ -153,6 +176,8 @@ function inThread(opts: PoolOptions): Promise<Endpoint> {
 /** Hashing and sealing spread over Workers (or run on the main thread when there are none). */
 export class SealPool {
   #next = 0;
+  /** Large files' bytes pass through this thread too: release memory every 64 MiB of them. */
+  #release = new MemoryRelease(64 << 20, 0);
   private constructor(
     private readonly endpoints: Endpoint[],
     /** Workers running; 0 when the work runs on the main thread. */
@@ -235,6 +260,7 @@ export class SealPool {
         while (queue.length === 0) await new Promise<void>((r) => wake = r);
         const m = queue.shift()!;
         if (m.t === "seg") {
+          for (const p of m.parts) this.#release.add(p.length);
           yield m.parts;
           ep.post({ t: "credit", id, n: 1 });
         } else if (m.t === "end") {
@@ -252,6 +278,81 @@ export class SealPool {
       ep.load--;
       ep.handlers.delete(id);
       if (!finished) ep.post({ t: "cancel", id });
+    }
+  }
+
+  /**
+   * Restores files from whole blob objects in one thread: each is verified before its file is
+   * created. Returns, per item, null or the reason it failed.
+   */
+  async restore(items: RestoreItem[], objects: Uint8Array[]): Promise<(string | null)[]> {
+    const ends: number[] = [];
+    let total = 0;
+    for (const o of objects) ends.push(total += o.length);
+    const packed = new Uint8Array(total);
+    objects.forEach((o, k) => packed.set(o, k === 0 ? 0 : ends[k - 1]));
+    const ep = this.#pick();
+    const id = ++this.#next;
+    ep.load++;
+    const r = await new Promise<FromWorker>((resolve) => {
+      ep.handlers.set(id, (m) => {
+        ep.handlers.delete(id);
+        ep.load--;
+        resolve(m);
+      });
+      ep.post({ t: "restore", id, items, packed, ends }, [packed.buffer]);
+    });
+    if (r.t === "error") throw new Error(r.message);
+    if (r.t !== "restored") throw new Error(`n2s worker: unexpected answer ${r.t}`);
+    return r.results;
+  }
+
+  /**
+   * Restores one file from a blob stream, a few chunks ahead of the thread that writes it.
+   * Returns null or the reason it failed; an error of the stream itself is thrown.
+   */
+  async restoreStream(
+    item: RestoreItem,
+    stream: AsyncIterable<Uint8Array>,
+  ): Promise<string | null> {
+    const ep = this.#pick();
+    const id = ++this.#next;
+    let acked = 0;
+    let sent = 0;
+    let wake: (() => void) | null = null;
+    let result: FromWorker | null = null;
+    ep.load++;
+    ep.handlers.set(id, (m) => {
+      if (m.t === "rack") acked++;
+      else result = m;
+      wake?.();
+      wake = null;
+    });
+    const wait = () => new Promise<void>((r) => wake = r);
+    try {
+      ep.post({ t: "rstart", id, item });
+      try {
+        for await (const chunk of stream) {
+          while (sent - acked >= RESTORE_CREDIT && result === null) await wait();
+          if (result !== null) break;
+          this.#release.add(chunk.length);
+          ep.post({ t: "rdata", id, data: chunk }, transferable(chunk));
+          sent++;
+        }
+      } catch (e) {
+        ep.post({ t: "rabort", id, message: e instanceof Error ? e.message : String(e) });
+        while (result === null) await wait();
+        throw e;
+      }
+      ep.post({ t: "rend", id });
+      while (result === null) await wait();
+      const r = result as FromWorker;
+      if (r.t === "error") throw new Error(r.message);
+      if (r.t !== "restored") throw new Error(`n2s worker: unexpected answer ${r.t}`);
+      return r.results[0];
+    } finally {
+      ep.load--;
+      ep.handlers.delete(id);
     }
   }
 

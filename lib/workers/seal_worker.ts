@@ -1,6 +1,7 @@
-// The seal Worker: runs lib/workers/seal_jobs.ts off the main thread for a push. It answers
-// only messages of its own protocol, so loading this module anywhere else does nothing: the
-// main thread imports it statically (so that `deno compile` embeds it), and in a one-file
+// The n2s Worker: runs lib/workers/seal_jobs.ts (read, hash and seal files for a push) and
+// lib/workers/restore_jobs.ts (open, verify and write blobs for a pull) off the main thread. It
+// answers only messages of its own protocol, so loading this module anywhere else does nothing:
+// the main thread imports it statically (so that `deno compile` embeds it), and in a one-file
 // bundle the Worker loads the whole bundle, this module included.
 
 import { denoSuite } from "../crypto_deno.ts";
@@ -15,6 +16,11 @@ import {
   sealSmall,
   SMALL_FILE,
 } from "./seal_jobs.ts";
+import { restoreBlob, type RestoreItem } from "./restore_jobs.ts";
+import { MemoryRelease } from "../perf/memory.ts";
+
+/** Bytes a Worker handles between two returns of free memory to the system. */
+const RELEASE_BYTES = 16 << 20;
 
 /** This module's URL: what a Worker is started on (the bundle's URL in a one-file bundle). */
 export const SEAL_WORKER_MODULE: string = import.meta.url;
@@ -28,7 +34,12 @@ export type ToWorker =
   | { t: "seal"; id: number; items: { i: number; blobId: string; header: BlobHeader }[] }
   | { t: "large"; id: number; root: string; header: BlobHeader; credit: number }
   | { t: "credit"; id: number; n: number }
-  | { t: "cancel"; id: number };
+  | { t: "cancel"; id: number }
+  | { t: "restore"; id: number; items: RestoreItem[]; packed: Uint8Array; ends: number[] }
+  | { t: "rstart"; id: number; item: RestoreItem }
+  | { t: "rdata"; id: number; data: Uint8Array }
+  | { t: "rend"; id: number }
+  | { t: "rabort"; id: number; message: string };
 
 /** Messages to the main thread. */
 export type FromWorker =
@@ -38,6 +49,8 @@ export type FromWorker =
   | { t: "seg"; id: number; parts: Uint8Array[] }
   | { t: "end"; id: number }
   | { t: "fail"; id: number; message: string; changed: boolean }
+  | { t: "restored"; id: number; results: (string | null)[] }
+  | { t: "rack"; id: number }
   | { t: "error"; message: string };
 
 /** Buffers that can be moved to the other thread without a copy (whole, unshared ones). */
@@ -52,6 +65,18 @@ export function transferList(parts: Uint8Array[]): ArrayBuffer[] {
   return [...out];
 }
 
+/** Chunks of a blob arriving from the main thread for a streamed restore. */
+interface Inbound {
+  chunks: Uint8Array[];
+  ended: boolean;
+  error: string | null;
+  wake: (() => void) | null;
+}
+
+async function* once(data: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield data;
+}
+
 interface Stream {
   credit: number;
   wake: (() => void) | null;
@@ -64,6 +89,7 @@ interface Stream {
  */
 export function serve(
   post: (m: FromWorker, transfer?: ArrayBuffer[]) => void,
+  inWorker = false,
 ): (m: ToWorker) => void {
   let suite: Suite | null = null;
   let master: Uint8Array = new Uint8Array(0);
@@ -71,6 +97,52 @@ export function serve(
   const kept = new Map<number, (Uint8Array | null)[]>();
   const streams = new Map<number, Stream>();
   const buf = new Uint8Array(SMALL_FILE);
+  const inbound = new Map<number, Inbound>();
+  // Collections and malloc_trim by the bytes this thread went through (in a Worker; on the
+  // main thread the push and pull count their own).
+  const release = inWorker ? new MemoryRelease(RELEASE_BYTES, 1024) : null;
+
+  const why = (e: unknown) => e instanceof Error ? e.message : String(e);
+
+  async function restore(m: Extract<ToWorker, { t: "restore" }>): Promise<void> {
+    const results: (string | null)[] = [];
+    for (let k = 0; k < m.items.length; k++) {
+      const piece = m.packed.subarray(k === 0 ? 0 : m.ends[k - 1], m.ends[k]);
+      try {
+        await restoreBlob(suite!, master, m.items[k], once(piece), true);
+        results.push(null);
+      } catch (e) {
+        results.push(why(e));
+      }
+    }
+    release?.add(m.packed.length);
+    post({ t: "restored", id: m.id, results });
+  }
+
+  async function restoreStream(id: number, item: RestoreItem, q: Inbound): Promise<void> {
+    async function* source(): AsyncGenerator<Uint8Array> {
+      while (true) {
+        while (q.chunks.length === 0 && !q.ended && q.error === null) {
+          await new Promise<void>((r) => q.wake = r);
+        }
+        if (q.chunks.length > 0) {
+          const c = q.chunks.shift()!;
+          release?.add(c.length);
+          post({ t: "rack", id });
+          yield c;
+        } else if (q.error !== null) throw new Error(q.error);
+        else return;
+      }
+    }
+    try {
+      await restoreBlob(suite!, master, item, source(), false);
+      post({ t: "restored", id, results: [null] });
+    } catch (e) {
+      post({ t: "restored", id, results: [why(e)] });
+    } finally {
+      inbound.delete(id);
+    }
+  }
 
   async function large(m: Extract<ToWorker, { t: "large" }>): Promise<void> {
     const s: Stream = { credit: m.credit, wake: null, cancelled: false };
@@ -80,6 +152,9 @@ export function serve(
         while (s.credit <= 0 && !s.cancelled) await new Promise<void>((r) => s.wake = r);
         if (s.cancelled) return;
         s.credit--;
+        let n = 0;
+        for (const p of parts) n += p.length;
+        release?.add(n);
         post({ t: "seg", id: m.id, parts }, transferList(parts));
       }
       post({ t: "end", id: m.id });
@@ -109,6 +184,7 @@ export function serve(
             const r = hashFile(suite!, m.root, p, buf);
             results.push(r.hashed);
             bytes.push(r.bytes);
+            release?.add(r.hashed.ok ? r.hashed.size : 0);
           }
           const keep = bytes.some((b) => b !== null);
           if (keep) kept.set(m.id, bytes);
@@ -143,6 +219,27 @@ export function serve(
           }
           return;
         }
+        case "restore":
+          restore(m);
+          return;
+        case "rstart": {
+          const q: Inbound = { chunks: [], ended: false, error: null, wake: null };
+          inbound.set(m.id, q);
+          restoreStream(m.id, m.item, q);
+          return;
+        }
+        case "rdata":
+        case "rend":
+        case "rabort": {
+          const q = inbound.get(m.id);
+          if (!q) return;
+          if (m.t === "rdata") q.chunks.push(m.data);
+          else if (m.t === "rend") q.ended = true;
+          else q.error = m.message;
+          q.wake?.();
+          q.wake = null;
+          return;
+        }
         case "cancel": {
           const s = streams.get(m.id);
           if (s) {
@@ -172,7 +269,7 @@ if (WorkerScope && globalThis instanceof WorkerScope) {
     const m = e.data as ToWorker;
     if (handle === null) {
       if (m?.t !== "init" || m.proto !== SEAL_PROTOCOL) return;
-      handle = serve((out, transfer) => scope.postMessage(out, transfer ?? []));
+      handle = serve((out, transfer) => scope.postMessage(out, transfer ?? []), true);
     }
     handle(m);
   });

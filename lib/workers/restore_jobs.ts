@@ -1,0 +1,118 @@
+// The restore half of a pull, as plain functions that run in any thread: open a blob (every
+// segment authenticated, the content hash and blob id checked), write its content to a new
+// temporary file beside the target, set mode and mtime, and rename it into place. A Worker runs
+// them (lib/workers/seal_worker.ts) and so does the main thread when no Worker can start.
+
+import { openBlob } from "../format/blob.ts";
+import { SEGMENT_DATA_MAX } from "../format/container.ts";
+import type { NativeAead } from "../format/native_crypto.ts";
+import type { Suite } from "../format/suite.ts";
+
+/**
+ * For one streamed blob: the suite with an AEAD that decrypts every segment into one buffer,
+ * reused from segment to segment, instead of a new megabyte per segment. The buffer belongs to
+ * this one stream: a stream opens its next segment only after its consumer has written the
+ * previous one, but other streams of the thread run in between. Suites without a native AEAD
+ * are used as they are.
+ */
+function streamingSuite(suite: Suite): Suite {
+  const aead = suite.aead as Partial<NativeAead>;
+  if (!aead.openTo) return suite;
+  let out = new Uint8Array(SEGMENT_DATA_MAX + 64);
+  const openTo = aead.openTo.bind(aead);
+  return {
+    ...suite,
+    aead: {
+      seal: suite.aead.seal.bind(suite.aead),
+      open(key, nonce, aad, cipher, tag) {
+        if (cipher.length > out.length) out = new Uint8Array(cipher.length);
+        return openTo(key, nonce, aad, cipher, tag, out);
+      },
+    },
+  };
+}
+
+/** One file to restore; directories up to `full` were checked by the caller. */
+export interface RestoreItem {
+  blobId: string;
+  /** The path the blob must say it belongs to, and its content hash. */
+  path: string;
+  fileHash?: string;
+  /** Absolute target path, and the temporary name beside it. */
+  full: string;
+  tmp: string;
+  mode?: number;
+  mtime?: number;
+}
+
+function writeAll(f: Deno.FsFile, data: Uint8Array): void {
+  let o = 0;
+  while (o < data.length) o += f.writeSync(o === 0 ? data : data.subarray(o));
+}
+
+function finish(item: RestoreItem): void {
+  if (item.mode !== undefined) Deno.chmodSync(item.tmp, item.mode & 0o7777);
+  if (item.mtime !== undefined) {
+    const t = new Date(item.mtime);
+    Deno.utimeSync(item.tmp, t, t);
+  }
+  Deno.renameSync(item.tmp, item.full);
+}
+
+/**
+ * Restores one file from a blob's bytes or stream. Small blobs (one piece) are verified whole
+ * before any file is created; a large one is written to the temporary file as its segments
+ * authenticate and renamed into place only once the whole content has verified.
+ */
+export async function restoreBlob(
+  suite: Suite,
+  master: Uint8Array,
+  item: RestoreItem,
+  source: AsyncIterable<Uint8Array>,
+  whole: boolean,
+): Promise<void> {
+  const check = (header: { path: string; file_hash: string }) => {
+    if (header.path !== item.path || header.file_hash !== item.fileHash) {
+      throw new Error(`blob ${item.blobId} belongs to ${header.path}, not to this path`);
+    }
+  };
+  if (whole) {
+    const parts: Uint8Array[] = [];
+    for await (const part of openBlob(suite, master, item.blobId, source)) {
+      if ("header" in part) check(part.header);
+      else parts.push(part.data);
+    }
+    const out = Deno.openSync(item.tmp, { write: true, createNew: true, mode: 0o600 });
+    let ok = false;
+    try {
+      for (const p of parts) writeAll(out, p);
+      ok = true;
+    } finally {
+      out.close();
+      if (!ok) removeQuietly(item.tmp);
+    }
+    finish(item);
+    return;
+  }
+  const out = Deno.openSync(item.tmp, { write: true, createNew: true, mode: 0o600 });
+  let ok = false;
+  try {
+    for await (const part of openBlob(streamingSuite(suite), master, item.blobId, source)) {
+      if ("header" in part) check(part.header);
+      else writeAll(out, part.data);
+    }
+    ok = true;
+  } finally {
+    out.close();
+    if (!ok) removeQuietly(item.tmp);
+  }
+  finish(item);
+}
+
+function removeQuietly(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch {
+    // already gone
+  }
+}
