@@ -31,6 +31,8 @@ export interface PoolOptions {
   /** Worker count; 0 runs everything on the main thread. Default: N2S_WORKERS, else one less
    * than the number of cores (at least 1, at most 3). */
   workers?: number;
+  /** The module to start Workers on (tests use it to make a Worker fail to start). */
+  workerUrl?: string;
 }
 
 /** A batch of hashed files whose small ones wait, in the thread that read them, to be sealed. */
@@ -105,7 +107,7 @@ function startWorker(opts: PoolOptions): Promise<Endpoint> {
   return new Promise((resolve, reject) => {
     let w: Worker;
     try {
-      w = new Worker(workerUrl(), { type: "module" });
+      w = new Worker(opts.workerUrl ?? workerUrl(), { type: "module" });
     } catch (e) {
       reject(e);
       return;

@@ -1,0 +1,238 @@
+// The seal Workers: what they compute equals the reference code (blob ids, sealed blobs that
+// open and verify), a push and a pull give the same repository content and restored tree with
+// Workers and on the main thread alone, a Worker that cannot start falls back to the main
+// thread, and Workers start from the one-file bundle too.
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { N2S, scanClient } from "../../mod.ts";
+import { denoSuite } from "../../lib/crypto_deno.ts";
+import { openBlob } from "../../lib/format/blob.ts";
+import { blobIdFor } from "../../lib/format/ids.ts";
+import { toHex } from "../../lib/format/bytes.ts";
+import { portableSuite } from "../../lib/format/suite_js.ts";
+import { SealPool } from "../../lib/workers/pool.ts";
+import { hashFile, SMALL_FILE } from "../../lib/workers/seal_jobs.ts";
+import { assertSameTree, seededBytes, tempDir, writeTree } from "../helpers/fs.ts";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+function text(n: number, seed: number): string {
+  let s = "";
+  for (let i = 0; s.length < n; i++) s += `line ${i * seed} of a compressible file\n`;
+  return s.slice(0, n);
+}
+
+const TREE = (seed: number): Record<string, string | Uint8Array> => ({
+  "empty.txt": "",
+  "one.txt": "1",
+  "a/text.txt": text(20_000, seed),
+  "a/b/random.bin": seededBytes(70_000, seed),
+  "a/b/exact.bin": seededBytes(SMALL_FILE, seed + 1),
+  "big/over.bin": seededBytes(SMALL_FILE + 1, seed + 2),
+  "big/large.bin": seededBytes(3 * SMALL_FILE + 12_345, seed + 3),
+  "big/large.txt": text(2 * SMALL_FILE + 7, seed),
+});
+
+Deno.test("hashFile gives the content hash and the blob id of lib/format, small and large", async () => {
+  using t = tempDir();
+  writeTree(t.path, TREE(1));
+  const suite = await denoSuite();
+  const buf = new Uint8Array(SMALL_FILE);
+  for (const path of Object.keys(TREE(1))) {
+    const data = Deno.readFileSync(`${t.path}/${path}`);
+    const h = suite.newHasher();
+    h.update(data);
+    const fileHash = toHex(h.digest());
+    const r = hashFile(suite, t.path, path, buf);
+    assert.ok(r.hashed.ok, path);
+    assert.equal(r.hashed.fileHash, fileHash, path);
+    assert.equal(r.hashed.blobId, blobIdFor(suite, path, fileHash), path);
+    assert.equal(r.hashed.size, data.length, path);
+    assert.equal(r.bytes !== null, data.length <= SMALL_FILE, path);
+    if (r.bytes) assert.deepEqual(r.bytes, data, path);
+  }
+  const missing = hashFile(suite, t.path, "no/such/file", buf);
+  assert.deepEqual(missing.hashed, { ok: false, message: "vanished before it could be read" });
+});
+
+Deno.test("objects sealed by a Worker open and verify with the portable implementation", async () => {
+  using t = tempDir();
+  writeTree(t.path, TREE(2));
+  const master = crypto.getRandomValues(new Uint8Array(32));
+  const pool = await SealPool.start({ master, workers: 1 });
+  try {
+    assert.equal(pool.workers, 1, "the Worker did not start");
+    const paths = Object.keys(TREE(2));
+    const { batch, results } = await pool.hash(t.path, paths);
+    const header = (i: number) => {
+      const h = results[i];
+      assert.ok(h.ok);
+      return {
+        v: 1 as const,
+        path: paths[i],
+        file_hash: h.fileHash,
+        size: h.size,
+        mtime: h.mtime,
+        mode: h.mode,
+        source: "s",
+        changeset: "01KB0000000000000000000000",
+        created: "2026-11-25T00:00:00.000Z",
+      };
+    };
+    const small = paths.map((_, i) => i).filter((i) =>
+      results[i].ok && (results[i] as { size: number }).size <= SMALL_FILE
+    );
+    const large = paths.map((_, i) => i).filter((i) => !small.includes(i));
+    const sealed = await pool.seal(
+      batch!,
+      small.map((i) => ({
+        i,
+        blobId: (results[i] as { blobId: string }).blobId,
+        header: header(i),
+      })),
+    );
+    const objects = new Map<number, Uint8Array>();
+    small.forEach((i, k) => objects.set(i, sealed[k]));
+    for (const i of large) {
+      const parts: Uint8Array[] = [];
+      for await (const seg of pool.large(t.path, header(i))) parts.push(...seg);
+      const all = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+      let o = 0;
+      for (const p of parts) all.set(p, (o += p.length) - p.length);
+      objects.set(i, all);
+    }
+    const portable = await portableSuite();
+    for (const [i, obj] of objects) {
+      const got: Uint8Array[] = [];
+      async function* src() {
+        yield obj;
+      }
+      const blobId = (results[i] as { blobId: string }).blobId;
+      for await (const p of openBlob(portable, master, blobId, src())) {
+        if ("data" in p) got.push(p.data);
+        else assert.equal(p.header.path, paths[i]);
+      }
+      const data = Deno.readFileSync(`${t.path}/${paths[i]}`);
+      const joined = new Uint8Array(got.reduce((a, p) => a + p.length, 0));
+      let o = 0;
+      for (const p of got) joined.set(p, (o += p.length) - p.length);
+      assert.deepEqual(joined, data, paths[i]);
+    }
+  } finally {
+    pool.close();
+  }
+});
+
+Deno.test("a large file that changes while it is sealed is refused, not stored", async () => {
+  using t = tempDir();
+  writeTree(t.path, { "f.bin": seededBytes(3 * SMALL_FILE, 5) });
+  const pool = await SealPool.start({ master: new Uint8Array(32), workers: 1 });
+  try {
+    const { results } = await pool.hash(t.path, ["f.bin"]);
+    const h = results[0];
+    assert.ok(h.ok);
+    Deno.writeFileSync(`${t.path}/f.bin`, seededBytes(3 * SMALL_FILE, 6));
+    const header = {
+      v: 1 as const,
+      path: "f.bin",
+      file_hash: h.fileHash,
+      size: h.size,
+      mtime: h.mtime,
+      mode: h.mode,
+      source: "s",
+      changeset: "c",
+      created: "2026-11-25T00:00:00.000Z",
+    };
+    await assert.rejects(async () => {
+      for await (const _ of pool.large(t.path, header)) { /* drain */ }
+    }, /changed while it was read/);
+  } finally {
+    pool.close();
+  }
+});
+
+Deno.test("a Worker that cannot start leaves the work to the main thread", async () => {
+  using t = tempDir();
+  writeTree(t.path, { "x.txt": "x" });
+  const pool = await SealPool.start({
+    master: new Uint8Array(32),
+    workers: 2,
+    workerUrl: "data:text/javascript,throw new Error('no worker here')",
+  });
+  try {
+    assert.equal(pool.workers, 0);
+    const { batch, results } = await pool.hash(t.path, ["x.txt"]);
+    assert.ok(results[0].ok);
+    await pool.seal(batch!, []);
+  } finally {
+    pool.close();
+  }
+});
+
+async function pushAndPull(workers: string, dir: string, src: string): Promise<string> {
+  Deno.env.set("N2S_WORKERS", workers);
+  try {
+    const repo = `${dir}/repo-${workers}`;
+    const index = `${dir}/index-${workers}.sqlite`;
+    const store = await N2S.init({ repository: repo, index, passphrase: "pw", logN: 10 });
+    try {
+      const r = await store.push({ client: scanClient({ dir: src }), source: "s", concurrency: 3 });
+      assert.deepEqual(r.problems, []);
+      assert.equal(r.uploaded, Object.keys(TREE(3)).length);
+      // A second push of the same tree finds every file unchanged.
+      const again = await store.push({ client: scanClient({ dir: src }), source: "s" });
+      assert.equal(again.changeset, null);
+      const out = `${dir}/out-${workers}`;
+      const p = await store.pull(r.changeset!, out);
+      assert.deepEqual(p.problems, []);
+      assertSameTree(out, src);
+      return out;
+    } finally {
+      await store.close();
+    }
+  } finally {
+    Deno.env.delete("N2S_WORKERS");
+  }
+}
+
+Deno.test("push and pull give the same result with Workers and on the main thread", async () => {
+  using t = tempDir();
+  writeTree(`${t.path}/src`, TREE(3));
+  const a = await pushAndPull("2", t.path, `${t.path}/src`);
+  const b = await pushAndPull("0", t.path, `${t.path}/src`);
+  assertSameTree(a, b);
+});
+
+Deno.test("Workers start from the one-file bundle", async () => {
+  using t = tempDir();
+  writeTree(t.path, { "f.txt": "bundled worker\n" });
+  const built = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "bundle",
+      "--quiet",
+      "--platform",
+      "deno",
+      "-o",
+      `${t.path}/probe.js`,
+      "tests/perf/fixtures/pool_probe.ts",
+    ],
+    cwd: ROOT,
+    stderr: "piped",
+  }).output();
+  assert.ok(built.success, new TextDecoder().decode(built.stderr));
+  for (const entry of [`${ROOT}/tests/perf/fixtures/pool_probe.ts`, `${t.path}/probe.js`]) {
+    const run = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--cached-only", entry, t.path, "f.txt"],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const dec = new TextDecoder();
+    assert.equal(run.code, 0, dec.decode(run.stderr));
+    const out = JSON.parse(dec.decode(run.stdout));
+    assert.equal(out.workers, 1, `${entry}: the Worker did not start`);
+    assert.equal(out.result.ok, true);
+    assert.equal(out.result.size, 15);
+  }
+});
