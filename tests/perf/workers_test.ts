@@ -105,9 +105,9 @@ Deno.test("objects sealed by a Worker open and verify with the portable implemen
     const portable = await portableSuite();
     for (const [i, obj] of objects) {
       const got: Uint8Array[] = [];
-      async function* src() {
+      const src = async function* () {
         yield obj;
-      }
+      };
       const blobId = (results[i] as { blobId: string }).blobId;
       for await (const p of openBlob(portable, master, blobId, src())) {
         if ("data" in p) got.push(p.data);
