@@ -8,6 +8,14 @@
 //   deno task bench --datasets small --tools n2s,restic --repeat 3
 //   deno task bench --n2s "deno run -A dist/n2s.js"   measure another n2s build
 //   deno task bench --backends            also run scripts/bench_backends.ts when present
+//   deno task bench --ceilings            measure the disk's ceilings (lib/perf/ceilings.c) only
+//
+// Nothing is deleted while tools are measured: every run's repositories and restores stay until
+// the report is written. On ext4 without a journal (this machine) creating files costs several
+// times more for minutes after many files were deleted nearby (the inode allocator skips inodes
+// deleted less than 60 s ago, 360 s while their inode table block is dirty; see
+// docs/BENCHMARKS.md), which would penalise whichever tool runs after a deletion. So the time of
+// every deletion is kept in .bench/deleted-at, and a run first waits until it is 6 minutes old.
 
 import { parseArgs } from "node:util";
 import { join, resolve } from "node:path";
@@ -54,6 +62,9 @@ const { values } = parseArgs({
     out: { type: "string" },
     "no-verify": { type: "boolean" },
     backends: { type: "boolean" },
+    ceilings: { type: "boolean" },
+    "ceiling-files": { type: "string", default: "20000" },
+    "ceiling-mib": { type: "string", default: "2048" },
   },
 });
 
@@ -68,9 +79,53 @@ const repoRoot = new URL("..", import.meta.url).pathname;
 const n2sCmd = values.n2s?.split(" ") ??
   ["deno", "run", "--allow-all", "--cached-only", join(repoRoot, "cli.ts")];
 
-if (toolNames.includes("restic") || toolNames.includes("borg")) await ensurePeers();
-
 const log = (s: string) => console.error(`[bench] ${s}`);
+
+/** After deletions, how long ext4 without a journal can keep creations slow. */
+const RECENTLY_DELETED_S = 370;
+const deletedAt = join(root, "deleted-at");
+
+/** Deletes trees under `root` and notes when, so that the next run can wait it out. */
+async function removeTrees(names: string[]): Promise<void> {
+  for (const name of names) {
+    try {
+      await Deno.remove(join(root, name), { recursive: true });
+      await Deno.mkdir(root, { recursive: true });
+      await Deno.writeTextFile(deletedAt, new Date().toISOString() + "\n");
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+}
+
+/** Deletes what earlier runs left (work trees, ceiling files), then waits out the deletions. */
+async function clearLeftovers(): Promise<void> {
+  await removeTrees(["work", "ceilings"]);
+  let last = 0;
+  try {
+    last = Date.parse(Deno.readTextFileSync(deletedAt).trim());
+  } catch {
+    return;
+  }
+  const wait = last + RECENTLY_DELETED_S * 1000 - Date.now();
+  if (wait > 0) {
+    await settle();
+    log(
+      `files were deleted here ${((Date.now() - last) / 1000).toFixed(0)} s ago; waiting ` +
+        `${(wait / 1000).toFixed(0)} s so that file creation runs at its normal speed`,
+    );
+    await new Promise((r) => setTimeout(r, wait));
+  }
+}
+
+if (values.ceilings) {
+  await clearLeftovers();
+  await runCeilings();
+  Deno.exit(0);
+}
+
+if (toolNames.includes("restic") || toolNames.includes("borg")) await ensurePeers();
+await clearLeftovers();
 const samples: Sample[] = [];
 const infos = new Map<string, DatasetInfo>();
 
@@ -89,8 +144,7 @@ for (const name of wanted) {
   infos.set(name, info);
   for (let r = 0; r < repeat; r++) {
     for (const toolName of toolNames) {
-      const work = join(root, "work", `${toolName}-${name}`);
-      await Deno.remove(work, { recursive: true }).catch(() => {});
+      const work = join(root, "work", `${toolName}-${name}-${r + 1}`);
       await Deno.mkdir(work, { recursive: true });
       const tool = makeTool(toolName, work);
       const add = (op: Op, m: Measured, extra: Partial<Sample> = {}) => {
@@ -119,7 +173,6 @@ for (const name of wanted) {
         ? undefined
         : await sameTree(info.dir, tool.restoredPath(info.dir, target));
       add("restore", m, { verified });
-      await Deno.remove(work, { recursive: true });
     }
   }
 }
@@ -258,6 +311,9 @@ if (toolNames.includes("n2s") && peers.length > 0) {
   }
 }
 
+// Every tree is deleted only now, after the last measurement.
+await removeTrees(["work"]);
+
 const report = lines.join("\n");
 console.log(report);
 await Deno.mkdir(root, { recursive: true });
@@ -282,4 +338,42 @@ if (values.backends) {
     if (e instanceof Deno.errors.NotFound) log("scripts/bench_backends.ts is not there; skipped");
     else throw e;
   }
+}
+
+/** Builds lib/perf/ceilings.c and prints the disk's ceilings as a table. */
+async function runCeilings(): Promise<void> {
+  const src = join(repoRoot, "lib/perf/ceilings.c");
+  const bin = join(root, "ceilings-bin");
+  await Deno.mkdir(root, { recursive: true });
+  const cc = await new Deno.Command("gcc", {
+    args: ["-O2", "-pthread", "-o", bin, src],
+    stderr: "piped",
+  }).output();
+  if (!cc.success) {
+    throw new Error(`gcc failed (apt-get install gcc):\n${new TextDecoder().decode(cc.stderr)}`);
+  }
+  const dir = join(root, "ceilings");
+  log(`measuring the disk under ${dir}`);
+  const out = await new Deno.Command(bin, {
+    args: [dir, values["ceiling-files"]!, values["ceiling-mib"]!],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error("ceilings failed");
+  const rows = new TextDecoder().decode(out.stdout).trim().split("\n").map((l) => JSON.parse(l));
+  const table = [
+    "| measurement | result |",
+    "|---|---:|",
+    ...rows.map((r) =>
+      r.test.startsWith("write")
+        ? `| ${r.test}: ${r.mib} MiB in 1 MiB writes, then fsync | ${r.mb_per_s} MB/s ` +
+          `(write ${r.write_s} s + fsync ${r.fsync_s} s) |`
+        : `| ${r.test}: ${r.files} files of ${r.size} B, ${r.threads} thread(s)` +
+          `${r.rename ? ", temp + rename" : ""} | ${r.wall_us_per_file} µs/file ` +
+          `(${(1e6 / r.wall_us_per_file).toFixed(0)} files/s; CPU ${r.cpu_us_per_file} µs/file; ` +
+          `syncfs after: ${r.syncfs_s} s) |`
+    ),
+  ].join("\n");
+  console.log(table);
+  if (values.out) await Deno.writeTextFile(values.out, table + "\n");
 }
