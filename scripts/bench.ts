@@ -9,6 +9,7 @@
 //   deno task bench --n2s "deno run -A dist/n2s.js"   measure another n2s build
 //   deno task bench --backends            also run scripts/bench_backends.ts when present
 //   deno task bench --ceilings            measure the disk's ceilings (lib/perf/ceilings.c) only
+//   deno task bench --quick --no-wait     do not wait out recent deletions (development only)
 //
 // Nothing is deleted while tools are measured: every run's repositories and restores stay until
 // the report is written. On ext4 without a journal (this machine) creating files costs several
@@ -63,6 +64,7 @@ const { values } = parseArgs({
     "no-verify": { type: "boolean" },
     backends: { type: "boolean" },
     ceilings: { type: "boolean" },
+    "no-wait": { type: "boolean" },
     "ceiling-files": { type: "string", default: "20000" },
     "ceiling-mib": { type: "string", default: "2048" },
   },
@@ -108,7 +110,12 @@ async function clearLeftovers(): Promise<void> {
     return;
   }
   const wait = last + RECENTLY_DELETED_S * 1000 - Date.now();
-  if (wait > 0) {
+  if (wait > 0 && values["no-wait"]) {
+    log(
+      `files were deleted here ${((Date.now() - last) / 1000).toFixed(0)} s ago: file ` +
+        `creation may be slower than normal (--no-wait)`,
+    );
+  } else if (wait > 0) {
     await settle();
     log(
       `files were deleted here ${((Date.now() - last) / 1000).toFixed(0)} s ago; waiting ` +
