@@ -249,8 +249,19 @@ class Confirmer {
   }
 }
 
-/** Pushes one client's changes as a changeset of `source`, resuming an interrupted one first. */
-export async function push(repo: Repository, index: Index, opts: PushOptions): Promise<PushResult> {
+/**
+ * Pushes one client's changes as a changeset of `source`, resuming an interrupted one first.
+ * `repo` may be a promise (a key still being derived): the walk and the comparison with the
+ * index's state need no key and run meanwhile; the push waits for it before any upload, and
+ * fails with its error (nothing of the new changeset is left in the index then).
+ */
+export async function push(
+  repoOrPromise: Repository | Promise<Repository>,
+  index: Index,
+  opts: PushOptions,
+): Promise<PushResult> {
+  const repoP = Promise.resolve(repoOrPromise);
+  repoP.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
   const now = opts.now ?? Date.now;
   const ids = opts.ids ?? new UlidGenerator(now);
   const client = opts.client;
@@ -269,9 +280,11 @@ export async function push(repo: Repository, index: Index, opts: PushOptions): P
     notes: [],
   };
   try {
-    const resumed = await resume(repo, index, { ...opts, now });
-    result.resumed.push(...resumed.resumed);
-    result.problems.push(...resumed.problems);
+    if (index.incomplete(opts.source).length > 0) {
+      const resumed = await resume(await repoP, index, { ...opts, now });
+      result.resumed.push(...resumed.resumed);
+      result.problems.push(...resumed.problems);
+    }
 
     const last = index.lastComplete(opts.source);
     const previous = stateView(index, index.chain(opts.source), last);
@@ -404,11 +417,21 @@ export async function push(repo: Repository, index: Index, opts: PushOptions): P
       else result.problems.push({ path: p.path, message: p.message });
     }
 
-    if (planned === 0 && !client.keepEmpty) {
+    const forget = () =>
       index.tx(() => {
         index.db.prepare("DELETE FROM files WHERE changeset = ?").run(id);
         index.db.prepare("DELETE FROM changesets WHERE id = ?").run(id);
       });
+    let repo: Repository;
+    try {
+      repo = await repoP;
+    } catch (e) {
+      // No key (a wrong passphrase): the plan is forgotten, as if the push never started.
+      forget();
+      throw e;
+    }
+    if (planned === 0 && !client.keepEmpty) {
+      forget();
       return result;
     }
     index.updateChangeset(id, { files_planned: planned, bytes_planned: plannedBytes });

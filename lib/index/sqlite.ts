@@ -356,12 +356,11 @@ export class Index {
          FROM files WHERE changeset = ? AND status IN ('confirmed', 'present')`,
     );
     for (const cs of chain) {
-      for (const r of stmt.iterate(cs.id) as Iterable<PathState & { path: string }>) {
+      // The rows are kept as they come (with their path too): copying 50,000 of them into
+      // objects without it cost as much as reading them.
+      for (const r of stmt.all(cs.id) as unknown as (PathState & { path: string })[]) {
         if (r.action === "delete") state.delete(r.path);
-        else {
-          const { path, ...rest } = r;
-          state.set(path, rest);
-        }
+        else state.set(r.path, r);
       }
     }
     return state;
