@@ -6,10 +6,8 @@
 import { createCipheriv, createDecipheriv, randomFillSync, scrypt } from "node:crypto";
 import { constants, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { Buffer } from "node:buffer";
-import { wasmBlake3 } from "./format/blake3_wasm.ts";
 import { nativeBlake3Lib } from "./format/blake3_native.ts";
 import { nativeAead, nativeZstd } from "./format/native_crypto.ts";
-import { nobleDeriveKey } from "./format/suite_js.ts";
 import type { Aead, Suite } from "./format/suite.ts";
 
 /** ChaCha20-Poly1305 through node:crypto: about 0.8 GB/s here (the fallback). */
@@ -76,14 +74,17 @@ export interface SuiteInfo {
  */
 export async function denoSuite(): Promise<Suite & { info: SuiteInfo }> {
   const b3 = nativeBlake3Lib();
-  const newHasher = b3?.newHasher ?? await wasmBlake3();
+  // The JavaScript and WASM fallbacks are loaded only when needed: every Worker loads this
+  // module, and their code is megabytes of each thread's memory.
+  const newHasher = b3?.newHasher ?? await (await import("./format/blake3_wasm.ts")).wasmBlake3();
+  const deriveKey = b3?.deriveKey ?? (await import("./format/suite_js.ts")).nobleDeriveKey;
   const aead = nativeAead(nodeAead);
   const zstd = nativeZstd();
   return {
     aead: aead ?? nodeAead,
     newHasher,
     hash: b3?.hash,
-    deriveKey: b3?.deriveKey ?? nobleDeriveKey,
+    deriveKey,
     compress: (zstd ?? nodeZstd).compress,
     decompress: (zstd ?? nodeZstd).decompress,
     scrypt: nodeScrypt,

@@ -13,7 +13,7 @@ import type { Repository } from "./repository.ts";
 import { dirname, join, resolve } from "node:path";
 import { restoreWorkers, SealPool } from "./workers/pool.ts";
 import type { RestoreItem } from "./workers/restore_jobs.ts";
-import { MemoryRelease } from "./perf/memory.ts";
+import { MemoryRelease, releaseMemory } from "./perf/memory.ts";
 
 /** One path of a restored state. */
 export interface StateEntry {
@@ -48,6 +48,10 @@ export function stateFromIndex(index: Index, changesetId: string): StateEntry[] 
       target: s.target ?? undefined,
     });
   }
+  state.clear();
+  // Reading 50,000 rows leaves tens of MiB of garbage and a grown young generation: give it
+  // back before the restore starts its Workers.
+  releaseMemory();
   return out;
 }
 
@@ -109,8 +113,8 @@ export interface PullResult {
 const SMALL_BLOB = 1 << 20;
 /** Files restored per batch sent to a Worker: at most this many… */
 const BATCH_FILES = 64;
-/** …or this many bytes of objects. */
-const BATCH_BYTES = 4 << 20;
+/** …or this many bytes of objects (each batch in flight holds a buffer of about this size). */
+const BATCH_BYTES = 2 << 20;
 /** Files in flight when neither the caller nor the backend says otherwise. */
 const DEFAULT_FLIGHT = 8;
 /** Bytes restored between two returns of free memory to the system. */
@@ -140,7 +144,9 @@ export async function restoreState(
     bytesDone: 0,
     bytesTotal: files.reduce((a, e) => a + (e.size ?? 0), 0),
   };
-  const release = new MemoryRelease(RELEASE_BYTES);
+  // A file counts 16 KiB more than its size, for its objects here and its message.
+  const release = new MemoryRelease(RELEASE_BYTES, 16 << 10);
+  releaseMemory();
   const settle = (e: StateEntry, err: unknown) => {
     if (err === null) {
       result.files++;

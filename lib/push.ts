@@ -15,7 +15,7 @@ import { ContainerWriter, SEGMENT_DATA_MAX } from "./format/container.ts";
 import { fromHex } from "./format/bytes.ts";
 import { type Index, isoNow } from "./index/sqlite.ts";
 import { SealPool } from "./workers/pool.ts";
-import { MemoryRelease } from "./perf/memory.ts";
+import { MemoryRelease, releaseMemory } from "./perf/memory.ts";
 import { CHANGE_RETRIES, type Hashed, SMALL_FILE } from "./workers/seal_jobs.ts";
 import type { ChangesetRow, FileRow, PathState } from "./index/types.ts";
 import { badPath, type Client, type ContentFile, type PreviousState } from "./clients/client.ts";
@@ -91,8 +91,10 @@ const BATCH_FILES = 64;
 const BATCH_BYTES = 4 << 20;
 /** Pending entries read from the index at a time. */
 const PAGE = 200;
-/** Bytes of files handled between two returns of free memory to the system. */
+/** Bytes of files handled between two returns of free memory to the system… */
 const RELEASE_BYTES = 32 << 20;
+/** …and entries walked. */
+const RELEASE_ENTRIES = 8192;
 
 function stateView(index: Index, chain: ChangesetRow[], last?: ChangesetRow): PreviousState {
   const state = index.stateAt(chain);
@@ -288,6 +290,11 @@ export async function push(
 
     const last = index.lastComplete(opts.source);
     const previous = stateView(index, index.chain(opts.source), last);
+    // The walk below makes garbage for every entry (V8 grows its young generation to tens of
+    // MiB under it): memory is given back every RELEASE_ENTRIES entries, and once the state of
+    // the source is loaded.
+    releaseMemory();
+    let seenSinceRelease = 0;
     const id = ids.next();
     const info = client.info?.();
     index.insertChangeset({
@@ -344,6 +351,10 @@ export async function push(
       }
       if (seen.has(e.path)) continue;
       seen.add(e.path);
+      if (++seenSinceRelease >= RELEASE_ENTRIES) {
+        seenSinceRelease = 0;
+        releaseMemory();
+      }
       const prev = previous.get(e.path);
       if (e.action === "delete") {
         if (!prev) continue;
@@ -577,6 +588,7 @@ async function uploadChangeset(
  * per Worker, segments per stream, puts in flight, and unconfirmed uploads.
  */
 async function uploadWithPool(u: Upload, root: string, flight: number): Promise<void> {
+  releaseMemory();
   const pool = await SealPool.start({ master: u.repo.master, level: u.opts.compressLevel });
   const threads = Math.max(1, pool.workers);
   const tasks = new Set<Promise<void>>();

@@ -120,6 +120,37 @@ export function nativeAead(fallback: Aead): NativeAead | null {
         if (lib.EVP_CIPHER_CTX_ctrl(enc, CTRL_AEAD_GET_TAG, 16, tag) !== 1) fail("tag");
         return [ct, tag];
       },
+      sealPartsTo(key, nonce, aad, parts, out, offset) {
+        let n = 0;
+        for (const p of parts) n += p.length;
+        if (n > INT_MAX || aad.length > INT_MAX || out.length < offset + n + 16) {
+          const [ct, tag] = fallback.seal(
+            key,
+            nonce,
+            aad,
+            parts.length === 1 ? parts[0] : join(parts),
+          );
+          out.set(ct, offset);
+          out.set(tag, offset + ct.length);
+          return ct.length + 16;
+        }
+        if (lib.EVP_CipherInit_ex(enc, null, null, key, nonce, 1) !== 1) fail("init");
+        if (aad.length > 0 && lib.EVP_CipherUpdate(enc, null, outLenBytes, aad, aad.length) !== 1) {
+          fail("aad");
+        }
+        let o = offset;
+        for (const p of parts) {
+          if (p.length === 0) continue;
+          if (lib.EVP_CipherUpdate(enc, out.subarray(o), outLenBytes, p, p.length) !== 1) {
+            fail("update");
+          }
+          o += outLen[0];
+        }
+        if (lib.EVP_CipherFinal_ex(enc, scratch, outLenBytes) !== 1) fail("final");
+        if (lib.EVP_CIPHER_CTX_ctrl(enc, CTRL_AEAD_GET_TAG, 16, scratch) !== 1) fail("tag");
+        out.set(scratch, o);
+        return o + 16 - offset;
+      },
       open(key, nonce, aad, cipherText, tag) {
         return this.openTo(key, nonce, aad, cipherText, tag, new Uint8Array(cipherText.length));
       },
@@ -153,6 +184,18 @@ export function nativeAead(fallback: Aead): NativeAead | null {
   }
 }
 
+function join(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
 function hex(s: string): Uint8Array {
   return Uint8Array.from(s.match(/../g)!.map((b) => parseInt(b, 16)));
 }
@@ -173,8 +216,20 @@ function selfTest(aead: NativeAead): boolean {
   return back.length === plain.length && back.every((b, i) => b === plain[i]);
 }
 
-/** The native AEAD, which can also decrypt into a buffer the caller reuses. */
+/** The native AEAD, which can also work in buffers the caller owns. */
 export interface NativeAead extends Aead {
+  /**
+   * Encrypts the concatenation of `parts` into `out` at `offset`: ciphertext, then the 16-byte
+   * tag. Returns the bytes written (the parts' length + 16).
+   */
+  sealPartsTo(
+    key: Uint8Array,
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    parts: Uint8Array[],
+    out: Uint8Array,
+    offset: number,
+  ): number;
   /** Like `open`, but the plaintext is written to the start of `out` (a view of it returned). */
   openTo(
     key: Uint8Array,

@@ -358,7 +358,7 @@ export class Index {
     for (const cs of chain) {
       // The rows are kept as they come (with their path too): copying 50,000 of them into
       // objects without it cost as much as reading them.
-      for (const r of stmt.all(cs.id) as unknown as (PathState & { path: string })[]) {
+      for (const r of stmt.iterate(cs.id) as Iterable<PathState & { path: string }>) {
         if (r.action === "delete") state.delete(r.path);
         else state.set(r.path, r);
       }

@@ -180,6 +180,8 @@ export class SealPool {
   #next = 0;
   /** Large files' bytes pass through this thread too: release memory every 64 MiB of them. */
   #release = new MemoryRelease(64 << 20, 0);
+  /** Buffers of restore batches, back from the Workers, for the next batches. */
+  #spare: ArrayBuffer[] = [];
   private constructor(
     private readonly endpoints: Endpoint[],
     /** Workers running; 0 when the work runs on the main thread. */
@@ -291,7 +293,10 @@ export class SealPool {
     const ends: number[] = [];
     let total = 0;
     for (const o of objects) ends.push(total += o.length);
-    const packed = new Uint8Array(total);
+    // Batches are packed into buffers that come back with the answer: a few of them go round.
+    const i = this.#spare.findIndex((b) => b.byteLength >= total);
+    const buffer = i >= 0 ? this.#spare.splice(i, 1)[0] : new ArrayBuffer(Math.max(total, 3 << 20));
+    const packed = new Uint8Array(buffer, 0, total);
     objects.forEach((o, k) => packed.set(o, k === 0 ? 0 : ends[k - 1]));
     const ep = this.#pick();
     const id = ++this.#next;
@@ -302,10 +307,12 @@ export class SealPool {
         ep.load--;
         resolve(m);
       });
-      ep.post({ t: "restore", id, items, packed, ends }, [packed.buffer]);
+      ep.post({ t: "restore", id, items, packed, ends }, [buffer]);
     });
     if (r.t === "error") throw new Error(r.message);
     if (r.t !== "restored") throw new Error(`n2s worker: unexpected answer ${r.t}`);
+    const back = r.packed?.buffer;
+    if (back instanceof ArrayBuffer && this.#spare.length < 4) this.#spare.push(back);
     return r.results;
   }
 

@@ -9,13 +9,14 @@ import type { NativeAead } from "../format/native_crypto.ts";
 import type { Suite } from "../format/suite.ts";
 
 /**
- * For one streamed blob: the suite with an AEAD that decrypts every segment into one buffer,
- * reused from segment to segment, instead of a new megabyte per segment. The buffer belongs to
- * this one stream: a stream opens its next segment only after its consumer has written the
- * previous one, but other streams of the thread run in between. Suites without a native AEAD
- * are used as they are.
+ * For one stream of segments (one streamed blob, or one batch of small blobs restored one after
+ * the other): the suite with an AEAD that decrypts every segment into one buffer, reused from
+ * segment to segment, instead of a new buffer per segment. The buffer belongs to that stream
+ * only: a stream opens its next segment only after the previous one's data was used (written,
+ * or copied), but other streams of the thread run in between. Suites without a native AEAD are
+ * used as they are.
  */
-function streamingSuite(suite: Suite): Suite {
+export function reusingSuite(suite: Suite): Suite {
   const aead = suite.aead as Partial<NativeAead>;
   if (!aead.openTo) return suite;
   let out = new Uint8Array(SEGMENT_DATA_MAX + 64);
@@ -77,10 +78,11 @@ export async function restoreBlob(
     }
   };
   if (whole) {
+    // The data may live in a decryption buffer that the next segment reuses: copied out.
     const parts: Uint8Array[] = [];
     for await (const part of openBlob(suite, master, item.blobId, source)) {
       if ("header" in part) check(part.header);
-      else parts.push(part.data);
+      else parts.push(part.data.slice());
     }
     const out = Deno.openSync(item.tmp, { write: true, createNew: true, mode: 0o600 });
     let ok = false;
@@ -97,7 +99,7 @@ export async function restoreBlob(
   const out = Deno.openSync(item.tmp, { write: true, createNew: true, mode: 0o600 });
   let ok = false;
   try {
-    for await (const part of openBlob(streamingSuite(suite), master, item.blobId, source)) {
+    for await (const part of openBlob(reusingSuite(suite), master, item.blobId, source)) {
       if ("header" in part) check(part.header);
       else writeAll(out, part.data);
     }

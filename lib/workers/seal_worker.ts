@@ -16,11 +16,11 @@ import {
   sealSmall,
   SMALL_FILE,
 } from "./seal_jobs.ts";
-import { restoreBlob, type RestoreItem } from "./restore_jobs.ts";
+import { restoreBlob, type RestoreItem, reusingSuite } from "./restore_jobs.ts";
 import { MemoryRelease } from "../perf/memory.ts";
 
 /** Bytes a Worker handles between two returns of free memory to the system. */
-const RELEASE_BYTES = 16 << 20;
+const RELEASE_BYTES = 48 << 20;
 
 /** This module's URL: what a Worker is started on (the bundle's URL in a one-file bundle). */
 export const SEAL_WORKER_MODULE: string = import.meta.url;
@@ -49,7 +49,7 @@ export type FromWorker =
   | { t: "seg"; id: number; parts: Uint8Array[] }
   | { t: "end"; id: number }
   | { t: "fail"; id: number; message: string; changed: boolean }
-  | { t: "restored"; id: number; results: (string | null)[] }
+  | { t: "restored"; id: number; results: (string | null)[]; packed?: Uint8Array }
   | { t: "rack"; id: number }
   | { t: "error"; message: string };
 
@@ -106,17 +106,21 @@ export function serve(
 
   async function restore(m: Extract<ToWorker, { t: "restore" }>): Promise<void> {
     const results: (string | null)[] = [];
+    // One decryption buffer for the batch: each file is verified and written before the next.
+    const batchSuite = reusingSuite(suite!);
     for (let k = 0; k < m.items.length; k++) {
       const piece = m.packed.subarray(k === 0 ? 0 : m.ends[k - 1], m.ends[k]);
       try {
-        await restoreBlob(suite!, master, m.items[k], once(piece), true);
+        await restoreBlob(batchSuite, master, m.items[k], once(piece), true);
         results.push(null);
       } catch (e) {
         results.push(why(e));
       }
     }
-    release?.add(m.packed.length);
-    post({ t: "restored", id: m.id, results });
+    release?.add(m.ends.length * 2048);
+    // The batch's buffer goes back to the main thread, which packs the next batch into it.
+    const packed = new Uint8Array(m.packed.buffer);
+    post({ t: "restored", id: m.id, results, packed }, transferList([packed]));
   }
 
   async function restoreStream(id: number, item: RestoreItem, q: Inbound): Promise<void> {
@@ -152,9 +156,8 @@ export function serve(
         while (s.credit <= 0 && !s.cancelled) await new Promise<void>((r) => s.wake = r);
         if (s.cancelled) return;
         s.credit--;
-        let n = 0;
-        for (const p of parts) n += p.length;
-        release?.add(n);
+        // No memory release counted here: a large file's segments leave this thread (their
+        // buffers move), and its read buffer is reused, so it leaves no garbage behind.
         post({ t: "seg", id: m.id, parts }, transferList(parts));
       }
       post({ t: "end", id: m.id });

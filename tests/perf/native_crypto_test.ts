@@ -108,3 +108,40 @@ Deno.test("native BLAKE3 derive_key and one-shot hash match @noble/hashes", asyn
   const m = random(80);
   assert.deepEqual(suite.deriveKey("ctx", m), nobleDeriveKey("ctx", m));
 });
+
+Deno.test("OpenSSL sealPartsTo and openTo match @noble/ciphers", () => {
+  const aead = nativeAead(nodeAead);
+  assert.ok(aead, "libcrypto.so.3 did not load (is OpenSSL installed? run bash scripts/setup.sh)");
+  for (const n of SIZES) {
+    const key = random(32);
+    const nonce = random(12);
+    const aad = random(40);
+    const plain = random(n);
+    const cut = Math.max(1, n >> 1);
+    const out = new Uint8Array(n + 16 + 9);
+    const written = aead.sealPartsTo(
+      key,
+      nonce,
+      aad,
+      [plain.subarray(0, 1), plain.subarray(1, cut), plain.subarray(cut)],
+      out,
+      9,
+    );
+    assert.equal(written, n + 16);
+    same(
+      out.subarray(9, 9 + n + 16),
+      chacha20poly1305(key, nonce, aad).encrypt(plain),
+      `size ${n}`,
+    );
+    const into = new Uint8Array(n + 5);
+    const back = aead.openTo(
+      key,
+      nonce,
+      aad,
+      out.subarray(9, 9 + n),
+      out.subarray(9 + n, 25 + n),
+      into,
+    );
+    same(back, plain, `openTo, size ${n}`);
+  }
+});

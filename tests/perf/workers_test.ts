@@ -7,12 +7,12 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { N2S, scanClient } from "../../mod.ts";
 import { denoSuite } from "../../lib/crypto_deno.ts";
-import { openBlob } from "../../lib/format/blob.ts";
+import { openBlob, sealBlob } from "../../lib/format/blob.ts";
 import { blobIdFor } from "../../lib/format/ids.ts";
-import { toHex } from "../../lib/format/bytes.ts";
+import { concat, toHex } from "../../lib/format/bytes.ts";
 import { portableSuite } from "../../lib/format/suite_js.ts";
 import { SealPool } from "../../lib/workers/pool.ts";
-import { hashFile, SMALL_FILE } from "../../lib/workers/seal_jobs.ts";
+import { hashFile, sealLarge, SMALL_FILE } from "../../lib/workers/seal_jobs.ts";
 import { assertSameTree, seededBytes, tempDir, writeTree } from "../helpers/fs.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -234,5 +234,61 @@ Deno.test("Workers start from the one-file bundle", async () => {
     assert.equal(out.workers, 1, `${entry}: the Worker did not start`);
     assert.equal(out.result.ok, true);
     assert.equal(out.result.size, 15);
+  }
+});
+
+Deno.test("large files are sealed byte for byte as sealBlob seals them", async () => {
+  using t = tempDir();
+  const files: Record<string, string | Uint8Array> = {
+    "r1.bin": seededBytes(SMALL_FILE + 1, 11),
+    "r2.bin": seededBytes(2 * SMALL_FILE, 12),
+    "r3.bin": seededBytes(20 * SMALL_FILE + 999, 13),
+    "t1.txt": text(3 * SMALL_FILE + 5, 14),
+    "mix.bin": new Uint8Array([
+      ...seededBytes(SMALL_FILE + 17, 15),
+      ...new TextEncoder().encode(text(2 * SMALL_FILE, 16)),
+    ]),
+  };
+  writeTree(t.path, files);
+  const base = await denoSuite();
+  const salt = Uint8Array.from({ length: 16 }, (_, i) => i * 7);
+  const suite = {
+    ...base,
+    randomBytes: (n: number) => n === 16 ? salt.slice() : base.randomBytes(n),
+  };
+  const master = crypto.getRandomValues(new Uint8Array(32));
+  for (const [path, content] of Object.entries(files)) {
+    const data = typeof content === "string" ? new TextEncoder().encode(content) : content;
+    const h = suite.newHasher();
+    h.update(data);
+    const header = {
+      v: 1 as const,
+      path,
+      file_hash: toHex(h.digest()),
+      size: data.length,
+      mtime: 1,
+      mode: 0o644,
+      source: "s",
+      changeset: "c",
+      created: "2026-11-25T00:00:00.000Z",
+    };
+    const mine: Uint8Array[] = [];
+    for await (const seg of sealLarge(suite, master, t.path, header, 3)) mine.push(...seg);
+    let off = 0;
+    const reader = {
+      read(buf: Uint8Array) {
+        const n = Math.min(buf.length, data.length - off);
+        if (n === 0) return Promise.resolve(null);
+        buf.set(data.subarray(off, off + n));
+        off += n;
+        return Promise.resolve(n);
+      },
+    };
+    const ref: Uint8Array[] = [];
+    const res = { fileHash: "", size: 0 };
+    for await (const seg of sealBlob(suite, master, header, reader, res, { salt })) {
+      ref.push(...seg);
+    }
+    assert.deepEqual(concat(mine), concat(ref), path);
   }
 });
