@@ -51,12 +51,16 @@ function writeAll(f: Deno.FsFile, data: Uint8Array): void {
   while (o < data.length) o += f.writeSync(o === 0 ? data : data.subarray(o));
 }
 
-function finish(item: RestoreItem): void {
-  if (item.mode !== undefined) Deno.chmodSync(item.tmp, item.mode & 0o7777);
+/** Sets the file's times through its open handle (after its last write). */
+function setTimes(f: Deno.FsFile, item: RestoreItem): void {
   if (item.mtime !== undefined) {
     const t = new Date(item.mtime);
-    Deno.utimeSync(item.tmp, t, t);
+    f.utimeSync(t, t);
   }
+}
+
+function finish(item: RestoreItem): void {
+  if (item.mode !== undefined) Deno.chmodSync(item.tmp, item.mode & 0o7777);
   Deno.renameSync(item.tmp, item.full);
 }
 
@@ -84,16 +88,30 @@ export async function restoreBlob(
       if ("header" in part) check(part.header);
       else parts.push(part.data.slice());
     }
-    const out = Deno.openSync(item.tmp, { write: true, createNew: true, mode: 0o600 });
+    // Verified: written straight under its name when nothing is there yet (a restore into an
+    // empty directory), which saves the rename; an existing file is replaced through the
+    // temporary name, so that it is never seen half written.
+    let direct = true;
+    let out: Deno.FsFile;
+    try {
+      out = Deno.openSync(item.full, { write: true, createNew: true, mode: 0o600 });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      direct = false;
+      out = Deno.openSync(item.tmp, { write: true, createNew: true, mode: 0o600 });
+    }
+    const path = direct ? item.full : item.tmp;
     let ok = false;
     try {
       for (const p of parts) writeAll(out, p);
+      setTimes(out, item);
       ok = true;
     } finally {
       out.close();
-      if (!ok) removeQuietly(item.tmp);
+      if (!ok) removeQuietly(path);
     }
-    finish(item);
+    if (item.mode !== undefined) Deno.chmodSync(path, item.mode & 0o7777);
+    if (!direct) Deno.renameSync(item.tmp, item.full);
     return;
   }
   const out = Deno.openSync(item.tmp, { write: true, createNew: true, mode: 0o600 });
@@ -103,6 +121,7 @@ export async function restoreBlob(
       if ("header" in part) check(part.header);
       else writeAll(out, part.data);
     }
+    setTimes(out, item);
     ok = true;
   } finally {
     out.close();

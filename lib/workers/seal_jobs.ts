@@ -63,10 +63,6 @@ function statOf(f: Deno.FsFile): Stat {
   };
 }
 
-const syncReader = (f: Deno.FsFile) => ({
-  read: (buf: Uint8Array) => Promise.resolve(f.readSync(buf)),
-});
-
 /**
  * Reads and hashes one file. A file of at most SMALL_FILE bytes is read whole and its bytes are
  * returned too (sealed later without reading again); a larger one is hashed through `buf`.

@@ -21,6 +21,8 @@ import { MemoryRelease } from "../perf/memory.ts";
 
 /** Bytes a Worker handles between two returns of free memory to the system. */
 const RELEASE_BYTES = 48 << 20;
+/** The same for the chunks of streamed restores. */
+const STREAM_RELEASE_BYTES = 24 << 20;
 
 /** This module's URL: what a Worker is started on (the bundle's URL in a one-file bundle). */
 export const SEAL_WORKER_MODULE: string = import.meta.url;
@@ -101,6 +103,9 @@ export function serve(
   // Collections and malloc_trim by the bytes this thread went through (in a Worker; on the
   // main thread the push and pull count their own).
   const release = inWorker ? new MemoryRelease(RELEASE_BYTES, 1024) : null;
+  // A streamed restore leaves every chunk behind (up to 4 MiB each, and a copy of the segments
+  // that straddle two): those are counted apart, against a lower bound.
+  const chunks = inWorker ? new MemoryRelease(STREAM_RELEASE_BYTES, 0) : null;
 
   const why = (e: unknown) => e instanceof Error ? e.message : String(e);
 
@@ -131,7 +136,7 @@ export function serve(
         }
         if (q.chunks.length > 0) {
           const c = q.chunks.shift()!;
-          release?.add(c.length);
+          chunks?.add(c.length + (c.length >> 2));
           post({ t: "rack", id });
           yield c;
         } else if (q.error !== null) throw new Error(q.error);
