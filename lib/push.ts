@@ -423,6 +423,7 @@ export async function push(
       }
     }
     flushPlan();
+    index.shrinkMemory();
     for (const p of client.problems ?? []) {
       if (p.note) result.notes.push({ path: p.path, message: p.message });
       else result.problems.push({ path: p.path, message: p.message });

@@ -133,6 +133,11 @@ export class Index {
     }
   }
 
+  /** Gives SQLite's page cache back (after a large read such as the state of a source). */
+  shrinkMemory(): void {
+    this.db.exec("PRAGMA shrink_memory");
+  }
+
   close(): void {
     this.#stmts.clear();
     this.db.close();

@@ -62,19 +62,6 @@ export function defaultWorkers(): number {
   return Math.max(1, Math.min(3, (navigator.hardwareConcurrency ?? 2) - 1));
 }
 
-/** Workers for a pull, whose main thread has little to do: one per core (at most 4), unless
- * N2S_WORKERS says otherwise. */
-export function restoreWorkers(): number {
-  const n = defaultWorkers();
-  try {
-    const v = Deno.env.get("N2S_WORKERS");
-    if (v !== undefined && v !== "") return n;
-  } catch {
-    // no env permission: the default
-  }
-  return Math.max(1, Math.min(4, navigator.hardwareConcurrency ?? 2));
-}
-
 /**
  * The URL to start a Worker on. From source and in a compiled binary that is the worker module
  * itself. In a one-file bundle every module's URL is the bundle's: the Worker then starts on a
