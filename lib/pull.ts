@@ -205,8 +205,9 @@ export async function restoreState(
         batchBytes += e.size ?? 0;
         if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) await sendBatch();
       } else {
-        // One large file per thread: each holds a few chunks and a segment in memory.
-        await until(() => streams < Math.min(flight, threads));
+        // One large file per thread (the Workers' and this one): each holds a few chunks and a
+        // segment in memory.
+        await until(() => streams < Math.min(flight, threads + 1));
         streams++;
         launch(
           restoreLarge(repo, pool, item).then(

@@ -165,6 +165,8 @@ function inThread(opts: PoolOptions): Promise<Endpoint> {
 /** Hashing and sealing spread over Workers (or run on the main thread when there are none). */
 export class SealPool {
   #next = 0;
+  /** The main thread's own endpoint, for streamed restores when there are Workers too. */
+  #local: Promise<Endpoint> | null = null;
   /** Large files' bytes pass through this thread too: release memory every 64 MiB of them. */
   #release = new MemoryRelease(64 << 20, 0);
   /** Buffers of restore batches, back from the Workers, for the next batches. */
@@ -173,6 +175,7 @@ export class SealPool {
     private readonly endpoints: Endpoint[],
     /** Workers running; 0 when the work runs on the main thread. */
     readonly workers: number,
+    private readonly opts?: PoolOptions,
   ) {}
 
   /** Starts the Workers; falls back to the main thread when none can start. */
@@ -181,7 +184,7 @@ export class SealPool {
     if (n > 0) {
       const started = await Promise.allSettled(Array.from({ length: n }, () => startWorker(opts)));
       const ok = started.filter((s) => s.status === "fulfilled").map((s) => s.value);
-      if (ok.length > 0) return new SealPool(ok, ok.length);
+      if (ok.length > 0) return new SealPool(ok, ok.length, opts);
     }
     return new SealPool([await inThread(opts)], 0);
   }
@@ -311,7 +314,14 @@ export class SealPool {
     item: RestoreItem,
     stream: AsyncIterable<Uint8Array>,
   ): Promise<string | null> {
-    const ep = this.#pick();
+    // A pull's main thread mostly waits while large files are restored: it restores one of
+    // them itself when every Worker already has one.
+    let ep = this.#pick();
+    if (ep.load > 0 && this.workers > 0 && this.opts) {
+      this.#local ??= inThread(this.opts);
+      const local = await this.#local;
+      if (local.load === 0) ep = local;
+    }
     const id = ++this.#next;
     let acked = 0;
     let sent = 0;
