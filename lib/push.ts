@@ -574,6 +574,9 @@ async function uploadChangeset(
     }
     await u.confirmer.flush();
   } catch (fatal) {
+    // What was stored before the failure is still confirmed (made durable and recorded), so
+    // that the push that resumes this one does not send it again.
+    await u.confirmer.flush().catch(() => {});
     index.updateChangeset(cs.id, { error: String((fatal as Error)?.message ?? fatal) });
     throw fatal;
   }
