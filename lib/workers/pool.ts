@@ -169,6 +169,9 @@ export class SealPool {
   #local: Promise<Endpoint> | null = null;
   /** Large files' bytes pass through this thread too: release memory every 64 MiB of them. */
   #release = new MemoryRelease(64 << 20, 0);
+  /** Chunks of streamed restores are read here (and restored here too, for one of them): they
+   * are counted apart, against the Workers' lower bound. */
+  #chunkRelease = new MemoryRelease(24 << 20, 0);
   /** Buffers of restore batches, back from the Workers, for the next batches. */
   #spare: ArrayBuffer[] = [];
   private constructor(
@@ -341,7 +344,7 @@ export class SealPool {
         for await (const chunk of stream) {
           while (sent - acked >= RESTORE_CREDIT && result === null) await wait();
           if (result !== null) break;
-          this.#release.add(chunk.length);
+          this.#chunkRelease.add(chunk.length + (chunk.length >> 2));
           ep.post({ t: "rdata", id, data: chunk }, transferable(chunk));
           sent++;
         }
