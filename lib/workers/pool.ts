@@ -1,7 +1,8 @@
-// The main thread's side of the seal Workers: starts them (from source, in a `deno compile`
-// binary and in the one-file bundle), spreads batches over them, and streams large files back
-// with a bounded number of segments in flight. When no Worker can start, the same protocol runs
-// on the main thread, so a push works the same either way, only on one core.
+// The main thread's side of the n2s Workers: starts them (from source, in a `deno compile`
+// binary and in the one-file bundle), spreads batches over them, streams large files back (push)
+// and to them (pull) with a bounded number of pieces in flight. When no Worker can start, the
+// same protocol runs on the main thread, so a push or a pull works the same either way, only on
+// one core.
 
 import { BodyError } from "../backends/backend.ts";
 import type { BlobHeader } from "../format/blob.ts";
