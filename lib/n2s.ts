@@ -162,8 +162,9 @@ export class N2S {
   }
 
   /** Pushes the changes a client finds as a new changeset of `source`. */
-  async push(opts: PushOptions): Promise<PushResult> {
-    return push(await this.repository(), this.index, opts);
+  push(opts: PushOptions): Promise<PushResult> {
+    // The key is derived while the walk runs; push waits for it before the first upload.
+    return push(this.repository(), this.index, opts);
   }
 
   /** Completes interrupted pushes (of one source, or of all). */

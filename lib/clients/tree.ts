@@ -95,7 +95,9 @@ export async function* walkTree(
     const dir = stack.pop()!;
     const names: string[] = [];
     try {
-      for await (const e of Deno.readDir(joinRoot(root, dir))) names.push(e.name);
+      // Synchronous calls: an asynchronous one per entry holds the main thread about as long
+      // and adds a round trip through the thread pool for each of them.
+      for (const e of Deno.readDirSync(joinRoot(root, dir))) names.push(e.name);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) continue;
       if (e instanceof Deno.errors.PermissionDenied) {
@@ -110,7 +112,7 @@ export async function* walkTree(
       const path = dir === "" ? name : `${dir}/${name}`;
       let st: Deno.FileInfo;
       try {
-        st = await Deno.lstat(joinRoot(root, path));
+        st = Deno.lstatSync(joinRoot(root, path));
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) continue; // removed while walking
         throw e;
