@@ -5,6 +5,7 @@ import type { Backend } from "./backend.ts";
 import { LocalBackend } from "./local.ts";
 import { openSftpLocation } from "./sftp.ts";
 import { openS3Location } from "./s3.ts";
+import { openIpfsLocation } from "./ipfs.ts";
 import { openRcloneLocation } from "./rclone.ts";
 import { buildStack, parseFaults, parseRetry, type StackOptions } from "./wrappers.ts";
 import { resolve } from "node:path";
@@ -39,6 +40,7 @@ export function openBaseBackend(
   }
   if (scheme === "sftp" || scheme === "ssh") return openSftpLocation(location, env);
   if (scheme === "s3") return openS3Location(location, env);
+  if (scheme === "ipfs") return openIpfsLocation(location, env);
   if (scheme === "rclone") return openRcloneLocation(location, env);
   if (scheme !== undefined) {
     throw new Error(
