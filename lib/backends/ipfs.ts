@@ -50,6 +50,8 @@ import { checkKey } from "./local.ts";
 const CALL_TIMEOUT_S = 30;
 /** Slowest transfer rate a streaming call is given time for, in bytes per second. */
 const MIN_RATE = 4 << 20;
+/** Seconds an upload may wait on the node (for it to take bytes, or to answer) before failing. */
+const STALL_S = 120;
 /** The MFS directory (under the root) that holds puts in progress; `list` skips it. */
 const TEMP_DIR = ".n2s-tmp";
 /** Tries of the remove-then-move step when other puts race for the same key. */
@@ -129,7 +131,12 @@ export class IpfsBackend implements Backend {
     cmd: string,
     params: [string, string][],
     what: string,
-    opts: { timeoutS?: number; body?: ReadableStream<Uint8Array>; contentType?: string } = {},
+    opts: {
+      timeoutS?: number;
+      body?: ReadableStream<Uint8Array>;
+      contentType?: string;
+      signal?: AbortSignal;
+    } = {},
   ): Promise<Response> {
     const query = new URLSearchParams(params);
     if (opts.timeoutS !== undefined) query.set("timeout", `${opts.timeoutS}s`);
@@ -147,7 +154,7 @@ export class IpfsBackend implements Backend {
         method: "POST",
         headers,
         body: opts.body,
-        signal: ctl.signal,
+        signal: opts.signal ? AbortSignal.any([ctl.signal, opts.signal]) : ctl.signal,
       });
     } catch (e) {
       throw this.#networkError(e, what, ctl.signal.aborted ? opts.timeoutS! + 15 : undefined);
@@ -206,8 +213,8 @@ export class IpfsBackend implements Backend {
         { cause: e },
       );
     }
-    const text = [e, (e as Error)?.cause].map((x) => x instanceof Error ? x.message : String(x))
-      .join(" ");
+    const text = [e, (e as Error)?.cause].filter((x) => x !== undefined)
+      .map((x) => x instanceof Error ? x.message : String(x)).join(": ");
     let cause: string;
     if (/refused/i.test(text)) cause = "connection refused; is the IPFS daemon running?";
     else if (/dns|lookup|resolve|name or service not known/i.test(text)) {
@@ -321,21 +328,34 @@ export class IpfsBackend implements Backend {
     const tail = enc.encode(`\r\n--${boundary}--\r\n`);
     let sent = 0;
     let failure: BodyFailure | undefined;
+    // The upload has no overall timeout (the body may be slow to produce), but a node that
+    // stops taking bytes, or does not answer once it has them all, is given up on.
+    let waitingSince: number | undefined;
+    const stall = new AbortController();
+    const watch = setInterval(() => {
+      if (waitingSince !== undefined && Date.now() - waitingSince > STALL_S * 1000) stall.abort();
+    }, 1000);
     async function* parts(): AsyncGenerator<Uint8Array> {
-      yield head;
+      const send = async function* (p: Uint8Array) {
+        waitingSince = Date.now();
+        yield p;
+        waitingSince = undefined;
+      };
+      yield* send(head);
       try {
         for await (const piece of body.open()) {
           for (const p of Array.isArray(piece) ? piece : [piece]) {
             if (p.length === 0) continue;
             sent += p.length;
-            yield p;
+            yield* send(p);
           }
         }
       } catch (e) {
         failure = new BodyFailure(e);
         throw e;
       }
-      yield tail;
+      yield* send(tail);
+      waitingSince = Date.now();
     }
     let res: Response;
     try {
@@ -346,10 +366,22 @@ export class IpfsBackend implements Backend {
         {
           body: ReadableStream.from(parts()),
           contentType: `multipart/form-data; boundary=${boundary}`,
+          signal: stall.signal,
         },
       );
     } catch (e) {
-      throw failure ?? e;
+      if (failure) throw failure;
+      if (stall.signal.aborted) {
+        throw new BackendError(
+          "transient",
+          this.name,
+          `${what}: the node stopped taking the upload for ${STALL_S} s`,
+          { cause: e },
+        );
+      }
+      throw e;
+    } finally {
+      clearInterval(watch);
     }
     await res.body?.cancel();
     if (failure) throw failure;
