@@ -44,6 +44,7 @@ import {
   NotFoundError,
   type ObjectInfo,
 } from "./backend.ts";
+import { concat } from "../format/bytes.ts";
 import { checkKey } from "./local.ts";
 import {
   canonicalQuery,
@@ -715,7 +716,7 @@ export class S3Backend implements Backend {
       } else if (total > limit) {
         return await this.#multipart(key, full, reader, chunks, undefined);
       }
-      const data = concatChunks(chunks, total);
+      const data = chunks.length === 1 ? chunks[0] : concat(chunks);
       const res = await this.#call({
         method: "PUT",
         key: full,
@@ -1042,17 +1043,6 @@ function headerOf(res: Response, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-function concatChunks(chunks: Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
-}
-
 /** Reads a response body as text, at most `limit` bytes (the rest is dropped). */
 async function readText(res: Response, limit: number): Promise<string> {
   const parts: Uint8Array[] = [];
@@ -1065,7 +1055,7 @@ async function readText(res: Response, limit: number): Promise<string> {
       break;
     }
   }
-  return new TextDecoder().decode(concatChunks(parts, n));
+  return new TextDecoder().decode(parts.length === 1 ? parts[0] : concat(parts));
 }
 
 /** Reads and drops a response body, so that its connection can serve the next request. */

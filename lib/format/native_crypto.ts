@@ -5,6 +5,7 @@
 // permission or Deno.dlopen is missing (or N2S_NO_NATIVE=1), so callers fall back to node:.
 // Every result is checked against @noble/ciphers and fzstd in tests/perf.
 
+import { concat } from "./bytes.ts";
 import type { Aead } from "./suite.ts";
 
 const CRYPTO_LIBS = ["libcrypto.so.3", "libcrypto.so"];
@@ -128,7 +129,7 @@ export function nativeAead(fallback: Aead): NativeAead | null {
             key,
             nonce,
             aad,
-            parts.length === 1 ? parts[0] : join(parts),
+            parts.length === 1 ? parts[0] : concat(parts),
           );
           out.set(ct, offset);
           out.set(tag, offset + ct.length);
@@ -182,18 +183,6 @@ export function nativeAead(fallback: Aead): NativeAead | null {
   } catch {
     return null;
   }
-}
-
-function join(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 function hex(s: string): Uint8Array {
