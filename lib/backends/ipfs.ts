@@ -9,15 +9,17 @@
 // sent as HTTP Basic authentication and never shown in messages.
 //
 // A put streams the body as multipart/form-data (a chunked request, so a 1 GiB object never sits
-// in memory) to `files/write` at a temporary path `/<root>/.n2s-tmp/<random>` that `list`
-// skips, reads the CID of what was written (`files/stat`), removes an object the key already
-// holds, `files/mv`s the temporary file into place (one atomic MFS step), pins the new CID and
-// unpins the replaced one. A failed put removes its temporary file when the node still
-// answers; a leftover one is never listed.
+// in memory) to `add` (blocks only, not pinned yet), copies the added content with `files/cp` to
+// a temporary path `/<root>/.n2s-tmp/<random>` that `list` skips, checks its CID and size
+// (`files/stat`), removes an object the key already holds, `files/mv`s the temporary file into
+// place (one atomic MFS step), pins the new CID and unpins the replaced one. A failed put
+// removes its temporary file when the node still answers; a leftover one is never listed.
 //
-// `add` (blocks only) followed by `files/cp` would be about twice as fast on js-ipfs, but
-// js-ipfs never releases its garbage-collection lock after an `add` whose upload broke off:
-// every later `repo/gc` then hangs. An interrupted `files/write` leaves the node healthy.
+// Not `files/write`: js-ipfs 0.66 stores large files written that way wrongly (a 1 GiB file
+// read back differed from 261 MiB on, in one read and in windows alike), while `add` stores
+// them right. The price on js-ipfs: it never releases its garbage-collection lock after an
+// `add` whose upload broke off, so a later `repo/gc` on that node hangs until it restarts.
+// Kubo has neither problem.
 //
 // The tests run this backend against js-ipfs 0.66.1 (npm `ipfs`), because Kubo cannot be
 // installed on machines that reach only the npm registry; both nodes serve the same RPC API.
@@ -50,6 +52,8 @@ import { checkKey } from "./local.ts";
 const CALL_TIMEOUT_S = 30;
 /** Slowest transfer rate a streaming call is given time for, in bytes per second. */
 const MIN_RATE = 4 << 20;
+/** Bytes read from the node per call (see `get`). */
+const READ_WINDOW = 64 << 20;
 /** Seconds an upload may wait on the node (for it to take bytes, or to answer) before failing. */
 const STALL_S = 120;
 /** The MFS directory (under the root) that holds puts in progress; `list` skips it. */
@@ -315,8 +319,10 @@ export class IpfsBackend implements Backend {
   }
 
   /**
-   * Streams the body to `files/write` at `tmp` as a chunked multipart/form-data request;
-   * returns the number of bytes sent.
+   * Streams the body to `add` as a chunked multipart/form-data request, then copies the added
+   * content to `tmp` in MFS (`files/cp`); returns the number of bytes sent. Not `files/write`:
+   * js-ipfs 0.66 builds files it writes that way wrongly past a few hundred MiB (a 1 GiB file
+   * read back differed from 261 MiB on), while `add` stores them right.
    */
   async #write(tmp: string, body: Body, what: string): Promise<number> {
     const boundary = `n2s-${crypto.randomUUID()}`;
@@ -360,8 +366,8 @@ export class IpfsBackend implements Backend {
     let res: Response;
     try {
       res = await this.#call(
-        "files/write",
-        [["arg", tmp], ["create", "true"], ["parents", "true"], ["truncate", "true"]],
+        "add",
+        [["pin", "false"], ["quieter", "true"]],
         what,
         {
           body: ReadableStream.from(parts()),
@@ -383,8 +389,23 @@ export class IpfsBackend implements Backend {
     } finally {
       clearInterval(watch);
     }
-    await res.body?.cancel();
-    if (failure) throw failure;
+    if (failure) {
+      await res.body?.cancel();
+      throw failure;
+    }
+    // `add` answers one JSON object per added file; the last line names the content.
+    const lines = (await res.text()).trim().split("\n").filter((l) => l.trim() !== "");
+    let cid: string | undefined;
+    try {
+      cid = JSON.parse(lines[lines.length - 1] ?? "{}").Hash;
+    } catch {
+      // handled below
+    }
+    if (!cid) {
+      throw new BackendError("transient", this.name, `${what}: the node's add gave no CID`);
+    }
+    await this.#mkdir(tmp.slice(0, tmp.lastIndexOf("/")), what);
+    await this.#json("files/cp", [["arg", `/ipfs/${cid}`], ["arg", tmp]], what);
     return sent;
   }
 
@@ -431,20 +452,68 @@ export class IpfsBackend implements Backend {
     const st = await this.#stat(path, what);
     if (!st || st.Type === "directory") throw new NotFoundError(this.name, key);
     const size = st.Size ?? 0;
-    let res: Response;
+    if (size === 0) return (async function* () {})();
+    const first = await this.#readWindow(path, st.Hash, 0, size, what, key);
+    return this.#readWindows(path, st.Hash, size, first, what, key);
+  }
+
+  /**
+   * Opens one window of an object. Objects are read in windows of READ_WINDOW bytes, by CID:
+   * each call's timeout then fits its own size (js-ipfs ends a read at its timeout and still
+   * answers 200), and every window comes from the same content even if the key is overwritten
+   * meanwhile.
+   */
+  async #readWindow(
+    path: string,
+    cid: string | undefined,
+    offset: number,
+    size: number,
+    what: string,
+    key: string,
+  ): Promise<ReadableStream<Uint8Array> | null> {
+    const count = Math.min(READ_WINDOW, size - offset);
     try {
-      res = await this.#call("files/read", [["arg", path]], what, {
-        timeoutS: streamTimeout(size),
-      });
+      const res = cid
+        ? await this.#call(
+          "cat",
+          [["arg", `/ipfs/${cid}`], ["offset", String(offset)], ["length", String(count)]],
+          what,
+          { timeoutS: streamTimeout(count) },
+        )
+        : await this.#call(
+          "files/read",
+          [["arg", path], ["offset", String(offset)], ["count", String(count)]],
+          what,
+          { timeoutS: streamTimeout(count) },
+        );
+      return res.body;
     } catch (e) {
       if (e instanceof BackendError && e.kind === "notfound") {
         throw new NotFoundError(this.name, key);
       }
       throw e;
     }
-    const stream = res.body;
-    if (!stream) return (async function* () {})();
-    return this.#readAll(stream, size, what);
+  }
+
+  async *#readWindows(
+    path: string,
+    cid: string | undefined,
+    size: number,
+    first: ReadableStream<Uint8Array> | null,
+    what: string,
+    key: string,
+  ): AsyncGenerator<Uint8Array> {
+    let stream = first;
+    for (let offset = 0;;) {
+      const count = Math.min(READ_WINDOW, size - offset);
+      if (stream) yield* this.#readAll(stream, count, what);
+      else if (count > 0) {
+        throw new BackendError("transient", this.name, `${what}: the node sent no body`);
+      }
+      offset += count;
+      if (offset >= size) return;
+      stream = await this.#readWindow(path, cid, offset, size, what, key);
+    }
   }
 
   async *#readAll(
