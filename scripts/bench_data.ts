@@ -2,6 +2,7 @@
 // large: incompressible files; small: many 1–16 KiB text files in ~500 directories (zstd ~2.8×);
 // mixed: a copy of small plus two incompressible files.
 
+import { seeded } from "../lib/backends/wrappers.ts";
 import { createCipheriv } from "node:crypto";
 import { join } from "node:path";
 
@@ -33,17 +34,8 @@ export function datasetSpecs(quick: boolean): DatasetSpec[] {
     ];
 }
 
-/** mulberry32: a small seeded PRNG (not for cryptography). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: a small seeded PRNG (not for cryptography), shared with the fault injector. */
+const prng = seeded;
 
 /** A 4 MiB text pool of Zipf-weighted words from a 1000-word vocabulary. */
 function textPool(seed: number): Uint8Array {

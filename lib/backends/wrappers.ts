@@ -264,8 +264,8 @@ export function parseFaults(spec: string): FaultOptions {
   return f;
 }
 
-/** mulberry32: a small seeded generator; enough to pick which calls fail. */
-function seeded(seed: number): () => number {
+/** mulberry32: a small seeded generator (not for cryptography); picks which calls fail. */
+export function seeded(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
