@@ -149,18 +149,40 @@ Deno.test("an incremental ZFS push reads .zfs/snapshot and follows recorded zfs 
   }
 });
 
+/**
+ * Makes sure a zfs-fuse daemon answers. One may already run (Debian's package starts one when it
+ * is installed), be starting, or have died and left its pid file behind, which makes a new
+ * daemon exit at once with status 1 and no message; a stale pid file is removed first.
+ */
 async function ensureZfsFuse(): Promise<void> {
   await requireTool("zpool", "zfs-fuse");
+  const pidFile = "/run/zfs-fuse.pid";
   const ok = async () =>
     (await new Deno.Command("zpool", { args: ["list"], stdout: "null", stderr: "null" }).output())
       .code === 0;
+  const waitOk = async (ms: number) => {
+    for (const end = Date.now() + ms; Date.now() < end;) {
+      if (await ok()) return true;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return false;
+  };
   if (await ok()) return;
-  await sh("/usr/sbin/zfs-fuse", "--pidfile", "/run/zfs-fuse.pid");
-  for (let i = 0; i < 50; i++) {
-    if (await ok()) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error("zfs-fuse did not start (is /dev/fuse available?)");
+  const running = (await new Deno.Command("pgrep", { args: ["-x", "zfs-fuse"], stdout: "null" })
+    .output()).code === 0;
+  if (running && await waitOk(10_000)) return;
+  if (!running) await Deno.remove(pidFile).catch(() => {});
+  const start = await new Deno.Command("/usr/sbin/zfs-fuse", {
+    args: ["--pidfile", pidFile],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (await waitOk(10_000)) return;
+  const said = new TextDecoder().decode(start.stderr).trim();
+  throw new Error(
+    `zfs-fuse did not start (exit ${start.code}${said ? `: ${said}` : ""}); ` +
+      `check /dev/fuse and ${pidFile}`,
+  );
 }
 
 Deno.test("a first push from a real zfs-fuse snapshot reads a temporary clone", async () => {
