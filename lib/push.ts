@@ -14,7 +14,7 @@ import { blobIdFor, UlidGenerator } from "./format/ids.ts";
 import { ContainerWriter, SEGMENT_DATA_MAX } from "./format/container.ts";
 import { fromHex } from "./format/bytes.ts";
 import { type Index, isoNow } from "./index/sqlite.ts";
-import { SealPool } from "./workers/pool.ts";
+import { DirectWriteError, SealPool } from "./workers/pool.ts";
 import { MemoryRelease, releaseMemory } from "./perf/memory.ts";
 import { CHANGE_RETRIES, type Hashed, SMALL_FILE } from "./workers/seal_jobs.ts";
 import type { ChangesetRow, FileRow, PathState } from "./index/types.ts";
@@ -593,7 +593,14 @@ async function uploadChangeset(
  */
 async function uploadWithPool(u: Upload, root: string, flight: number): Promise<void> {
   releaseMemory();
-  const pool = await SealPool.start({ master: u.repo.master, level: u.opts.compressLevel });
+  // A local repository: the Workers write the objects themselves, and this thread keeps only
+  // the index.
+  const dir = u.repo.backend.directory?.() ?? null;
+  const pool = await SealPool.start({
+    master: u.repo.master,
+    level: u.opts.compressLevel,
+    lightMain: dir !== null,
+  });
   const threads = Math.max(1, pool.workers);
   const tasks = new Set<Promise<void>>();
   let fatal: unknown = null;
@@ -619,7 +626,7 @@ async function uploadWithPool(u: Upload, root: string, flight: number): Promise<
     batch = [];
     batchBytes = 0;
     batches++;
-    launch(storeRows(u, pool, root, rows, 1).finally(() => batches--));
+    launch(storeRows(u, pool, root, rows, 1, dir).finally(() => batches--));
   };
   try {
     for (const row of pendingRows(u.index, u.cs.id)) {
@@ -627,7 +634,7 @@ async function uploadWithPool(u: Upload, root: string, flight: number): Promise<
       if ((row.size ?? 0) > SMALL_FILE) {
         await until(() => larges < maxLarge);
         larges++;
-        launch(storeRows(u, pool, root, [row], 1).finally(() => larges--));
+        launch(storeRows(u, pool, root, [row], 1, dir).finally(() => larges--));
       } else {
         batch.push(row);
         batchBytes += row.size ?? 0;
@@ -682,7 +689,9 @@ async function uploaded(
 /**
  * Hashes some files in a seal thread; settles those already stored, then seals and puts the
  * rest: small ones from the bytes hashed, large ones as a stream. `attempt` counts the reads of
- * a file that keeps changing.
+ * a file that keeps changing. With `dir` (a local repository's Backend.directory), the seal
+ * thread writes the objects itself; what it could not write is stored again the usual way,
+ * through the backend stack and its retries.
  */
 async function storeRows(
   u: Upload,
@@ -690,6 +699,7 @@ async function storeRows(
   root: string,
   rows: FileRow[],
   attempt: number,
+  dir: string | null,
 ): Promise<void> {
   const { batch, results } = await pool.hash(root, rows.map((r) => r.path));
   const small: { i: number; blobId: string; header: BlobHeader }[] = [];
@@ -718,6 +728,24 @@ async function storeRows(
       else large.push(i);
     });
   });
+  if (batch && dir !== null) {
+    const started = isoNow(u.opts.now());
+    const { sizes, errors } = await pool.sealTo(batch, small, dir);
+    const again: FileRow[] = [];
+    for (let k = 0; k < small.length; k++) {
+      const { i, blobId } = small[k];
+      if (errors[k] !== null) again.push(rows[i]);
+      else {
+        const h = results[i] as Extract<Hashed, { ok: true }>;
+        await uploaded(u, rows[i], h, started, { key: blobKey(blobId), size: sizes[k] });
+      }
+    }
+    await Promise.all([
+      again.length > 0 ? storeRows(u, pool, root, again, attempt, null) : Promise.resolve(),
+      ...large.map((i) => storeLarge(u, pool, root, rows[i], results[i], attempt, dir)),
+    ]);
+    return;
+  }
   const objects = batch ? await pool.seal(batch, small) : [];
   await Promise.all([
     ...small.map(async ({ i, blobId }, k) => {
@@ -727,7 +755,7 @@ async function storeRows(
       const info = await u.slots.run(() => u.repo.backend.put(blobKey(blobId), body));
       await uploaded(u, rows[i], h, started, info);
     }),
-    ...large.map((i) => storeLarge(u, pool, root, rows[i], results[i], attempt)),
+    ...large.map((i) => storeLarge(u, pool, root, rows[i], results[i], attempt, dir)),
   ]);
 }
 
@@ -739,18 +767,29 @@ async function storeLarge(
   row: FileRow,
   hashed: Hashed,
   attempt: number,
+  dir: string | null,
 ): Promise<void> {
   const h = hashed as Extract<Hashed, { ok: true }>;
   const header = blobHeader(u, row, h);
   const started = isoNow(u.opts.now());
   let info: ObjectInfo;
   try {
-    info = await u.slots.run(() =>
-      u.repo.backend.put(blobKey(h.blobId), { open: () => pool.large(root, header) })
-    );
+    if (dir !== null) {
+      try {
+        info = { key: blobKey(h.blobId), size: await pool.largeTo(root, header, dir) };
+      } catch (e) {
+        // Not written: the usual way, through the backend stack, says why or succeeds.
+        if (!(e instanceof DirectWriteError)) throw e;
+        return storeLarge(u, pool, root, row, hashed, attempt, null);
+      }
+    } else {
+      info = await u.slots.run(() =>
+        u.repo.backend.put(blobKey(h.blobId), { open: () => pool.large(root, header) })
+      );
+    }
   } catch (e) {
     if (!causedByBody(e)) throw e;
-    if (attempt < CHANGE_RETRIES) return storeRows(u, pool, root, [row], attempt + 1);
+    if (attempt < CHANGE_RETRIES) return storeRows(u, pool, root, [row], attempt + 1, dir);
     const why = bodyMessage(e);
     return entryFailed(
       u,

@@ -66,6 +66,14 @@ export interface Backend {
   delete(key: string): Promise<void>;
   flush(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * A local directory holding this backend's objects as files, which other threads of this
+   * process may then write and read directly, with lib/backends/local_files.ts's layout and
+   * atomicity (a temporary name renamed into place). Objects written that way count as durable
+   * only after a later `flush`. Absent, or null, for every other backend and for wrappers that
+   * must see each call (fault injection).
+   */
+  directory?(): string | null;
 }
 
 /** How an error should be treated by the retry layer. */

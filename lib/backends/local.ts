@@ -2,8 +2,9 @@
 // temporary file beside its target and renames it, and `flush` makes completed puts durable
 // in one file-system sync instead of one fsync per object.
 
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { concat } from "../format/bytes.ts";
+import { DirMaker, ObjectFileWriter, putFileSync, TEMP_MARK } from "./local_files.ts";
 import {
   type Backend,
   BackendError,
@@ -13,21 +14,7 @@ import {
   type ObjectInfo,
 } from "./backend.ts";
 
-const TEMP_MARK = ".n2s-tmp-";
 const GET_CHUNK = 4 << 20;
-/** Bytes of a large object written between two starts of its write-back (fdatasync). */
-const WRITEBACK_BYTES = 32 << 20;
-
-/** Creates `path` (which must not exist) holding `data`, with synchronous calls. */
-function writeNew(path: string, data: Uint8Array): void {
-  const f = Deno.openSync(path, { write: true, createNew: true });
-  try {
-    let o = 0;
-    while (o < data.length) o += f.writeSync(o === 0 ? data : data.subarray(o));
-  } finally {
-    f.close();
-  }
-}
 
 /** Rejects keys that could leave the backend root. */
 export function checkKey(backend: string, key: string): void {
@@ -67,7 +54,9 @@ export class LocalBackend implements Backend {
   /** Puts in flight: local calls are cheap, a few more keep the seal Workers busy. */
   readonly parallelism = 8;
   #unsynced = 0;
-  #createdDirs = new Set<string>();
+  /** Whether other threads were told to write objects here (see `directory`). */
+  #direct = false;
+  #dirs = new DirMaker();
 
   constructor(readonly root: string) {
     this.name = `local ${root}`;
@@ -78,17 +67,16 @@ export class LocalBackend implements Backend {
     return join(this.root, key);
   }
 
-  #ensureDir(dir: string): void {
-    if (this.#createdDirs.has(dir)) return;
-    Deno.mkdirSync(dir, { recursive: true });
-    this.#createdDirs.add(dir);
+  /** The root: seal Workers write objects here themselves (lib/backends/local_files.ts). */
+  directory(): string {
+    this.#direct = true;
+    return this.root;
   }
 
   async put(key: string, body: Body): Promise<ObjectInfo> {
-    const path = this.#path(key);
-    const tmp = `${path}${TEMP_MARK}${crypto.randomUUID().slice(0, 8)}`;
+    checkKey(this.name, key);
+    let writer: ObjectFileWriter | null = null;
     try {
-      this.#ensureDir(dirname(path));
       let size = 0;
       if (body.size !== undefined && body.size <= 1 << 20) {
         // Small objects: one buffer (the body's own when it is one piece), one write.
@@ -101,34 +89,22 @@ export class LocalBackend implements Backend {
           }
         }
         if (size !== body.size) throw new Error("body shorter than its size");
-        writeNew(tmp, parts.length === 1 ? parts[0] : concat(parts));
+        putFileSync(this.root, key, parts.length === 1 ? parts[0] : concat(parts), this.#dirs);
       } else {
         // Synchronous writes: Deno's asynchronous file calls hold the main thread for about as
         // long as the call itself takes (measured: open and writeFile), so they buy no overlap
-        // and cost more per call. Write-back starts every WRITEBACK_BYTES so that the final
-        // flush does not find the whole object still in memory.
-        using f = Deno.openSync(tmp, { write: true, createNew: true });
-        let sinceSync = 0;
-        let syncing: Promise<void> | null = null;
+        // and cost more per call.
+        writer = new ObjectFileWriter(this.root, key, this.#dirs);
         for await (const piece of body.open()) {
-          for (const p of Array.isArray(piece) ? piece : [piece]) {
-            let o = 0;
-            while (o < p.length) o += f.writeSync(o === 0 ? p : p.subarray(o));
-            size += p.length;
-            sinceSync += p.length;
-          }
-          if (sinceSync >= WRITEBACK_BYTES && syncing === null) {
-            sinceSync = 0;
-            syncing = f.syncData().catch(() => {}).finally(() => syncing = null);
-          }
+          for (const p of Array.isArray(piece) ? piece : [piece]) writer.write(p);
         }
-        await syncing;
+        size = await writer.commit();
+        writer = null;
       }
-      Deno.renameSync(tmp, path);
       this.#unsynced++;
       return { key, size };
     } catch (e) {
-      await Deno.remove(tmp).catch(() => {});
+      await writer?.abort();
       throw classify(this.name, e, `put ${key}`);
     }
   }
@@ -219,7 +195,7 @@ export class LocalBackend implements Backend {
 
   /** Syncs the file system that holds the root (syncfs), covering data and renames. */
   async flush(): Promise<void> {
-    if (this.#unsynced === 0) return;
+    if (this.#unsynced === 0 && !this.#direct) return;
     const n = this.#unsynced;
     try {
       const out = await new Deno.Command("sync", { args: ["-f", this.root], stderr: "piped" })

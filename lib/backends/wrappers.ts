@@ -157,6 +157,10 @@ export class RetryBackend implements Backend {
     return this.#run("flush", "", () => this.inner.flush());
   }
 
+  directory(): string | null {
+    return this.inner.directory?.() ?? null;
+  }
+
   close(): Promise<void> {
     return this.inner.close();
   }
@@ -226,6 +230,9 @@ export class LimitBackend implements Backend {
   }
   flush(): Promise<void> {
     return this.#with(() => this.inner.flush());
+  }
+  directory(): string | null {
+    return this.inner.directory?.() ?? null;
   }
   close(): Promise<void> {
     return this.inner.close();

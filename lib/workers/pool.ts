@@ -30,8 +30,11 @@ export interface PoolOptions {
   /** zstd level (default 3; 0 stores everything). */
   level?: number;
   /** Worker count; 0 runs everything on the main thread. Default: N2S_WORKERS, else one less
-   * than the number of cores (at least 1, at most 3). */
+   * than the number of cores (at least 1, at most 3), or one per core (at most 4) with
+   * `lightMain`. */
   workers?: number;
+  /** The main thread has little work of its own: the Workers write the objects themselves. */
+  lightMain?: boolean;
   /** The module to start Workers on (tests use it to make a Worker fail to start). */
   workerUrl?: string;
 }
@@ -49,8 +52,13 @@ interface Endpoint {
   close(): void;
 }
 
+/** A Worker could not write an object into a local repository; store it the usual way. */
+export class DirectWriteError extends Error {
+  override name = "DirectWriteError";
+}
+
 /** The number of Workers a pool starts by default. */
-export function defaultWorkers(): number {
+export function defaultWorkers(lightMain = false): number {
   try {
     const v = Deno.env.get("N2S_WORKERS");
     if (v !== undefined && v !== "" && Number.isInteger(Number(v)) && Number(v) >= 0) {
@@ -59,8 +67,9 @@ export function defaultWorkers(): number {
   } catch {
     // no env permission: the default
   }
-  // The main thread has work of its own (index, puts): one core is left to it.
-  return Math.max(1, Math.min(3, (navigator.hardwareConcurrency ?? 2) - 1));
+  const cores = navigator.hardwareConcurrency ?? 2;
+  // The main thread keeps the index; when it also puts the objects, one core is left to it.
+  return lightMain ? Math.max(1, Math.min(4, cores)) : Math.max(1, Math.min(3, cores - 1));
 }
 
 /**
@@ -184,7 +193,7 @@ export class SealPool {
 
   /** Starts the Workers; falls back to the main thread when none can start. */
   static async start(opts: PoolOptions): Promise<SealPool> {
-    const n = opts.workers ?? defaultWorkers();
+    const n = opts.workers ?? defaultWorkers(opts.lightMain);
     if (n > 0) {
       const started = await Promise.allSettled(Array.from({ length: n }, () => startWorker(opts)));
       const ok = started.filter((s) => s.status === "fulfilled").map((s) => s.value);
@@ -233,6 +242,35 @@ export class SealPool {
     const r = await this.#request(batch.endpoint, { t: "seal", id: batch.id, items });
     if (r.t !== "sealed") throw new Error(`seal worker: unexpected answer ${r.t}`);
     return r.ends.map((end, k) => r.packed.subarray(k === 0 ? 0 : r.ends[k - 1], end));
+  }
+
+  /**
+   * Seals the listed small files of a batch straight into a local repository (`dir`, from
+   * Backend.directory) and releases the batch. Per item: the object's size, or why it could not
+   * be written (then the object is absent).
+   */
+  async sealTo(
+    batch: Batch,
+    items: { i: number; blobId: string; header: BlobHeader }[],
+    dir: string,
+  ): Promise<{ sizes: number[]; errors: (string | null)[] }> {
+    const r = await this.#request(batch.endpoint, { t: "seal", id: batch.id, items, dir });
+    if (r.t !== "stored") throw new Error(`seal worker: unexpected answer ${r.t}`);
+    return { sizes: r.sizes, errors: r.errors };
+  }
+
+  /**
+   * Seals a large file straight into a local repository (`dir`, from Backend.directory) and
+   * returns the object's size. A file that changed or cannot be read throws BodyError; an
+   * object that could not be written throws DirectWriteError (then it is absent).
+   */
+  async largeTo(root: string, header: BlobHeader, dir: string): Promise<number> {
+    const ep = this.#pick();
+    const id = ++this.#next;
+    const r = await this.#request(ep, { t: "large", id, root, header, credit: 0, dir });
+    if (r.t === "end" && r.size !== undefined) return r.size;
+    if (r.t === "fail") throw r.write ? new DirectWriteError(r.message) : new BodyError(r.message);
+    throw new Error(`seal worker: unexpected answer ${r.t}`);
   }
 
   /**

@@ -13,6 +13,8 @@ import {
   segmentNonce,
 } from "../format/container.ts";
 import type { NativeAead } from "../format/native_crypto.ts";
+import { blobKey } from "../backends/backend.ts";
+import { type DirMaker, ObjectFileWriter, putFileSync } from "../backends/local_files.ts";
 import { CODEC_STORED, CODEC_ZSTD, type Suite } from "../format/suite.ts";
 
 /** Files up to this size are read whole and sealed from memory in one body segment. */
@@ -184,7 +186,9 @@ const SKIP_AFTER_FUTILE = 16;
  * the header through ContainerWriter, then body segments sealed here from one reused read
  * buffer straight into one output buffer per segment, with no copy in between (the native
  * AEAD takes the codec byte and the data as two pieces). Throws ChangedError when the content
- * differs from `header.file_hash`, or when the file cannot be read.
+ * differs from `header.file_hash`, or when the file cannot be read. With `reuse`, every body
+ * segment is sealed into one output buffer: the caller must be done with a segment before it
+ * asks for the next one.
  */
 export async function* sealLarge(
   suite: Suite,
@@ -193,6 +197,7 @@ export async function* sealLarge(
   header: BlobHeader,
   compressLevel: number | undefined,
   buf: Uint8Array = new Uint8Array(SEGMENT_DATA_MAX),
+  reuse = false,
 ): AsyncGenerator<Uint8Array[]> {
   let f: Deno.FsFile;
   try {
@@ -233,6 +238,7 @@ export async function* sealLarge(
     // One segment of look-ahead tells the last segment (its nonce says so): the next segment's
     // first byte is read ahead into `peek`.
     const peek = new Uint8Array(1);
+    const outBuf = reuse ? new Uint8Array(4 + 1 + SEGMENT_DATA_MAX + 16) : null;
     let have = read(seg);
     let peeked = have === SEGMENT_DATA_MAX ? read(peek) : 0;
     while (true) {
@@ -260,8 +266,10 @@ export async function* sealLarge(
       const parts = have === 0 ? [] : [codec === CODEC_ZSTD ? ZSTD_BYTE : STORED_BYTE, payload];
       let plainLen = 0;
       for (const p of parts) plainLen += p.length;
-      const out = new Uint8Array(4 + plainLen + 16);
-      new DataView(out.buffer).setUint32(0, plainLen + 16, false);
+      const out = outBuf
+        ? outBuf.subarray(0, 4 + plainLen + 16)
+        : new Uint8Array(4 + plainLen + 16);
+      new DataView(out.buffer, out.byteOffset, 4).setUint32(0, plainLen + 16, false);
       const nonce = segmentNonce(index++, last);
       if (aead.sealPartsTo) aead.sealPartsTo(key, nonce, aad, parts, out, 4);
       else {
@@ -279,6 +287,54 @@ export async function* sealLarge(
   } finally {
     f.close();
   }
+}
+
+/**
+ * Seals a large file straight into a local repository's object file (Backend.directory), from
+ * one read buffer into one reused segment buffer. Returns the object's size. Throws ChangedError
+ * when the file is not the one hashed in pass 1 or cannot be read; any other error is the
+ * repository's (the object is then absent).
+ */
+export async function sealLargeTo(
+  suite: Suite,
+  master: Uint8Array,
+  root: string,
+  header: BlobHeader,
+  compressLevel: number | undefined,
+  dir: string,
+  dirs: DirMaker,
+  buf?: Uint8Array,
+): Promise<number> {
+  const w = new ObjectFileWriter(
+    dir,
+    blobKey(blobIdOf(suite, header.path, header.file_hash)),
+    dirs,
+  );
+  try {
+    for await (const parts of sealLarge(suite, master, root, header, compressLevel, buf, true)) {
+      for (const p of parts) w.write(p);
+    }
+    return await w.commit();
+  } catch (e) {
+    await w.abort();
+    throw e;
+  }
+}
+
+/** Seals a small file (see sealSmall) straight into a local repository; returns its size. */
+export function sealSmallTo(
+  suite: Suite,
+  master: Uint8Array,
+  blobId: string,
+  header: BlobHeader,
+  bytes: Uint8Array,
+  compressLevel: number | undefined,
+  dir: string,
+  dirs: DirMaker,
+): number {
+  const object = sealSmall(suite, master, blobId, header, bytes, compressLevel);
+  putFileSync(dir, blobKey(blobId), object, dirs);
+  return object.length;
 }
 
 const STORED_BYTE = Uint8Array.of(CODEC_STORED);

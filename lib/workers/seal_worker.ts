@@ -13,9 +13,12 @@ import {
   type Hashed,
   hashFile,
   sealLarge,
+  sealLargeTo,
   sealSmall,
+  sealSmallTo,
   SMALL_FILE,
 } from "./seal_jobs.ts";
+import { DirMaker } from "../backends/local_files.ts";
 import { restoreBlob, type RestoreItem, reusingSuite } from "./restore_jobs.ts";
 import { MemoryRelease } from "../perf/memory.ts";
 
@@ -33,8 +36,15 @@ export const SEAL_PROTOCOL = "n2s-seal-1";
 export type ToWorker =
   | { t: "init"; proto: typeof SEAL_PROTOCOL; master: Uint8Array; level?: number }
   | { t: "hash"; id: number; root: string; paths: string[] }
-  | { t: "seal"; id: number; items: { i: number; blobId: string; header: BlobHeader }[] }
-  | { t: "large"; id: number; root: string; header: BlobHeader; credit: number }
+  | {
+    t: "seal";
+    id: number;
+    items: { i: number; blobId: string; header: BlobHeader }[];
+    /** A local repository to write the objects into (Backend.directory), instead of
+     * answering with their bytes. */
+    dir?: string;
+  }
+  | { t: "large"; id: number; root: string; header: BlobHeader; credit: number; dir?: string }
   | { t: "credit"; id: number; n: number }
   | { t: "cancel"; id: number }
   | { t: "restore"; id: number; items: RestoreItem[]; packed: Uint8Array; ends: number[] }
@@ -48,9 +58,10 @@ export type FromWorker =
   | { t: "ready"; info: unknown }
   | { t: "hashed"; id: number; results: Hashed[]; kept: boolean }
   | { t: "sealed"; id: number; packed: Uint8Array; ends: number[] }
+  | { t: "stored"; id: number; sizes: number[]; errors: (string | null)[] }
   | { t: "seg"; id: number; parts: Uint8Array[] }
-  | { t: "end"; id: number }
-  | { t: "fail"; id: number; message: string; changed: boolean }
+  | { t: "end"; id: number; size?: number }
+  | { t: "fail"; id: number; message: string; changed: boolean; write?: boolean }
   | { t: "restored"; id: number; results: (string | null)[]; packed?: Uint8Array }
   | { t: "rack"; id: number }
   | { t: "error"; message: string };
@@ -100,6 +111,7 @@ export function serve(
   const streams = new Map<number, Stream>();
   const buf = new Uint8Array(SMALL_FILE);
   const inbound = new Map<number, Inbound>();
+  const dirs = new DirMaker();
   // Collections and malloc_trim by the bytes this thread went through (in a Worker; on the
   // main thread the push and pull count their own).
   const release = inWorker ? new MemoryRelease(RELEASE_BYTES, 1024) : null;
@@ -153,7 +165,18 @@ export function serve(
     }
   }
 
+  async function largeTo(m: Extract<ToWorker, { t: "large" }>, dir: string): Promise<void> {
+    try {
+      const size = await sealLargeTo(suite!, master, m.root, m.header, level, dir, dirs);
+      post({ t: "end", id: m.id, size });
+    } catch (e) {
+      const changed = e instanceof ChangedError;
+      post({ t: "fail", id: m.id, message: why(e), changed, write: !changed });
+    }
+  }
+
   async function large(m: Extract<ToWorker, { t: "large" }>): Promise<void> {
+    if (m.dir !== undefined) return largeTo(m, m.dir);
     const s: Stream = { credit: m.credit, wake: null, cancelled: false };
     streams.set(m.id, s);
     try {
@@ -202,6 +225,23 @@ export function serve(
         case "seal": {
           const bytes = kept.get(m.id) ?? [];
           kept.delete(m.id);
+          if (m.dir !== undefined) {
+            const sizes: number[] = [];
+            const errors: (string | null)[] = [];
+            for (const { i, blobId, header } of m.items) {
+              try {
+                sizes.push(
+                  sealSmallTo(suite!, master, blobId, header, bytes[i]!, level, m.dir, dirs),
+                );
+                errors.push(null);
+              } catch (e) {
+                sizes.push(0);
+                errors.push(why(e));
+              }
+            }
+            post({ t: "stored", id: m.id, sizes, errors });
+            return;
+          }
           // One buffer for the whole batch: one allocation and one transfer instead of one per
           // file, which keeps the allocator's heaps from fragmenting.
           const objects = m.items.map(({ i, blobId, header }) =>

@@ -1,0 +1,111 @@
+// Writing objects of a local directory backend as files, with synchronous calls: the local
+// backend uses it, and so do the seal Workers when a push writes objects straight into a local
+// repository (Backend.directory). One layout and one atomicity rule for both: an object is
+// written under a temporary name beside its final one and renamed into place, so a reader
+// never sees a partial object, and listings skip the temporary names.
+
+import { dirname, join } from "node:path";
+
+/** Part of the name of every temporary file: listings skip such names. */
+export const TEMP_MARK = ".n2s-tmp-";
+/** Bytes of a large object written between two starts of its write-back (fdatasync). */
+const WRITEBACK_BYTES = 32 << 20;
+
+/** A temporary name beside `path`. */
+export function tempName(path: string): string {
+  return `${path}${TEMP_MARK}${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** Creates `path` (which must not exist) holding `data`. */
+export function writeNew(path: string, data: Uint8Array): void {
+  const f = Deno.openSync(path, { write: true, createNew: true });
+  try {
+    let o = 0;
+    while (o < data.length) o += f.writeSync(o === 0 ? data : data.subarray(o));
+  } finally {
+    f.close();
+  }
+}
+
+/** Makes the directories that objects go into, once per directory and writer. */
+export class DirMaker {
+  #made = new Set<string>();
+  ensure(dir: string): void {
+    if (this.#made.has(dir)) return;
+    Deno.mkdirSync(dir, { recursive: true });
+    this.#made.add(dir);
+  }
+}
+
+/** Stores a whole object held in memory: temporary file, one write, rename. */
+export function putFileSync(root: string, key: string, data: Uint8Array, dirs: DirMaker): void {
+  const path = join(root, key);
+  dirs.ensure(dirname(path));
+  const tmp = tempName(path);
+  try {
+    writeNew(tmp, data);
+    Deno.renameSync(tmp, path);
+  } catch (e) {
+    try {
+      Deno.removeSync(tmp);
+    } catch {
+      // never created, or already gone
+    }
+    throw e;
+  }
+}
+
+/**
+ * Writes one object in pieces to a temporary file, starting its write-back every
+ * WRITEBACK_BYTES so that the final flush does not find the whole object still in memory;
+ * `commit` renames it into place, `abort` removes it.
+ */
+export class ObjectFileWriter {
+  readonly #path: string;
+  readonly #tmp: string;
+  #file: Deno.FsFile | null;
+  #sinceSync = 0;
+  #syncing: Promise<void> | null = null;
+  size = 0;
+
+  constructor(root: string, key: string, dirs: DirMaker) {
+    this.#path = join(root, key);
+    dirs.ensure(dirname(this.#path));
+    this.#tmp = tempName(this.#path);
+    this.#file = Deno.openSync(this.#tmp, { write: true, createNew: true });
+  }
+
+  /** Writes `p` completely; the caller may reuse `p` as soon as this returns. */
+  write(p: Uint8Array): void {
+    const f = this.#file!;
+    let o = 0;
+    while (o < p.length) o += f.writeSync(o === 0 ? p : p.subarray(o));
+    this.size += p.length;
+    this.#sinceSync += p.length;
+    if (this.#sinceSync >= WRITEBACK_BYTES && this.#syncing === null) {
+      this.#sinceSync = 0;
+      this.#syncing = f.syncData().catch(() => {}).finally(() => this.#syncing = null);
+    }
+  }
+
+  /** Closes the temporary file and renames it over the object's name. */
+  async commit(): Promise<number> {
+    await this.#syncing;
+    this.#file!.close();
+    this.#file = null;
+    Deno.renameSync(this.#tmp, this.#path);
+    return this.size;
+  }
+
+  /** Closes and removes the temporary file; never throws. */
+  async abort(): Promise<void> {
+    await this.#syncing;
+    try {
+      this.#file?.close();
+    } catch {
+      // already closed
+    }
+    this.#file = null;
+    await Deno.remove(this.#tmp).catch(() => {});
+  }
+}
