@@ -165,10 +165,12 @@ export async function restoreState(
     opts.onProgress?.(progress);
   };
   const flight = Math.max(1, opts.concurrency ?? repo.backend.parallelism ?? DEFAULT_FLIGHT);
-  // This thread reads objects and makes directories; Workers (one less than the cores) verify
-  // and write the files. A Worker per core was measured: more CPU in all (file creation from two
-  // threads contends in the kernel here) and more memory, for no shorter restore.
-  const pool = await SealPool.start({ master: repo.master });
+  // From a local repository the Workers (one per core) read the object files themselves and
+  // this thread only makes directories. From any other backend this thread reads the objects
+  // and the Workers (one less than the cores) verify and write the files: a Worker per core was
+  // measured then, with more CPU in all and more memory for no shorter restore.
+  const dir = repo.backend.directory?.("read") ?? null;
+  const pool = await SealPool.start({ master: repo.master, lightMain: dir !== null });
   const threads = Math.max(1, pool.workers);
   try {
     const tasks = new Set<Promise<void>>();
@@ -190,7 +192,7 @@ export async function restoreState(
       batch = [];
       batchBytes = 0;
       batches++;
-      launch(restoreBatch(repo, pool, b, flight, settle).finally(() => batches--));
+      launch(restoreBatch(repo, pool, b, flight, settle, dir).finally(() => batches--));
     };
     for (const e of files) {
       let item: RestoreItem;
@@ -207,10 +209,10 @@ export async function restoreState(
       } else {
         // One large file per thread (the Workers' and this one): each holds a few chunks and a
         // segment in memory.
-        await until(() => streams < Math.min(flight, threads + 1));
+        await until(() => streams < Math.min(flight, dir !== null ? threads : threads + 1));
         streams++;
         launch(
-          restoreLarge(repo, pool, item).then(
+          restoreLarge(repo, pool, item, dir).then(
             (why) => settle(e, why === null ? null : new Error(why)),
             (err) => settle(e, err),
           ).finally(() => streams--),
@@ -279,7 +281,28 @@ async function restoreBatch(
   batch: { e: StateEntry; item: RestoreItem }[],
   flight: number,
   settle: (e: StateEntry, err: unknown) => void,
+  dir: string | null,
 ): Promise<void> {
+  if (dir !== null) {
+    // A Worker reads the object files; what it could not open comes through the backend,
+    // whose errors (and retries) are the usual ones.
+    let answer: { results: (string | null)[]; unread: number[] };
+    try {
+      answer = await pool.restoreFrom(batch.map((b) => b.item), dir);
+    } catch (err) {
+      batch.forEach(({ e }) => settle(e, err));
+      return;
+    }
+    const unread = new Set(answer.unread);
+    batch.forEach(({ e }, k) => {
+      if (!unread.has(k)) {
+        settle(e, answer.results[k] === null ? null : new Error(answer.results[k]!));
+      }
+    });
+    const again = batch.filter((_, k) => unread.has(k));
+    if (again.length > 0) await restoreBatch(repo, pool, again, flight, settle, null);
+    return;
+  }
   const objects: (Uint8Array | null)[] = new Array(batch.length).fill(null);
   const errors: unknown[] = new Array(batch.length).fill(null);
   let next = 0;
@@ -313,7 +336,12 @@ async function restoreLarge(
   repo: Repository,
   pool: SealPool,
   item: RestoreItem,
+  dir: string | null,
 ): Promise<string | null> {
+  if (dir !== null) {
+    const { results, unread } = await pool.restoreFrom([item], dir);
+    if (unread.length === 0) return results[0];
+  }
   const stream = await repo.backend.get(blobKey(item.blobId));
   return await pool.restoreStream(item, stream);
 }

@@ -595,7 +595,7 @@ async function uploadWithPool(u: Upload, root: string, flight: number): Promise<
   releaseMemory();
   // A local repository: the Workers write the objects themselves, and this thread keeps only
   // the index.
-  const dir = u.repo.backend.directory?.() ?? null;
+  const dir = u.repo.backend.directory?.("write") ?? null;
   const pool = await SealPool.start({
     master: u.repo.master,
     level: u.opts.compressLevel,

@@ -68,12 +68,12 @@ export interface Backend {
   close(): Promise<void>;
   /**
    * A local directory holding this backend's objects as files, which other threads of this
-   * process may then write and read directly, with lib/backends/local_files.ts's layout and
-   * atomicity (a temporary name renamed into place). Objects written that way count as durable
-   * only after a later `flush`. Absent, or null, for every other backend and for wrappers that
-   * must see each call (fault injection).
+   * process may then read, or (`purpose` "write") write with lib/backends/local_files.ts's
+   * layout and atomicity (a temporary name renamed into place). Objects written that way count
+   * as durable only after a later `flush`. Absent, or null, for every other backend and for
+   * wrappers that must see each call (fault injection).
    */
-  directory?(): string | null;
+  directory?(purpose: "read" | "write"): string | null;
 }
 
 /** How an error should be treated by the retry layer. */

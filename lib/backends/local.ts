@@ -67,9 +67,12 @@ export class LocalBackend implements Backend {
     return join(this.root, key);
   }
 
-  /** The root: seal Workers write objects here themselves (lib/backends/local_files.ts). */
-  directory(): string {
-    this.#direct = true;
+  /**
+   * The root: Workers read objects here, or write them themselves (local_files.ts); from then
+   * on every flush syncs, since this backend no longer counts the puts.
+   */
+  directory(purpose: "read" | "write"): string {
+    if (purpose === "write") this.#direct = true;
     return this.root;
   }
 

@@ -157,8 +157,8 @@ export class RetryBackend implements Backend {
     return this.#run("flush", "", () => this.inner.flush());
   }
 
-  directory(): string | null {
-    return this.inner.directory?.() ?? null;
+  directory(purpose: "read" | "write"): string | null {
+    return this.inner.directory?.(purpose) ?? null;
   }
 
   close(): Promise<void> {
@@ -231,8 +231,8 @@ export class LimitBackend implements Backend {
   flush(): Promise<void> {
     return this.#with(() => this.inner.flush());
   }
-  directory(): string | null {
-    return this.inner.directory?.() ?? null;
+  directory(purpose: "read" | "write"): string | null {
+    return this.inner.directory?.(purpose) ?? null;
   }
   close(): Promise<void> {
     return this.inner.close();

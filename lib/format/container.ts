@@ -256,8 +256,10 @@ export async function* openContainer(
     const tag = sealed.subarray(len - TAG_BYTES);
     let plain: Uint8Array | undefined;
     // The last-segment flag is part of the nonce: a segment verifies only under the flag it was
-    // sealed with, so trying "not last" first and then "last" detects truncation and extension.
-    for (const flag of [false, true]) {
+    // sealed with, so trying both detects truncation and extension. The flag tried first is the
+    // one the stream suggests (last when no byte follows), which saves decrypting twice.
+    const atEnd = await q.atEnd();
+    for (const flag of atEnd ? [true, false] : [false, true]) {
       try {
         plain = suite.aead.open(key, segmentNonce(index, flag), aad, ct, tag);
         last = flag;

@@ -349,6 +349,22 @@ export class SealPool {
   }
 
   /**
+   * Restores files in one thread from the object files of a local repository (`dir`, from
+   * Backend.directory): the thread reads them itself. Per item, null or the reason it failed;
+   * `unread` lists the items whose object file could not be opened (nothing was written for
+   * them: fetch them through the backend).
+   */
+  async restoreFrom(
+    items: RestoreItem[],
+    dir: string,
+  ): Promise<{ results: (string | null)[]; unread: number[] }> {
+    const ep = this.#pick();
+    const r = await this.#request(ep, { t: "rfiles", id: ++this.#next, items, dir });
+    if (r.t !== "restored") throw new Error(`n2s worker: unexpected answer ${r.t}`);
+    return { results: r.results, unread: r.unread ?? [] };
+  }
+
+  /**
    * Restores one file from a blob stream, a few chunks ahead of the thread that writes it.
    * Returns null or the reason it failed; an error of the stream itself is thrown.
    */

@@ -4,7 +4,7 @@
 // them (lib/workers/seal_worker.ts) and so does the main thread when no Worker can start.
 
 import { openBlob } from "../format/blob.ts";
-import { SEGMENT_DATA_MAX } from "../format/container.ts";
+import { SALT_BYTES, SEGMENT_DATA_MAX } from "../format/container.ts";
 import type { NativeAead } from "../format/native_crypto.ts";
 import type { Suite } from "../format/suite.ts";
 
@@ -128,6 +128,59 @@ export async function restoreBlob(
     if (!ok) removeQuietly(item.tmp);
   }
   finish(item);
+}
+
+/** Bytes before a container's first segment: the 8-byte preamble and the salt. */
+const SEGMENTS_START = 8 + SALT_BYTES;
+
+/**
+ * A container's bytes from `read` (which fills as much of a buffer as it can and returns the
+ * count, 0 at the end) in chunks that end on segment boundaries, read into two buffers of
+ * `size` bytes in turn. The bytes of the segment cut by a chunk's end are moved to the start
+ * of the other buffer. A reader of whole segments (openContainer) then never copies a segment
+ * that straddles two chunks, and when it asks for the next chunk it holds at most the last
+ * segment of the current one (it looks ahead to see whether a segment is the last), never
+ * anything of the chunk before: that is what lets two buffers take turns. A segment longer
+ * than a chunk (only a damaged object has one) ends the alignment: the rest comes in fresh
+ * buffers, for the reader to reject.
+ */
+export function* alignedChunks(
+  read: (into: Uint8Array) => number,
+  size = 4 << 20,
+): Generator<Uint8Array> {
+  const bufs = [new Uint8Array(size), new Uint8Array(size)];
+  let turn = 0;
+  let carry = 0;
+  let first = true;
+  while (true) {
+    const buf = bufs[turn];
+    const n = carry + read(buf.subarray(carry));
+    if (n === 0) return;
+    if (n < size) {
+      yield buf.subarray(0, n);
+      return;
+    }
+    let p = first ? SEGMENTS_START : 0;
+    first = false;
+    while (p + 4 <= n) {
+      const len = ((buf[p] << 24) | (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3]) >>> 0;
+      if (p + 4 + len > n) break;
+      p += 4 + len;
+    }
+    if (p === 0) {
+      yield buf.slice(0, n);
+      while (true) {
+        const more = new Uint8Array(size);
+        const k = read(more);
+        if (k === 0) return;
+        yield more.subarray(0, k);
+      }
+    }
+    yield buf.subarray(0, p);
+    turn ^= 1;
+    bufs[turn].set(buf.subarray(p, n));
+    carry = n - p;
+  }
 }
 
 function removeQuietly(path: string): void {

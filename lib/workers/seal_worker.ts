@@ -19,7 +19,9 @@ import {
   SMALL_FILE,
 } from "./seal_jobs.ts";
 import { DirMaker } from "../backends/local_files.ts";
-import { restoreBlob, type RestoreItem, reusingSuite } from "./restore_jobs.ts";
+import { blobKey } from "../backends/backend.ts";
+import { join } from "node:path";
+import { alignedChunks, restoreBlob, type RestoreItem, reusingSuite } from "./restore_jobs.ts";
 import { MemoryRelease } from "../perf/memory.ts";
 
 /** Bytes a Worker handles between two returns of free memory to the system. */
@@ -49,6 +51,8 @@ export type ToWorker =
   | { t: "cancel"; id: number }
   | { t: "restore"; id: number; items: RestoreItem[]; packed: Uint8Array; ends: number[] }
   | { t: "rstart"; id: number; item: RestoreItem }
+  /** Restores files from the object files of a local repository (Backend.directory). */
+  | { t: "rfiles"; id: number; items: RestoreItem[]; dir: string }
   | { t: "rdata"; id: number; data: Uint8Array }
   | { t: "rend"; id: number }
   | { t: "rabort"; id: number; message: string };
@@ -62,7 +66,14 @@ export type FromWorker =
   | { t: "seg"; id: number; parts: Uint8Array[] }
   | { t: "end"; id: number; size?: number }
   | { t: "fail"; id: number; message: string; changed: boolean; write?: boolean }
-  | { t: "restored"; id: number; results: (string | null)[]; packed?: Uint8Array }
+  | {
+    t: "restored";
+    id: number;
+    results: (string | null)[];
+    packed?: Uint8Array;
+    /** For "rfiles": the items whose object file could not be read (nothing was written). */
+    unread?: number[];
+  }
   | { t: "rack"; id: number }
   | { t: "error"; message: string };
 
@@ -88,6 +99,10 @@ interface Inbound {
 
 async function* once(data: Uint8Array): AsyncGenerator<Uint8Array> {
   yield data;
+}
+
+async function* toAsync<T>(it: Iterable<T>): AsyncGenerator<T> {
+  yield* it;
 }
 
 interface Stream {
@@ -138,6 +153,64 @@ export function serve(
     // The batch's buffer goes back to the main thread, which packs the next batch into it.
     const packed = new Uint8Array(m.packed.buffer);
     post({ t: "restored", id: m.id, results, packed }, transferList([packed]));
+  }
+
+  /**
+   * Restores files from a local repository's object files: small ones are read whole and
+   * verified before their file is created, large ones are streamed. An object file that cannot
+   * be opened is reported as unread, for the main thread to fetch through the backend.
+   */
+  async function restoreFiles(m: Extract<ToWorker, { t: "rfiles" }>): Promise<void> {
+    const results: (string | null)[] = [];
+    const unread: number[] = [];
+    const batchSuite = reusingSuite(suite!);
+    for (let k = 0; k < m.items.length; k++) {
+      const item = m.items[k];
+      let f: Deno.FsFile;
+      try {
+        f = Deno.openSync(join(m.dir, blobKey(item.blobId)), { read: true });
+      } catch {
+        results.push(null);
+        unread.push(k);
+        continue;
+      }
+      let open = true;
+      try {
+        const size = f.statSync().size;
+        if (size <= SMALL_FILE + 4096) {
+          let data = new Uint8Array(size);
+          let n = 0;
+          while (n < size) {
+            const got = f.readSync(data.subarray(n));
+            if (got === null) break;
+            n += got;
+          }
+          data = data.subarray(0, n);
+          f.close();
+          open = false;
+          release?.add(size + 2048);
+          await restoreBlob(batchSuite, master, item, once(data), true);
+        } else {
+          const file = f;
+          const readFull = (into: Uint8Array) => {
+            let n = 0;
+            while (n < into.length) {
+              const k = file.readSync(n === 0 ? into : into.subarray(n));
+              if (k === null) break;
+              n += k;
+            }
+            return n;
+          };
+          await restoreBlob(suite!, master, item, toAsync(alignedChunks(readFull)), false);
+        }
+        results.push(null);
+      } catch (e) {
+        results.push(why(e));
+      } finally {
+        if (open) f.close();
+      }
+    }
+    post({ t: "restored", id: m.id, results, unread });
   }
 
   async function restoreStream(id: number, item: RestoreItem, q: Inbound): Promise<void> {
@@ -269,6 +342,9 @@ export function serve(
         }
         case "restore":
           restore(m);
+          return;
+        case "rfiles":
+          restoreFiles(m);
           return;
         case "rstart": {
           const q: Inbound = { chunks: [], ended: false, error: null, wake: null };
