@@ -93,8 +93,9 @@ const BATCH_BYTES = 4 << 20;
 const PAGE = 200;
 /** Bytes of files handled between two returns of free memory to the system… */
 const RELEASE_BYTES = 32 << 20;
-/** …and entries walked. */
-const RELEASE_ENTRIES = 8192;
+/** …and entries walked (a full collection costs 50–80 ms once the state of 50,000 files is
+ * loaded: every 8,192 entries, that was a third of a no-change push of 50,000 files). */
+const RELEASE_ENTRIES = 65536;
 
 function stateView(index: Index, chain: ChangesetRow[], last?: ChangesetRow): PreviousState {
   const state = index.stateAt(chain);
