@@ -103,6 +103,11 @@ async function removeTrees(names: string[]): Promise<void> {
 /** Deletes what earlier runs left (work trees, ceiling files), then waits out the deletions. */
 async function clearLeftovers(): Promise<void> {
   await removeTrees(["work", "ceilings"]);
+  await waitOutDeletions();
+}
+
+/** Waits until the last deletion noted in `deleted-at` is RECENTLY_DELETED_S old. */
+async function waitOutDeletions(): Promise<void> {
   let last = 0;
   try {
     last = Date.parse(Deno.readTextFileSync(deletedAt).trim());
@@ -143,12 +148,40 @@ function makeTool(name: string, work: string): Tool {
   throw new Error(`unknown tool ${name}`);
 }
 
-for (const name of wanted) {
+/** Bytes free on the file system that holds `dir`, from df. */
+async function freeBytes(dir: string): Promise<number> {
+  const out = await new Deno.Command("df", { args: ["-B1", "--output=avail", dir] }).output();
+  const n = Number(new TextDecoder().decode(out.stdout).trim().split("\n").pop());
+  return out.success && Number.isFinite(n) ? n : Infinity;
+}
+
+for (const [k, name] of wanted.entries()) {
+  if (k > 0) {
+    // The previous dataset's repositories and restores are measured: deleting them keeps the
+    // room needed to one dataset's. Deleting slows file creation for minutes (and a mount with
+    // `discard` trims the freed blocks), which the next dataset must not pay for: that is
+    // waited out.
+    await removeTrees(["work"]);
+    await waitOutDeletions();
+  }
   const spec = specs.find((s) => s.name === name);
   if (!spec) throw new Error(`unknown dataset ${name}`);
   log(`dataset ${name}: generating if missing`);
   const info = ensureDataset(dataRoot, spec);
   infos.set(name, info);
+  // Every run keeps its repository and its restore until the report: check the room first,
+  // rather than fail halfway with nothing reported.
+  await Deno.mkdir(root, { recursive: true });
+  const need = info.bytes * 2.3 * toolNames.length * repeat;
+  const free = await freeBytes(root);
+  if (free < need) {
+    throw new Error(
+      `dataset ${name} needs about ${(need / 1e9).toFixed(1)} GB free under ${root} ` +
+        `(${toolNames.length} tools × ${repeat} repeats, each keeping its repository and ` +
+        `restore until the report); ${(free / 1e9).toFixed(1)} GB are free. Free some space, ` +
+        `or measure fewer --datasets, --tools or --repeat.`,
+    );
+  }
   for (let r = 0; r < repeat; r++) {
     for (const toolName of toolNames) {
       const work = join(root, "work", `${toolName}-${name}-${r + 1}`);
