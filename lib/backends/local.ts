@@ -100,6 +100,7 @@ export class LocalBackend implements Backend {
         writer = new ObjectFileWriter(this.root, key, this.#dirs);
         for await (const piece of body.open()) {
           for (const p of Array.isArray(piece) ? piece : [piece]) writer.write(p);
+          await writer.pace();
         }
         size = await writer.commit();
         writer = null;

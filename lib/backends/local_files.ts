@@ -88,6 +88,16 @@ export class ObjectFileWriter {
     }
   }
 
+  /**
+   * Waits for the running write-back when another WRITEBACK_BYTES were written since it began.
+   * That bounds a large object's unwritten pages, so the disk works while the object is still
+   * being produced rather than all at the final flush, and it lets the next write-back start in
+   * a thread that would otherwise not return to its event loop before the object is done.
+   */
+  async pace(): Promise<void> {
+    if (this.#syncing !== null && this.#sinceSync >= WRITEBACK_BYTES) await this.#syncing;
+  }
+
   /** Closes the temporary file and renames it over the object's name. */
   async commit(): Promise<number> {
     await this.#syncing;

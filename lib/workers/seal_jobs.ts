@@ -313,6 +313,7 @@ export async function sealLargeTo(
   try {
     for await (const parts of sealLarge(suite, master, root, header, compressLevel, buf, true)) {
       for (const p of parts) w.write(p);
+      await w.pace();
     }
     return await w.commit();
   } catch (e) {
