@@ -156,9 +156,9 @@ async function freeBytes(dir: string): Promise<number> {
 }
 
 for (const [k, name] of wanted.entries()) {
-  if (k > 0) {
+  if (k > 0 && !quick) {
     // The previous dataset's repositories and restores are measured: deleting them keeps the
-    // room needed to one dataset's. Deleting slows file creation for minutes (and a mount with
+    // room needed to one dataset's (the quick datasets are small enough to keep). Deleting slows file creation for minutes (and a mount with
     // `discard` trims the freed blocks), which the next dataset must not pay for: that is
     // waited out.
     await removeTrees(["work"]);
