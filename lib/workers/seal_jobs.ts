@@ -14,7 +14,7 @@ import {
 } from "../format/container.ts";
 import type { NativeAead } from "../format/native_crypto.ts";
 import { blobKey } from "../backends/backend.ts";
-import { type DirMaker, ObjectFileWriter, putFileSync } from "../backends/local_files.ts";
+import { type DirMaker, ObjectFileWriter } from "../backends/local_files.ts";
 import { CODEC_STORED, CODEC_ZSTD, type Suite } from "../format/suite.ts";
 
 /** Files up to this size are read whole and sealed from memory in one body segment. */
@@ -320,22 +320,6 @@ export async function sealLargeTo(
     await w.abort();
     throw e;
   }
-}
-
-/** Seals a small file (see sealSmall) straight into a local repository; returns its size. */
-export function sealSmallTo(
-  suite: Suite,
-  master: Uint8Array,
-  blobId: string,
-  header: BlobHeader,
-  bytes: Uint8Array,
-  compressLevel: number | undefined,
-  dir: string,
-  dirs: DirMaker,
-): number {
-  const object = sealSmall(suite, master, blobId, header, bytes, compressLevel);
-  putFileSync(dir, blobKey(blobId), object, dirs);
-  return object.length;
 }
 
 const STORED_BYTE = Uint8Array.of(CODEC_STORED);
