@@ -149,6 +149,19 @@ Deno.test("an incremental ZFS push reads .zfs/snapshot and follows recorded zfs 
   }
 });
 
+/** Whether a zfs-fuse process runs (read from /proc: procps may not be installed). */
+function zfsFuseRunning(): boolean {
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      if (Deno.readTextFileSync(`/proc/${e.name}/comm`).trim() === "zfs-fuse") return true;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return false;
+}
+
 /**
  * Makes sure a zfs-fuse daemon answers. One may already run (Debian's package starts one when it
  * is installed), be starting, or have died and left its pid file behind, which makes a new
@@ -160,28 +173,28 @@ async function ensureZfsFuse(): Promise<void> {
   const ok = async () =>
     (await new Deno.Command("zpool", { args: ["list"], stdout: "null", stderr: "null" }).output())
       .code === 0;
-  const waitOk = async (ms: number) => {
-    for (const end = Date.now() + ms; Date.now() < end;) {
-      if (await ok()) return true;
-      await new Promise((r) => setTimeout(r, 200));
+  // Within 30 s: wait for a daemon that runs (it may be starting, or a killed one may still be
+  // going away), and start one, at most every 2 s, whenever none runs.
+  let last: Deno.CommandOutput | null = null;
+  let lastStart = 0;
+  for (const end = Date.now() + 30_000; Date.now() < end;) {
+    if (await ok()) return;
+    if (!zfsFuseRunning() && Date.now() - lastStart >= 2000) {
+      await Deno.remove(pidFile).catch(() => {});
+      lastStart = Date.now();
+      last = await new Deno.Command("/usr/sbin/zfs-fuse", {
+        args: ["--pidfile", pidFile],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
     }
-    return false;
-  };
-  if (await ok()) return;
-  const running = (await new Deno.Command("pgrep", { args: ["-x", "zfs-fuse"], stdout: "null" })
-    .output()).code === 0;
-  if (running && await waitOk(10_000)) return;
-  if (!running) await Deno.remove(pidFile).catch(() => {});
-  const start = await new Deno.Command("/usr/sbin/zfs-fuse", {
-    args: ["--pidfile", pidFile],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (await waitOk(10_000)) return;
-  const said = new TextDecoder().decode(start.stderr).trim();
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const said = last ? new TextDecoder().decode(last.stderr).trim() : "";
   throw new Error(
-    `zfs-fuse did not start (exit ${start.code}${said ? `: ${said}` : ""}); ` +
-      `check /dev/fuse and ${pidFile}`,
+    `zfs-fuse did not answer within 30 s (${
+      last ? `last start: exit ${last.code}${said ? `, ${said}` : ""}` : "a daemon runs"
+    }); check /dev/fuse and ${pidFile}`,
   );
 }
 
