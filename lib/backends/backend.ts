@@ -115,6 +115,17 @@ export function errorKind(e: unknown): ErrorKind {
   return "transient";
 }
 
+/** Rejects keys that could leave a backend's root (every backend checks its keys with it). */
+export function checkKey(backend: string, key: string): void {
+  if (
+    key === "" || key.startsWith("/") ||
+    key.split("/").some((c) => c === "" || c === "." || c === "..") ||
+    key.includes("\0")
+  ) {
+    throw new BackendError("permanent", backend, `invalid object key: ${JSON.stringify(key)}`);
+  }
+}
+
 /** Key of a blob in the fan-out layout: blobs/<first two hex digits>/<blob_id>. */
 export function blobKey(blobId: string): string {
   return `blobs/${blobId.slice(0, 2)}/${blobId}`;

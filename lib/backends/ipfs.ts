@@ -43,10 +43,10 @@ import {
   BackendError,
   type Body,
   BodyError,
+  checkKey,
   NotFoundError,
   type ObjectInfo,
 } from "./backend.ts";
-import { checkKey } from "./local.ts";
 
 /** Server-side timeout of calls that answer at once (metadata, moves, pins of small DAGs). */
 const CALL_TIMEOUT_S = 30;

@@ -10,22 +10,12 @@ import {
   BackendError,
   type Body,
   BodyError,
+  checkKey,
   NotFoundError,
   type ObjectInfo,
 } from "./backend.ts";
 
 const GET_CHUNK = 4 << 20;
-
-/** Rejects keys that could leave the backend root. */
-export function checkKey(backend: string, key: string): void {
-  if (
-    key === "" || key.startsWith("/") ||
-    key.split("/").some((c) => c === "" || c === "." || c === "..") ||
-    key.includes("\0")
-  ) {
-    throw new BackendError("permanent", backend, `invalid object key: ${JSON.stringify(key)}`);
-  }
-}
 
 function classify(name: string, e: unknown, what: string): BackendError {
   if (e instanceof BackendError) return e;

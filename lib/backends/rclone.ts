@@ -43,10 +43,10 @@ import {
   BackendError,
   type Body,
   BodyError,
+  checkKey,
   NotFoundError,
   type ObjectInfo,
 } from "./backend.ts";
-import { checkKey } from "./local.ts";
 
 /** The folder (under the remote's root) that holds uploads until they are moved to their key. */
 export const TEMP_DIR = ".n2s-tmp";

@@ -41,11 +41,11 @@ import {
   BackendError,
   type Body,
   BodyError,
+  checkKey,
   NotFoundError,
   type ObjectInfo,
 } from "./backend.ts";
 import { concat } from "../format/bytes.ts";
-import { checkKey } from "./local.ts";
 import {
   canonicalQuery,
   type Credentials,

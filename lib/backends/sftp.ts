@@ -33,11 +33,11 @@ import {
   type Backend,
   BackendError,
   type Body,
+  checkKey,
   type ErrorKind,
   NotFoundError,
   type ObjectInfo,
 } from "./backend.ts";
-import { checkKey } from "./local.ts";
 
 const TMP_DIR = ".n2s-tmp";
 /** Largest piece of a put body sent as one command. */
