@@ -31,22 +31,10 @@ export { btrfsClient, type BtrfsOptions } from "./lib/clients/btrfs.ts";
 export { type ZfsClient, zfsClient, type ZfsOptions } from "./lib/clients/zfs.ts";
 export { type DsgClient, dsgClient, type DsgOptions } from "./lib/clients/dsg.ts";
 export { type Runner, systemRunner } from "./lib/clients/runner.ts";
-export {
-  type EntryProblem,
-  push,
-  type PushOptions,
-  type PushProgress,
-  type PushResult,
-  resume,
-} from "./lib/push.ts";
-export {
-  type PullOptions,
-  type PullResult,
-  restoreState,
-  type StateEntry,
-  stateFromIndex,
-  stateFromManifests,
-} from "./lib/pull.ts";
+export type { EntryProblem, PushOptions, PushProgress, PushResult } from "./lib/push/types.ts";
+export { push, resume } from "./lib/push/push.ts";
+export { type PullOptions, type PullResult, restoreState } from "./lib/pull/restore.ts";
+export { type StateEntry, stateFromIndex, stateFromManifests } from "./lib/pull/state.ts";
 export {
   initRepository,
   listKeyFiles,
@@ -54,7 +42,7 @@ export {
   readConfig,
   Repository,
   type RepositoryConfig,
-} from "./lib/repository.ts";
+} from "./lib/repository/repository.ts";
 export {
   type Backend,
   BackendError,

@@ -1,10 +1,11 @@
 // Key management: several key files may wrap one master key (one per passphrase). Adding,
 // listing, removing, changing a passphrase and exporting a key file for safekeeping.
 
-import { bytesBody, keyFileKey, NotFoundError, readAll } from "./backends/backend.ts";
+import { bytesBody, NotFoundError, readAll } from "./backends/backend.ts";
 import { toHex, utf8 } from "./format/bytes.ts";
 import { type KeyFile, parseKeyFile, wrapMasterKey } from "./format/keyfile.ts";
-import { listKeyFiles, type Repository } from "./repository.ts";
+import { keyFileKey } from "./repository/layout.ts";
+import { listKeyFiles, type Repository } from "./repository/repository.ts";
 
 /** Options for a new key file. */
 export interface NewKeyOptions {

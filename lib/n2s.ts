@@ -16,9 +16,12 @@ import {
   readConfig,
   type Repository,
   type RepositoryConfig,
-} from "./repository.ts";
-import { push, type PushOptions, type PushResult, resume } from "./push.ts";
-import { type PullResult, restoreState, stateFromIndex, stateFromManifests } from "./pull.ts";
+} from "./repository/repository.ts";
+import { push, resume } from "./push/push.ts";
+import type { PushOptions, PushResult } from "./push/types.ts";
+import { type PullResult, restoreState } from "./pull/restore.ts";
+import { stateFromIndex, stateFromManifests } from "./pull/state.ts";
+import { listManifests } from "./repository/manifest.ts";
 import { defaultIndexPath } from "./paths.ts";
 import { RECOVERY_PAGE_HTML, RECOVERY_PAGE_KEY } from "./recovery_page/page.ts";
 
@@ -193,7 +196,6 @@ export class N2S {
     } else {
       // No index (a fresh machine), or an index that never saw this changeset (pushed from
       // another machine): the manifests in the repository are enough.
-      const { listManifests } = await import("./manifest.ts");
       const all = (await listManifests(repo)).filter((m) => m.startsWith(changeset.toUpperCase()));
       if (all.length !== 1) {
         throw new Error(

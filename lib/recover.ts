@@ -1,26 +1,42 @@
 // Disaster recovery: rebuild the index from the repository and a key (manifests first, then the
-// headers of blobs that no manifest names), and restore loose blob files with a key file alone.
+// blobs that no manifest names, loose or in packs), and restore blob and pack files with a key
+// file alone.
 
 import { basename } from "node:path";
-import { type Backend, blobKey, NotFoundError, type ObjectInfo } from "./backends/backend.ts";
+import {
+  type Backend,
+  type ByteRange,
+  NotFoundError,
+  type ObjectInfo,
+} from "./backends/backend.ts";
 import { type BlobHeader, openBlob } from "./format/blob.ts";
-import { isHex256 } from "./format/ids.ts";
+import { isHex256, type RepoKeys, repoKeys } from "./format/ids.ts";
 import type { KeyFile } from "./format/keyfile.ts";
+import { findPackEntries, isPack, type PackEntry } from "./format/pack.ts";
 import type { Suite } from "./format/suite.ts";
+import { pathMatcher } from "./glob.ts";
 import { Index, isoNow } from "./index/sqlite.ts";
 import type { ChangesetRow, FileRow } from "./index/types.ts";
+import { type PullResult, restoreState } from "./pull/restore.ts";
+import type { StateEntry } from "./pull/state.ts";
+import { blobKey, packKey } from "./repository/layout.ts";
 import {
+  entryLocation,
   listManifests,
   type ManifestEntry,
   type ManifestHeader,
   readManifest,
-} from "./manifest.ts";
-import { type PullResult, restoreState, type StateEntry } from "./pull.ts";
-import { Repository } from "./repository.ts";
+} from "./repository/manifest.ts";
+import {
+  type BlobLocation,
+  DEFAULT_PACK_SIZE,
+  DEFAULT_PACK_THRESHOLD,
+  Repository,
+} from "./repository/repository.ts";
 
 /** A problem met during recovery: an object that could not be read or verified. */
 export interface RecoveryProblem {
-  /** The object key ("changesets/…", "blobs/…") or file. */
+  /** The object key ("changesets/…", "blobs/…", "packs/…") or file. */
   object: string;
   message: string;
 }
@@ -43,20 +59,70 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 /** Reads and verifies the header segment of a blob (the body is not read). */
 export async function readBlobHeader(
   suite: Suite,
-  master: Uint8Array,
+  keys: RepoKeys,
   blobId: string,
   source: AsyncIterable<Uint8Array>,
 ): Promise<BlobHeader> {
-  for await (const part of openBlob(suite, master, blobId, source)) {
+  for await (const part of openBlob(suite, keys, blobId, source)) {
     if ("header" in part) return part.header;
   }
   throw new Error(`blob ${blobId}: no header`);
 }
 
+/** Opens a whole blob held in memory; returns its header when every check passes. */
+export async function verifyBlob(
+  suite: Suite,
+  keys: RepoKeys,
+  blobId: string,
+  container: Uint8Array,
+): Promise<BlobHeader> {
+  let header: BlobHeader | undefined;
+  for await (const part of openBlob(suite, keys, blobId, once(container))) {
+    if ("header" in part) header = part.header;
+  }
+  return header!;
+}
+
+async function* once(data: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield data;
+}
+
+/** A blob found in storage that no manifest names, with where it lies. */
+interface OrphanBlob {
+  blobId: string;
+  header: BlobHeader;
+  loc: BlobLocation;
+  info: ObjectInfo;
+}
+
+/**
+ * The blobs of a pack held in memory that open and verify in full; entries that do not are
+ * reported (a damaged entry never hides the others).
+ */
+export async function intactEntries(
+  suite: Suite,
+  keys: RepoKeys,
+  pack: Uint8Array,
+  what: string,
+  problems: RecoveryProblem[],
+): Promise<{ entry: PackEntry; header: BlobHeader }[]> {
+  const out: { entry: PackEntry; header: BlobHeader }[] = [];
+  for (const entry of findPackEntries(pack)) {
+    try {
+      const container = pack.subarray(entry.offset, entry.offset + entry.length);
+      out.push({ entry, header: await verifyBlob(suite, keys, entry.blobId, container) });
+    } catch (e) {
+      problems.push({ object: what, message: `entry at offset ${entry.offset}: ${message(e)}` });
+    }
+  }
+  return out;
+}
+
 /**
  * Fills an empty index from the repository: every changeset manifest (verified, chain digests
- * included), then the header of every blob that no manifest names (a push that never
- * completed), recorded as a failed changeset so that its blobs are never uploaded again.
+ * included), then every blob that no manifest names (a push that never completed): loose blobs
+ * by their header, packs that no manifest names entry by entry. Those are recorded as a failed
+ * changeset, so that their blobs are never uploaded again.
  */
 export async function rebuildIndex(
   repo: Repository,
@@ -72,10 +138,9 @@ export async function rebuildIndex(
     problems: [],
   };
   const blobs = new Map<string, ObjectInfo>();
-  for await (const o of repo.backend.list("blobs/")) {
-    const id = o.key.slice(o.key.lastIndexOf("/") + 1);
-    if (isHex256(id)) blobs.set(id, o);
-  }
+  for await (const o of repo.listBlobs()) blobs.set(o.id, o);
+  const packs = new Map<string, ObjectInfo>();
+  for await (const o of repo.listPacks()) packs.set(o.id, o);
   const manifests: { header: ManifestHeader; entries: ManifestEntry[] }[] = [];
   for (const id of await listManifests(repo)) {
     try {
@@ -85,23 +150,65 @@ export async function rebuildIndex(
     }
   }
   const named = new Set<string>();
+  const namedPacks = new Set<string>();
   for (const m of manifests) {
-    for (const e of m.entries) if (e.blob_id) named.add(e.blob_id);
+    for (const e of m.entries) {
+      if (e.blob_id) named.add(e.blob_id);
+      if (e.pack) namedPacks.add(e.pack);
+    }
   }
-  const orphans = [...blobs.keys()].filter((id) => !named.has(id)).sort();
-  const headers = new Map<string, BlobHeader>();
-  let next = 0;
-  let done = 0;
-  const worker = async () => {
-    while (next < orphans.length) {
-      const id = orphans[next++];
+  // Work on orphans: loose blobs read by their header, packs read whole.
+  const jobs: (() => Promise<void>)[] = [];
+  const orphans = new Map<string, OrphanBlob>();
+  for (const [id, info] of [...blobs].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (named.has(id)) continue;
+    jobs.push(async () => {
       try {
-        const stream = await repo.backend.get(blobKey(id));
-        headers.set(id, await readBlobHeader(repo.suite, repo.master, id, stream));
+        const header = await readBlobHeader(
+          repo.suite,
+          repo.keys,
+          id,
+          await repo.readBlob(id, { pack: null }),
+        );
+        if (!orphans.has(id)) orphans.set(id, { blobId: id, header, loc: { pack: null }, info });
       } catch (e) {
         result.problems.push({ object: blobKey(id), message: message(e) });
       }
-      opts.onProgress?.(++done, orphans.length);
+    });
+  }
+  for (const [id, info] of [...packs].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (namedPacks.has(id)) continue;
+    jobs.push(async () => {
+      try {
+        const bytes = await repo.readPack(id);
+        for (
+          const { entry, header } of await intactEntries(
+            repo.suite,
+            repo.keys,
+            bytes,
+            packKey(id),
+            result.problems,
+          )
+        ) {
+          if (named.has(entry.blobId) || orphans.has(entry.blobId)) continue;
+          orphans.set(entry.blobId, {
+            blobId: entry.blobId,
+            header,
+            loc: { pack: id, offset: entry.offset, length: entry.length },
+            info,
+          });
+        }
+      } catch (e) {
+        result.problems.push({ object: packKey(id), message: message(e) });
+      }
+    });
+  }
+  let next = 0;
+  let done = 0;
+  const worker = async () => {
+    while (next < jobs.length) {
+      await jobs[next++]();
+      opts.onProgress?.(++done, jobs.length);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 8) }, worker));
@@ -137,7 +244,10 @@ export async function rebuildIndex(
           }
           seen.add(e.blob_id);
         }
-        const stored = e.blob_id ? blobs.get(e.blob_id) : undefined;
+        const loc = e.action === "write" ? entryLocation(e) : { pack: null };
+        const stored = e.blob_id
+          ? (loc.pack === null ? blobs.get(e.blob_id) : packs.get(loc.pack))
+          : undefined;
         index.insertFile({
           changeset: h.id,
           path: e.path,
@@ -153,8 +263,11 @@ export async function rebuildIndex(
           started: null,
           // Manifests record when each blob was confirmed; other entries take the commit time.
           confirmed: e.confirmed ?? h.completed,
-          stored_size: stored?.size ?? null,
+          stored_size: loc.pack === null ? stored?.size ?? null : loc.length,
           ref: stored?.ref ?? null,
+          pack: loc.pack,
+          pack_offset: loc.pack === null ? null : loc.offset,
+          pack_length: loc.pack === null ? null : loc.length,
           error: null,
         });
         result.files++;
@@ -163,31 +276,33 @@ export async function rebuildIndex(
       result.changesets++;
     }
     const complete = new Set(manifests.map((m) => m.header.id));
-    const byChangeset = new Map<string, [string, BlobHeader][]>();
-    for (const [id, bh] of headers) {
-      if (complete.has(bh.changeset)) {
+    const byChangeset = new Map<string, OrphanBlob[]>();
+    for (const o of orphans.values()) {
+      const where = o.loc.pack === null ? blobKey(o.blobId) : packKey(o.loc.pack);
+      if (complete.has(o.header.changeset)) {
         result.problems.push({
-          object: blobKey(id),
-          message: `blob of ${bh.path} names changeset ${bh.changeset}, whose manifest omits it`,
+          object: where,
+          message:
+            `blob of ${o.header.path} names changeset ${o.header.changeset}, whose manifest omits it`,
         });
         continue;
       }
-      const list = byChangeset.get(bh.changeset) ?? [];
-      list.push([id, bh]);
-      byChangeset.set(bh.changeset, list);
+      const list = byChangeset.get(o.header.changeset) ?? [];
+      list.push(o);
+      byChangeset.set(o.header.changeset, list);
     }
     for (const [cs, list] of [...byChangeset].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const created = list.map(([, b]) => b.created).sort()[0] ?? isoNow();
+      const created = list.map((o) => o.header.created).sort()[0] ?? isoNow();
       const row: ChangesetRow = {
         id: cs,
         name: null,
-        source: list[0][1].source,
+        source: list[0].header.source,
         client: "unknown",
         root: null,
         parent: null,
         status: "failed",
         files_planned: list.length,
-        bytes_planned: list.reduce((a, [, b]) => a + b.size, 0),
+        bytes_planned: list.reduce((a, o) => a + o.header.size, 0),
         files_uploaded: 0,
         bytes_uploaded: 0,
         created,
@@ -198,23 +313,31 @@ export async function rebuildIndex(
         info: null,
       };
       index.insertChangeset(row);
-      for (const [id, bh] of list) {
+      const paths = new Set<string>();
+      for (const o of list.sort((a, b) => (a.header.created < b.header.created ? 1 : -1))) {
+        // Two blobs of one path in one unfinished push (it was retried): the newest is kept.
+        if (paths.has(o.header.path)) continue;
+        paths.add(o.header.path);
+        const packed = o.loc.pack !== null;
         index.insertFile({
           changeset: cs,
-          path: bh.path,
+          path: o.header.path,
           action: "write",
-          file_hash: bh.file_hash,
-          blob_id: id,
-          size: bh.size,
-          mtime: bh.mtime,
-          mode: bh.mode,
+          file_hash: o.header.file_hash,
+          blob_id: o.blobId,
+          size: o.header.size,
+          mtime: o.header.mtime,
+          mode: o.header.mode,
           inode: null,
           target: null,
           status: "confirmed",
           started: null,
-          confirmed: bh.created,
-          stored_size: blobs.get(id)?.size ?? null,
-          ref: blobs.get(id)?.ref ?? null,
+          confirmed: o.header.created,
+          stored_size: o.loc.pack === null ? o.info.size : o.loc.length,
+          ref: o.info.ref ?? null,
+          pack: o.loc.pack,
+          pack_offset: packed ? (o.loc as { offset: number }).offset : null,
+          pack_length: packed ? (o.loc as { length: number }).length : null,
           error: null,
         });
         result.orphanBlobs++;
@@ -295,26 +418,40 @@ async function removeIndexFiles(path: string, sidecarsOnly = false): Promise<voi
   }
 }
 
-/** Loose blob files read as a backend: blobs/<aa>/<id> maps to the file named <id>. */
-class BlobFilesBackend implements Backend {
-  readonly name = "blob files";
+/** Files read as a read-only backend: each object key maps to one file, ranges included. */
+class FileObjects implements Backend {
+  readonly name = "blob and pack files";
   constructor(private readonly files: Map<string, string>) {}
 
-  // deno-lint-ignore require-await
-  async get(key: string): Promise<AsyncIterable<Uint8Array>> {
-    const file = this.files.get(key.slice(key.lastIndexOf("/") + 1));
+  async get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>> {
+    const file = this.files.get(key);
     if (file === undefined) throw new NotFoundError(this.name, key);
-    return readFileChunks(file);
+    const f = await Deno.open(file, { read: true });
+    return (async function* () {
+      try {
+        let left = range ? range.length : Infinity;
+        if (range) await f.seek(range.offset, Deno.SeekMode.Start);
+        while (left > 0) {
+          const buf = new Uint8Array(Math.min(4 << 20, left));
+          const n = await f.read(buf);
+          if (n === null) return;
+          left -= n;
+          yield buf.subarray(0, n);
+        }
+      } finally {
+        f.close();
+      }
+    })();
   }
   stat(): Promise<ObjectInfo | null> {
     return Promise.resolve(null);
   }
   async *list(): AsyncIterable<ObjectInfo> {}
   put(): Promise<ObjectInfo> {
-    return Promise.reject(new Error("blob files are read only"));
+    return Promise.reject(new Error("blob and pack files are read only"));
   }
   delete(): Promise<void> {
-    return Promise.reject(new Error("blob files are read only"));
+    return Promise.reject(new Error("blob and pack files are read only"));
   }
   flush(): Promise<void> {
     return Promise.resolve();
@@ -324,46 +461,85 @@ class BlobFilesBackend implements Backend {
   }
 }
 
-async function* readFileChunks(path: string): AsyncGenerator<Uint8Array> {
-  using f = await Deno.open(path, { read: true });
-  while (true) {
-    const buf = new Uint8Array(4 << 20);
-    const n = await f.read(buf);
-    if (n === null) return;
-    yield buf.subarray(0, n);
-  }
-}
-
-/** The blob id a blob file's name gives, or an error that says why there is none. */
+/** The blob id a loose blob file's name gives, or an error that says why there is none. */
 export function blobIdFromFileName(file: string): string {
   const name = basename(file).toLowerCase();
   if (!isHex256(name)) {
     throw new Error(
       `the file name ${
         basename(file)
-      } is not a blob id. A blob's id is authenticated with its content, ` +
-        `so the file must keep the name it had under blobs/ (64 hex digits); rename it back`,
+      } is not a blob id. A loose blob's id is authenticated with its content, ` +
+        `so the file must keep the name it had under blobs/ (64 hex digits); rename it back ` +
+        `(pack files, from packs/, may have any name)`,
     );
   }
   return name;
 }
 
-/** One blob file and what its header says (or why it could not be read). */
+/** One blob in the given files (a loose blob file, or an entry of a pack file). */
 export type BlobFileInfo =
-  | { file: string; blobId: string; header: BlobHeader }
+  | {
+    file: string;
+    blobId: string;
+    header: BlobHeader;
+    /** Where the blob's container lies in the file when the file is a pack. */
+    offset?: number;
+    length?: number;
+  }
   | { file: string; error: string };
 
-/** Reads and verifies the header of each blob file (content is not read). */
+async function startsAsPack(file: string): Promise<boolean> {
+  using f = await Deno.open(file, { read: true });
+  const head = new Uint8Array(8);
+  let n = 0;
+  while (n < 8) {
+    const k = await f.read(head.subarray(n));
+    if (k === null) break;
+    n += k;
+  }
+  return isPack(head.subarray(0, n));
+}
+
+/**
+ * Reads and verifies what each file holds: a loose blob file's header (content not read), or
+ * every entry of a pack file (each verified in full; a damaged entry is reported and the others
+ * are still listed).
+ */
 export async function inspectBlobFiles(
   suite: Suite,
   master: Uint8Array,
   files: string[],
 ): Promise<BlobFileInfo[]> {
+  const keys = repoKeys(suite, master);
   const out: BlobFileInfo[] = [];
   for (const file of files) {
     try {
+      if (await startsAsPack(file)) {
+        const problems: RecoveryProblem[] = [];
+        const bytes = await Deno.readFile(file);
+        const found = await intactEntries(suite, keys, bytes, file, problems);
+        for (const { entry, header } of found) {
+          out.push({
+            file,
+            blobId: entry.blobId,
+            header,
+            offset: entry.offset,
+            length: entry.length,
+          });
+        }
+        for (const p of problems) out.push({ file, error: `${p.object}: ${p.message}` });
+        if (found.length === 0 && problems.length === 0) {
+          out.push({ file, error: `${file}: a pack with no entry that n2s can find` });
+        }
+        continue;
+      }
       const blobId = blobIdFromFileName(file);
-      const header = await readBlobHeader(suite, master, blobId, readFileChunks(file));
+      const header = await readBlobHeader(
+        suite,
+        keys,
+        blobId,
+        await new FileObjects(new Map([[blobKey(blobId), file]])).get(blobKey(blobId)),
+      );
       out.push({ file, blobId, header });
     } catch (e) {
       out.push({ file, error: message(e) });
@@ -373,10 +549,11 @@ export async function inspectBlobFiles(
 }
 
 /**
- * Restores loose blob files (copied off any storage) under `target`, each at the path its header
- * names, with only the key file's master key: no repository, index or configuration. Every blob
- * is verified in full before its file appears; failures are reported per file. When several
- * versions of one path are given, the newest is restored and the others are listed as skipped.
+ * Restores blob files and pack files (copied off any storage) under `target`, each blob at the
+ * path its header names, with only the key file's master key: no repository, index or
+ * configuration. Every blob is verified in full before its file appears; failures are reported
+ * per file. When several versions of one path are given, the newest is restored and the others
+ * are listed as skipped. `patterns` (globs) choose which paths to restore.
  */
 export async function decryptBlobFiles(
   suite: Suite,
@@ -384,19 +561,23 @@ export async function decryptBlobFiles(
   keyFile: KeyFile,
   files: string[],
   target: string,
+  opts: { patterns?: string[] } = {},
 ): Promise<PullResult & { skipped: { file: string; path: string }[] }> {
   const infos = await inspectBlobFiles(suite, master, files);
-  const byId = new Map<string, string>();
+  const match = pathMatcher(opts.patterns ?? []);
+  const objects = new Map<string, string>();
+  const packIds = new Map<string, string>();
   const entries: StateEntry[] = [];
   const problems: { path: string; message: string }[] = [];
   // Several versions of one path: the newest (by modification time, then sealing time) wins.
-  const newest = new Map<string, { blobId: string; file: string; header: BlobHeader }>();
+  const newest = new Map<string, Extract<BlobFileInfo, { header: BlobHeader }>>();
   const skipped: { file: string; path: string }[] = [];
   for (const i of infos) {
     if ("error" in i) {
       problems.push({ path: i.file, message: i.error });
       continue;
     }
+    if (!match(i.header.path)) continue;
     const had = newest.get(i.header.path);
     const newer = !had || i.header.mtime > had.header.mtime ||
       (i.header.mtime === had.header.mtime && i.header.created > had.header.created);
@@ -407,9 +588,8 @@ export async function decryptBlobFiles(
     }
   }
   for (const i of newest.values()) {
-    byId.set(i.blobId, i.file);
     const h = i.header;
-    entries.push({
+    const e: StateEntry = {
       path: h.path,
       action: "write",
       file_hash: h.file_hash,
@@ -417,11 +597,33 @@ export async function decryptBlobFiles(
       size: h.size,
       mtime: h.mtime,
       mode: h.mode,
-    });
+    };
+    if (i.offset !== undefined) {
+      // Each pack file gets an id of its own for the restore to read it by.
+      let id = packIds.get(i.file);
+      if (id === undefined) {
+        id = String(packIds.size).padStart(32, "0");
+        packIds.set(i.file, id);
+        objects.set(packKey(id), i.file);
+      }
+      e.pack = id;
+      e.offset = i.offset;
+      e.length = i.length;
+    } else {
+      objects.set(blobKey(i.blobId), i.file);
+    }
+    entries.push(e);
   }
   const repo = new Repository(
-    new BlobFilesBackend(byId),
-    { n2s_repository: 1, id: keyFile.repository, format: 1, created: keyFile.created },
+    new FileObjects(objects),
+    {
+      n2s_repository: 1,
+      id: keyFile.repository,
+      format: 2,
+      created: keyFile.created,
+      pack_size: DEFAULT_PACK_SIZE,
+      pack_threshold: DEFAULT_PACK_THRESHOLD,
+    },
     master,
     suite,
     keyFile.id,

@@ -1,11 +1,13 @@
-// Prints the test vectors of docs/FORMAT.md: a blob sealed with a fixed master key and salt.
+// Prints the test vectors of docs/FORMAT.md: a blob sealed with a fixed master key and salt, and
+// a pack holding it.
 // usage: deno run -A scripts/format_vectors.ts
 
 import { denoSuite } from "../lib/crypto_deno.ts";
 import { type BlobHeader, sealBlob, type SealResult } from "../lib/format/blob.ts";
 import { concat, fromHex, toHex, utf8 } from "../lib/format/bytes.ts";
-import { blobIdFor } from "../lib/format/ids.ts";
+import { blobIdFor, ID_KEY_CONTEXT, repoKeys } from "../lib/format/ids.ts";
 import { containerKey, KEY_CONTEXT } from "../lib/format/container.ts";
+import { entryFrame, PACK_PREAMBLE } from "../lib/format/pack.ts";
 
 /** The fixed inputs of the vectors. */
 export const VECTOR_INPUT = {
@@ -22,9 +24,10 @@ export async function formatVectors(): Promise<Record<string, string>> {
   const h = suite.newHasher();
   h.update(content);
   const fileHash = toHex(h.digest());
-  const blobId = blobIdFor(suite, VECTOR_INPUT.path, fileHash);
+  const keys = repoKeys(suite, fromHex(VECTOR_INPUT.master));
+  const blobId = blobIdFor(suite, keys.idKey, VECTOR_INPUT.path, fileHash);
   const header: BlobHeader = {
-    v: 1,
+    v: 2,
     path: VECTOR_INPUT.path,
     file_hash: fileHash,
     size: content.length,
@@ -46,7 +49,7 @@ export async function formatVectors(): Promise<Record<string, string>> {
   const parts: Uint8Array[] = [];
   const res: SealResult = { fileHash: "", size: 0 };
   for await (
-    const seg of sealBlob(suite, fromHex(VECTOR_INPUT.master), header, reader, res, {
+    const seg of sealBlob(suite, keys, header, reader, res, {
       salt: fromHex(VECTOR_INPUT.salt),
       compressLevel: 0,
     })
@@ -58,13 +61,18 @@ export async function formatVectors(): Promise<Record<string, string>> {
     fromHex(blobId),
     fromHex(VECTOR_INPUT.salt),
   );
+  const blob = concat(parts);
+  const pack = concat([PACK_PREAMBLE, entryFrame(blobId, blob.length), blob]);
   return {
     file_hash: fileHash,
+    id_key_context: ID_KEY_CONTEXT,
+    id_key: toHex(keys.idKey),
     blob_id: blobId,
     blob_key_context: KEY_CONTEXT.blob,
     blob_key: toHex(key),
     header_json: JSON.stringify(header),
-    blob_hex: toHex(concat(parts)),
+    blob_hex: toHex(blob),
+    pack_hex: toHex(pack),
   };
 }
 

@@ -9,7 +9,7 @@ import { parseKeyFile, unwrapMasterKey } from "../format/keyfile.ts";
 import { addKey, changePassphrase, findKey, keyFileBytes, removeKey } from "../keys.ts";
 import { defaultIndexPath } from "../paths.ts";
 import { decryptBlobFiles, inspectBlobFiles, rebuildIndexFile } from "../recover.ts";
-import { listKeyFiles, openRepository, readConfig, type Repository } from "../repository.ts";
+import { listKeyFiles, openRepository, readConfig, type Repository } from "../repository/repository.ts";
 import { RECOVERY_PAGE_HTML } from "../recovery_page/page.ts";
 import {
   type Command,
@@ -101,14 +101,15 @@ const recover: Command = {
 };
 
 const decryptBlob: Command = {
-  summary: "restore blob files with a key file alone (no repository, no index)",
-  usage: "n2s decrypt-blob FILE... --key-file KEY [--target-path DIR] [--list] " +
-    "[--passphrase-file FILE] [--json]",
+  summary: "restore blob and pack files with a key file alone (no repository, no index)",
+  usage: "n2s decrypt-blob FILE... --key-file KEY [--target-path DIR] [--path GLOB]... " +
+    "[--list] [--passphrase-file FILE] [--json]",
   async run(args) {
     const { values, positionals } = parse(args, {
       "key-file": { type: "string" },
       "target-path": { type: "string" },
       "passphrase-file": { type: "string" },
+      path: { type: "string", multiple: true },
       list: { type: "boolean" },
       json: { type: "boolean" },
       verbose: { type: "boolean" },
@@ -142,7 +143,9 @@ const decryptBlob: Command = {
       return infos.some((i) => "error" in i) ? 1 : 0;
     }
     const target = resolve(values["target-path"] ?? ".");
-    const r = await decryptBlobFiles(suite, master, keyFile, positionals, target);
+    const r = await decryptBlobFiles(suite, master, keyFile, positionals, target, {
+      patterns: values.path,
+    });
     for (const p of r.problems) note(`n2s: ${p.path}: ${p.message}`);
     for (const s of r.skipped) note(`n2s: ${s.file}: an older version of ${s.path}; not restored`);
     if (values.json) printJson(r);

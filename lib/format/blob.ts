@@ -3,13 +3,13 @@
 
 import { ContainerError, ContainerWriter, openContainer, SEGMENT_DATA_MAX } from "./container.ts";
 import { fromHex, toHex } from "./bytes.ts";
-import { blobIdFor, isHex256 } from "./ids.ts";
+import { blobIdFor, isHex256, type RepoKeys } from "./ids.ts";
 import type { Suite } from "./suite.ts";
 
 /** The header segment of a blob. */
 export interface BlobHeader {
   /** Format of this header. */
-  v: 1;
+  v: 2;
   /** POSIX path relative to the source root. */
   path: string;
   /** BLAKE3-256 of the content, lowercase hex. */
@@ -58,7 +58,7 @@ export interface SealResult {
  */
 export async function* sealBlob(
   suite: Suite,
-  master: Uint8Array,
+  keys: RepoKeys,
   header: BlobHeader,
   reader: ChunkReader,
   result: SealResult,
@@ -71,8 +71,8 @@ export async function* sealBlob(
     beforeFinal?: (fileHash: string, size: number) => void;
   } = {},
 ): AsyncGenerator<Uint8Array[]> {
-  const blobId = blobIdFor(suite, header.path, header.file_hash);
-  const w = new ContainerWriter(suite, "blob", master, fromHex(blobId), opts);
+  const blobId = blobIdFor(suite, keys.idKey, header.path, header.file_hash);
+  const w = new ContainerWriter(suite, "blob", keys.master, fromHex(blobId), opts);
   const seg = opts.segmentSize ?? SEGMENT_DATA_MAX;
   const h = suite.newHasher();
   yield w.start(header);
@@ -103,7 +103,7 @@ export function parseBlobHeader(raw: Record<string, unknown>, what: string): Blo
   const bad = (f: string) => {
     throw new ContainerError(`${what}: blob header field "${f}" is missing or malformed`);
   };
-  if (raw.v !== 1) bad("v");
+  if (raw.v !== 2) bad("v");
   if (typeof raw.path !== "string" || raw.path === "") bad("path");
   if (typeof raw.file_hash !== "string" || !isHex256(raw.file_hash)) bad("file_hash");
   for (const f of ["size", "mtime", "mode"]) {
@@ -119,7 +119,7 @@ export function parseBlobHeader(raw: Record<string, unknown>, what: string): Blo
  */
 export async function* openBlob(
   suite: Suite,
-  master: Uint8Array,
+  keys: RepoKeys,
   blobId: string,
   source: AsyncIterable<Uint8Array>,
 ): AsyncGenerator<{ header: BlobHeader } | { data: Uint8Array }> {
@@ -127,11 +127,12 @@ export async function* openBlob(
   const h = suite.newHasher();
   let header: BlobHeader | undefined;
   let size = 0;
-  for await (const part of openContainer(suite, "blob", master, fromHex(blobId), source, what)) {
+  const raw = fromHex(blobId);
+  for await (const part of openContainer(suite, "blob", keys.master, raw, source, what)) {
     if (part.type === "header") {
       header = parseBlobHeader(part.header, what);
       what = `blob ${blobId} (${header.path})`;
-      if (blobIdFor(suite, header.path, header.file_hash) !== blobId) {
+      if (blobIdFor(suite, keys.idKey, header.path, header.file_hash) !== blobId) {
         throw new ContainerError(`${what}: blob id does not match its path and content hash`);
       }
       yield { header };

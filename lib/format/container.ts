@@ -12,8 +12,8 @@ export const MAGIC: Record<ContainerKind, Uint8Array> = {
   blob: utf8("N2SB"),
   changeset: utf8("N2SC"),
 };
-/** Format version written in byte 4 of the preamble. */
-export const FORMAT_VERSION = 1;
+/** Format version written in byte 4 of the preamble (format 2: keyed blob ids, packs). */
+export const FORMAT_VERSION = 2;
 /** Largest amount of file data in one body segment. */
 export const SEGMENT_DATA_MAX = 1 << 20;
 /** Largest header segment plaintext accepted. */
@@ -25,8 +25,8 @@ const PREAMBLE_BYTES = 8;
 
 /** BLAKE3 derive_key context strings, one per purpose, with the format version in them. */
 export const KEY_CONTEXT: Record<ContainerKind, string> = {
-  blob: "n2s 2026-11-25 blob container key v1",
-  changeset: "n2s 2026-11-25 changeset manifest key v1",
+  blob: "n2s 2026-12-02 blob container key v2",
+  changeset: "n2s 2026-12-02 changeset manifest key v2",
 };
 
 /** An error opening a container: tampering, truncation, a wrong key, or a malformed stream. */

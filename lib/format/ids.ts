@@ -1,18 +1,44 @@
-// Identifiers: file hashes, blob ids and time-sortable changeset ids (ULIDs).
+// Identifiers: file hashes, keyed blob ids and time-sortable changeset ids (ULIDs).
 
 import { concat, toHex, utf8 } from "./bytes.ts";
-import { hashBytes, type Suite } from "./suite.ts";
+import type { Suite } from "./suite.ts";
 
 const COLON = utf8(":");
 
-/** blob_id = BLAKE3-256(utf8(path) ":" file_hash), lowercase hex. */
-export function blobIdFor(suite: Suite, path: string, fileHash: string): string {
-  return toHex(hashBytes(suite, concat([utf8(path), COLON, utf8(fileHash)])));
+/** BLAKE3 derive_key context of the key that blob ids are computed with (format 2). */
+export const ID_KEY_CONTEXT = "n2s 2026-12-02 blob id key v2";
+
+/** id_key = BLAKE3-derive_key(ID_KEY_CONTEXT, master): the key of every blob id. */
+export function idKeyFor(suite: Suite, master: Uint8Array): Uint8Array {
+  return suite.deriveKey(ID_KEY_CONTEXT, master);
+}
+
+/** The bytes a blob id is computed from: the path's bytes, ":", and the hex content hash. */
+export function blobIdInput(path: string | Uint8Array, fileHash: string): Uint8Array {
+  return concat([typeof path === "string" ? utf8(path) : path, COLON, utf8(fileHash)]);
+}
+
+/**
+ * blob_id = BLAKE3-keyed(id_key, path ":" file_hash), lowercase hex. Keyed, so that someone
+ * holding the repository cannot test whether a known file is stored at a guessed path.
+ */
+export function blobIdFor(
+  suite: Suite,
+  idKey: Uint8Array,
+  path: string | Uint8Array,
+  fileHash: string,
+): string {
+  return toHex(suite.keyedHash(idKey, blobIdInput(path, fileHash)));
 }
 
 /** True for a 64-character lowercase hex string. */
 export function isHex256(s: string): boolean {
   return /^[0-9a-f]{64}$/.test(s);
+}
+
+/** True for a 32-character lowercase hex string (repository and pack ids). */
+export function isHex128(s: string): boolean {
+  return /^[0-9a-f]{32}$/.test(s);
 }
 
 const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -64,4 +90,17 @@ export class UlidGenerator {
 /** True for a well-formed ULID string. */
 export function isUlid(s: string): boolean {
   return /^[0-9A-HJKMNP-TV-Z]{26}$/.test(s);
+}
+
+/** The keys a repository's blobs are sealed and identified with. */
+export interface RepoKeys {
+  /** The 32-byte master key. */
+  master: Uint8Array;
+  /** The key of blob ids, derived from the master key. */
+  idKey: Uint8Array;
+}
+
+/** The keys derived from a master key. */
+export function repoKeys(suite: Suite, master: Uint8Array): RepoKeys {
+  return { master, idKey: idKeyFor(suite, master) };
 }

@@ -2,10 +2,17 @@
 // mode, with the schema version in a small meta table and every time in UTC ISO-8601.
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type { ChangesetRow, ChangesetStatus, FileRow, PathState, UploadStatus } from "./types.ts";
+import type {
+  ChangesetRow,
+  ChangesetStatus,
+  FileRow,
+  PathState,
+  StoredBlob,
+  UploadStatus,
+} from "./types.ts";
 
 /** Version of the schema below; bumped with every incompatible change. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,6 +52,9 @@ CREATE TABLE IF NOT EXISTS files (
   confirmed TEXT,
   stored_size INTEGER,
   ref TEXT,
+  pack TEXT,
+  pack_offset INTEGER,
+  pack_length INTEGER,
   error TEXT,
   PRIMARY KEY (changeset, path)
 ) WITHOUT ROWID;
@@ -233,8 +243,9 @@ export class Index {
   insertFile(row: FileRow): void {
     this.#stmt(
       `INSERT OR REPLACE INTO files (changeset, path, action, file_hash, blob_id, size, mtime, mode,
-        inode, target, status, started, confirmed, stored_size, ref, error)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        inode, target, status, started, confirmed, stored_size, ref, pack, pack_offset,
+        pack_length, error)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       row.changeset,
       row.path,
@@ -251,6 +262,9 @@ export class Index {
       row.confirmed,
       row.stored_size,
       row.ref,
+      row.pack,
+      row.pack_offset,
+      row.pack_length,
       row.error,
     );
   }
@@ -271,6 +285,9 @@ export class Index {
       confirmed?: string | null;
       stored_size?: number | null;
       ref?: string | null;
+      pack?: string | null;
+      pack_offset?: number | null;
+      pack_length?: number | null;
       error?: string | null;
     },
   ): void {
@@ -278,7 +295,7 @@ export class Index {
       `UPDATE files SET status = ?, file_hash = coalesce(?, file_hash), blob_id = coalesce(?, blob_id),
         size = coalesce(?, size), mtime = coalesce(?, mtime), mode = coalesce(?, mode),
         inode = coalesce(?, inode), started = coalesce(?, started), confirmed = ?,
-        stored_size = ?, ref = ?, error = ?
+        stored_size = ?, ref = ?, pack = ?, pack_offset = ?, pack_length = ?, error = ?
        WHERE changeset = ? AND path = ?`,
     ).run(
       f.status,
@@ -292,6 +309,9 @@ export class Index {
       f.confirmed ?? null,
       f.stored_size ?? null,
       f.ref ?? null,
+      f.pack ?? null,
+      f.pack_offset ?? null,
+      f.pack_length ?? null,
       f.error ?? null,
       changeset,
       path,
@@ -337,16 +357,12 @@ export class Index {
     ).all(changeset) as unknown as FileRow[];
   }
 
-  /** True when some changeset has a confirmed upload of this blob. */
-  blobConfirmed(
-    blobId: string,
-  ): { confirmed: string; stored_size: number | null; ref: string | null } | undefined {
+  /** Where and when a blob's upload was confirmed, when some changeset confirmed it. */
+  blobConfirmed(blobId: string): StoredBlob | undefined {
     return this.#stmt(
-      `SELECT confirmed, stored_size, ref FROM files
+      `SELECT confirmed, stored_size, ref, pack, pack_offset, pack_length FROM files
         WHERE blob_id = ? AND status = 'confirmed' LIMIT 1`,
-    ).get(blobId) as
-      | { confirmed: string; stored_size: number | null; ref: string | null }
-      | undefined;
+    ).get(blobId) as StoredBlob | undefined;
   }
 
   /**
@@ -357,7 +373,8 @@ export class Index {
   stateAt(chain: ChangesetRow[]): Map<string, PathState> {
     const state = new Map<string, PathState>();
     const stmt = this.#stmt(
-      `SELECT path, action, size, mtime, inode, mode, file_hash, blob_id, target, changeset, confirmed
+      `SELECT path, action, size, mtime, inode, mode, file_hash, blob_id, target, changeset, confirmed,
+          pack, pack_offset, pack_length
          FROM files WHERE changeset = ? AND status IN ('confirmed', 'present')`,
     );
     for (const cs of chain) {

@@ -48,6 +48,11 @@ export interface FileRow {
   confirmed: string | null;
   stored_size: number | null;
   ref: string | null;
+  /** The pack holding the blob, and the container's offset and length in it; null when the
+   * blob is an object of its own. */
+  pack: string | null;
+  pack_offset: number | null;
+  pack_length: number | null;
   error: string | null;
 }
 
@@ -63,4 +68,17 @@ export interface PathState {
   target: string | null;
   changeset: string;
   confirmed: string | null;
+  pack: string | null;
+  pack_offset: number | null;
+  pack_length: number | null;
+}
+
+/** What the index knows of a confirmed blob: when, how large, and where it is stored. */
+export interface StoredBlob {
+  confirmed: string;
+  stored_size: number | null;
+  ref: string | null;
+  pack: string | null;
+  pack_offset: number | null;
+  pack_length: number | null;
 }

@@ -2,5 +2,4 @@
 
 export { RECOVERY_PAGE_HTML } from "./page.generated.ts";
 
-/** Object key of the recovery page in every repository (plaintext HTML, no secrets). */
-export const RECOVERY_PAGE_KEY = "recovery.html";
+export { RECOVERY_PAGE_KEY } from "../repository/layout.ts";

@@ -6,10 +6,12 @@
 
 import { BodyError } from "../backends/backend.ts";
 import type { BlobHeader } from "../format/blob.ts";
-import type { Hashed } from "./seal_jobs.ts";
+import type { Hashed, SealedSpan } from "./seal_jobs.ts";
 import type { RestoreItem } from "./restore_jobs.ts";
 import { MemoryRelease } from "../perf/memory.ts";
 import {
+  type DirectTarget,
+  type FileStat,
   type FromWorker,
   SEAL_PROTOCOL,
   SEAL_WORKER_MODULE,
@@ -29,6 +31,9 @@ export interface PoolOptions {
   master: Uint8Array;
   /** zstd level (default 3; 0 stores everything). */
   level?: number;
+  /** Sealed blobs under this many bytes are framed as pack entries (the repository's
+   * pack_threshold); 0 for a pool that only restores. */
+  threshold?: number;
   /** Worker count; 0 runs everything on the main thread. Default: N2S_WORKERS, else one less
    * than the number of cores (at least 1, at most 3), or one per core (at most 4) with
    * `lightMain`. */
@@ -50,6 +55,15 @@ interface Endpoint {
   handlers: Map<number, (m: FromWorker) => void>;
   load: number;
   close(): void;
+}
+
+/** A batch of small files sealed: a pack fragment, then loose containers, in one buffer. */
+export interface SealedBatch {
+  buffer: Uint8Array;
+  /** The fragment (framed entries to append to a pack) is buffer[0, fragmentEnd). */
+  fragmentEnd: number;
+  /** Per item sealed: where its container lies and whether it is in the fragment. */
+  spans: SealedSpan[];
 }
 
 /** A Worker could not write an object into a local repository; store it the usual way. */
@@ -147,8 +161,18 @@ function startWorker(opts: PoolOptions): Promise<Endpoint> {
         failAll(ep, `seal worker failed: ${e.message}`);
       }
     };
-    w.postMessage({ t: "init", proto: SEAL_PROTOCOL, master: opts.master, level: opts.level });
+    w.postMessage(initMessage(opts));
   });
+}
+
+function initMessage(opts: PoolOptions): ToWorker {
+  return {
+    t: "init",
+    proto: SEAL_PROTOCOL,
+    master: opts.master,
+    level: opts.level,
+    threshold: opts.threshold ?? 0,
+  };
 }
 
 function inThread(opts: PoolOptions): Promise<Endpoint> {
@@ -168,7 +192,7 @@ function inThread(opts: PoolOptions): Promise<Endpoint> {
         else dispatch(ep, m);
       })
     );
-    handle({ t: "init", proto: SEAL_PROTOCOL, master: opts.master, level: opts.level });
+    handle(initMessage(opts));
   });
 }
 
@@ -182,8 +206,6 @@ export class SealPool {
   /** Chunks of streamed restores are read here (and restored here too, for one of them): they
    * are counted apart, against the Workers' lower bound. */
   #chunkRelease = new MemoryRelease(24 << 20, 0);
-  /** Buffers of restore batches, back from the Workers, for the next batches. */
-  #spare: ArrayBuffer[] = [];
   private constructor(
     private readonly endpoints: Endpoint[],
     /** Workers running; 0 when the work runs on the main thread. */
@@ -234,41 +256,48 @@ export class SealPool {
     return { batch: r.kept ? { id, endpoint: ep } : null, results: r.results };
   }
 
+  /**
+   * Hashes small files whose content this thread read (a client's own `open`); they are kept
+   * for `seal` as `hash` keeps the files it reads.
+   */
+  async take(
+    paths: string[],
+    bytes: Uint8Array[],
+    stats: FileStat[],
+  ): Promise<{ batch: Batch | null; results: Hashed[] }> {
+    const ep = this.#pick();
+    const id = ++this.#next;
+    const r = await this.#request(ep, { t: "take", id, paths, bytes, stats });
+    if (r.t !== "hashed") throw new Error(`seal worker: unexpected answer ${r.t}`);
+    return { batch: r.kept ? { id, endpoint: ep } : null, results: r.results };
+  }
+
   /** Seals the listed small files of a batch (by their index in it) and releases the batch. */
   async seal(
     batch: Batch,
     items: { i: number; blobId: string; header: BlobHeader }[],
-  ): Promise<Uint8Array[]> {
+  ): Promise<SealedBatch> {
     const r = await this.#request(batch.endpoint, { t: "seal", id: batch.id, items });
     if (r.t !== "sealed") throw new Error(`seal worker: unexpected answer ${r.t}`);
-    return r.ends.map((end, k) => r.packed.subarray(k === 0 ? 0 : r.ends[k - 1], end));
+    return { buffer: r.buffer, fragmentEnd: r.fragmentEnd, spans: r.spans };
   }
 
   /**
-   * Seals the listed small files of a batch straight into a local repository (`dir`, from
-   * Backend.directory) and releases the batch. Per item: the object's size, or why it could not
-   * be written (then the object is absent).
-   */
-  async sealTo(
-    batch: Batch,
-    items: { i: number; blobId: string; header: BlobHeader }[],
-    dir: string,
-  ): Promise<{ sizes: number[]; errors: (string | null)[] }> {
-    const r = await this.#request(batch.endpoint, { t: "seal", id: batch.id, items, dir });
-    if (r.t !== "stored") throw new Error(`seal worker: unexpected answer ${r.t}`);
-    return { sizes: r.sizes, errors: r.errors };
-  }
-
-  /**
-   * Seals a large file straight into a local repository (`dir`, from Backend.directory) and
-   * returns the object's size. A file that changed or cannot be read throws BodyError; an
+   * Seals a large file straight into a local repository's object file and returns its size,
+   * or, when it seals to less than the direct target's threshold, its container (nothing was
+   * written: it belongs in a pack). A file that changed or cannot be read throws BodyError; an
    * object that could not be written throws DirectWriteError (then it is absent).
    */
-  async largeTo(root: string, header: BlobHeader, dir: string): Promise<number> {
+  async largeTo(
+    root: string,
+    header: BlobHeader,
+    direct: DirectTarget,
+  ): Promise<{ size: number } | { container: Uint8Array }> {
     const ep = this.#pick();
     const id = ++this.#next;
-    const r = await this.#request(ep, { t: "large", id, root, header, credit: 0, dir });
-    if (r.t === "end" && r.size !== undefined) return r.size;
+    const r = await this.#request(ep, { t: "large", id, root, header, credit: 0, direct });
+    if (r.t === "end" && r.size !== undefined) return { size: r.size };
+    if (r.t === "end" && r.container !== undefined) return { container: r.container };
     if (r.t === "fail") throw r.write ? new DirectWriteError(r.message) : new BodyError(r.message);
     throw new Error(`seal worker: unexpected answer ${r.t}`);
   }
@@ -318,18 +347,19 @@ export class SealPool {
   }
 
   /**
-   * Restores files from whole blob objects in one thread: each is verified before its file is
-   * created. Returns, per item, null or the reason it failed.
+   * Restores files in one thread from blobs held in one buffer (a range read of a pack, or
+   * objects read one after the other): item k's container is buffer[spans[2k], spans[2k+1]).
+   * Each is verified before its file is created. Returns, per item, null or why it failed.
    */
-  async restore(items: RestoreItem[], objects: Uint8Array[]): Promise<(string | null)[]> {
-    const ends: number[] = [];
-    let total = 0;
-    for (const o of objects) ends.push(total += o.length);
-    // Batches are packed into buffers that come back with the answer: a few of them go round.
-    const i = this.#spare.findIndex((b) => b.byteLength >= total);
-    const buffer = i >= 0 ? this.#spare.splice(i, 1)[0] : new ArrayBuffer(Math.max(total, 3 << 20));
-    const packed = new Uint8Array(buffer, 0, total);
-    objects.forEach((o, k) => packed.set(o, k === 0 ? 0 : ends[k - 1]));
+  async restore(
+    items: RestoreItem[],
+    buffer: Uint8Array,
+    spans: number[],
+  ): Promise<(string | null)[]> {
+    // The buffer moves to the Worker when it is a whole buffer of its own, else it is copied.
+    const own = buffer.byteOffset === 0 && buffer.byteLength === buffer.buffer.byteLength &&
+      buffer.buffer instanceof ArrayBuffer;
+    const sent = own ? buffer : buffer.slice();
     const ep = this.#pick();
     const id = ++this.#next;
     ep.load++;
@@ -339,27 +369,24 @@ export class SealPool {
         ep.load--;
         resolve(m);
       });
-      ep.post({ t: "restore", id, items, packed, ends }, [buffer]);
+      ep.post({ t: "restore", id, items, buffer: sent, spans }, [sent.buffer as ArrayBuffer]);
     });
     if (r.t === "error") throw new Error(r.message);
     if (r.t !== "restored") throw new Error(`n2s worker: unexpected answer ${r.t}`);
-    const back = r.packed?.buffer;
-    if (back instanceof ArrayBuffer && this.#spare.length < 4) this.#spare.push(back);
     return r.results;
   }
 
   /**
-   * Restores files in one thread from the object files of a local repository (`dir`, from
-   * Backend.directory): the thread reads them itself. Per item, null or the reason it failed;
-   * `unread` lists the items whose object file could not be opened (nothing was written for
-   * them: fetch them through the backend).
+   * Restores files in one thread from the object files of a local repository (each item's
+   * `object`): the thread reads them itself. Per item, null or the reason it failed; `unread`
+   * lists the items whose object file could not be opened (nothing was written for them:
+   * fetch them through the repository).
    */
   async restoreFrom(
     items: RestoreItem[],
-    dir: string,
   ): Promise<{ results: (string | null)[]; unread: number[] }> {
     const ep = this.#pick();
-    const r = await this.#request(ep, { t: "rfiles", id: ++this.#next, items, dir });
+    const r = await this.#request(ep, { t: "rfiles", id: ++this.#next, items });
     if (r.t !== "restored") throw new Error(`n2s worker: unexpected answer ${r.t}`);
     return { results: r.results, unread: r.unread ?? [] };
   }

@@ -4,6 +4,7 @@
 // them (lib/workers/seal_worker.ts) and so does the main thread when no Worker can start.
 
 import { openBlob } from "../format/blob.ts";
+import type { RepoKeys } from "../format/ids.ts";
 import { SALT_BYTES, SEGMENT_DATA_MAX } from "../format/container.ts";
 import type { NativeAead } from "../format/native_crypto.ts";
 import type { Suite } from "../format/suite.ts";
@@ -36,6 +37,8 @@ export function reusingSuite(suite: Suite): Suite {
 /** One file to restore; directories up to `full` were checked by the caller. */
 export interface RestoreItem {
   blobId: string;
+  /** The blob's object file, for a thread that reads a local repository itself. */
+  object?: string;
   /** The path the blob must say it belongs to, and its content hash. */
   path: string;
   fileHash?: string;
@@ -71,7 +74,7 @@ function finish(item: RestoreItem): void {
  */
 export async function restoreBlob(
   suite: Suite,
-  master: Uint8Array,
+  keys: RepoKeys,
   item: RestoreItem,
   source: AsyncIterable<Uint8Array>,
   whole: boolean,
@@ -84,7 +87,7 @@ export async function restoreBlob(
   if (whole) {
     // The data may live in a decryption buffer that the next segment reuses: copied out.
     const parts: Uint8Array[] = [];
-    for await (const part of openBlob(suite, master, item.blobId, source)) {
+    for await (const part of openBlob(suite, keys, item.blobId, source)) {
       if ("header" in part) check(part.header);
       else parts.push(part.data.slice());
     }
@@ -117,7 +120,7 @@ export async function restoreBlob(
   const out = Deno.openSync(item.tmp, { write: true, createNew: true, mode: 0o600 });
   let ok = false;
   try {
-    for await (const part of openBlob(reusingSuite(suite), master, item.blobId, source)) {
+    for await (const part of openBlob(reusingSuite(suite), keys, item.blobId, source)) {
       if ("header" in part) check(part.header);
       else writeAll(out, part.data);
     }

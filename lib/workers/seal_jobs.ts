@@ -1,9 +1,10 @@
 // The CPU-heavy half of a push, as plain functions that run in any thread: read and hash files,
-// seal the small ones from the bytes hashed, and seal a large one segment by segment. A Worker
-// runs them (lib/workers/seal_worker.ts) and so does the main thread when no Worker can start.
+// seal the small ones from the bytes hashed (framed as pack entries when they are under the
+// pack threshold), and seal a large one segment by segment. A Worker runs them
+// (lib/workers/seal_worker.ts) and so does the main thread when no Worker can start.
 
 import type { BlobHeader } from "../format/blob.ts";
-import { concat, concat as join, fromHex, toHex, utf8 } from "../format/bytes.ts";
+import { concat, concat as join, fromHex, toHex } from "../format/bytes.ts";
 import {
   containerKey,
   ContainerWriter,
@@ -12,8 +13,9 @@ import {
   SEGMENT_DATA_MAX,
   segmentNonce,
 } from "../format/container.ts";
+import { blobIdFor, type RepoKeys } from "../format/ids.ts";
+import { ENTRY_FRAME_BYTES, entryFrame } from "../format/pack.ts";
 import type { NativeAead } from "../format/native_crypto.ts";
-import { blobKey } from "../backends/backend.ts";
 import { type DirMaker, ObjectFileWriter } from "../backends/local_files.ts";
 import { CODEC_STORED, CODEC_ZSTD, type Suite } from "../format/suite.ts";
 
@@ -72,6 +74,7 @@ function statOf(f: Deno.FsFile): Stat {
  */
 export function hashFile(
   suite: Suite,
+  keys: RepoKeys,
   root: string,
   path: string,
   buf: Uint8Array,
@@ -128,7 +131,7 @@ export function hashFile(
         hashed: {
           ok: true,
           fileHash,
-          blobId: blobIdOf(suite, path, fileHash),
+          blobId: blobIdFor(suite, keys.idKey, path, fileHash),
           size: st.size,
           mtime: st.mtime,
           mode: st.mode,
@@ -144,12 +147,30 @@ export function hashFile(
   }
 }
 
-const COLON = utf8(":");
-
-/** blob_id as lib/format/ids.ts defines it, with the suite's one-shot hash when it has one. */
-function blobIdOf(suite: Suite, path: string, fileHash: string): string {
-  const input = join([utf8(path), COLON, utf8(fileHash)]);
-  return toHex(suite.hash ? suite.hash(input) : hashOnce(suite, input));
+/**
+ * Hashes a small file's content that another thread read (a client's own `open`), with what
+ * that thread saw of the file; the bytes are kept for sealing like hashFile's.
+ */
+export function hashBytes(
+  suite: Suite,
+  keys: RepoKeys,
+  path: string,
+  bytes: Uint8Array,
+  st: { size: number; mtime: number; mode: number; inode: number | null },
+): { hashed: Hashed; bytes: Uint8Array | null } {
+  const fileHash = toHex(suite.hash ? suite.hash(bytes) : hashOnce(suite, bytes));
+  return {
+    hashed: {
+      ok: true,
+      fileHash,
+      blobId: blobIdFor(suite, keys.idKey, path, fileHash),
+      size: bytes.length,
+      mtime: st.mtime,
+      mode: st.mode,
+      inode: st.inode,
+    },
+    bytes,
+  };
 }
 
 function hashOnce(suite: Suite, data: Uint8Array): Uint8Array {
@@ -159,19 +180,75 @@ function hashOnce(suite: Suite, data: Uint8Array): Uint8Array {
 }
 
 /**
- * Seals a small file's bytes (those hashed in pass 1) into a whole blob object: the layout
+ * Seals a small file's bytes (those hashed in pass 1) into a whole blob container: the layout
  * sealBlob gives a file of at most one segment.
  */
 export function sealSmall(
   suite: Suite,
-  master: Uint8Array,
+  keys: RepoKeys,
   blobId: string,
   header: BlobHeader,
   bytes: Uint8Array,
   compressLevel: number | undefined,
-): Uint8Array {
-  const w = new ContainerWriter(suite, "blob", master, fromHex(blobId), { compressLevel });
-  return concat([...w.start(header), ...w.body(bytes, true)]);
+): Uint8Array[] {
+  const w = new ContainerWriter(suite, "blob", keys.master, fromHex(blobId), { compressLevel });
+  return [...w.start(header), ...w.body(bytes, true)];
+}
+
+/** Where one sealed blob lies in a sealed batch's buffer. */
+export interface SealedSpan {
+  /** Offset and end of the container in the buffer. */
+  start: number;
+  end: number;
+  /** True when it lies in the batch's pack fragment (framed), false when it is loose. */
+  packed: boolean;
+}
+
+/**
+ * Seals small files into one buffer: first a pack fragment (each container under `threshold`
+ * bytes behind its entry frame, ready to be appended to a pack), then the containers that are
+ * not under it (stored as loose objects). One allocation and one transfer per batch.
+ */
+export function sealBatch(
+  suite: Suite,
+  keys: RepoKeys,
+  items: { blobId: string; header: BlobHeader; bytes: Uint8Array }[],
+  threshold: number,
+  compressLevel: number | undefined,
+): { buffer: Uint8Array; fragmentEnd: number; spans: SealedSpan[] } {
+  const sealed = items.map((it) => {
+    const parts = sealSmall(suite, keys, it.blobId, it.header, it.bytes, compressLevel);
+    let size = 0;
+    for (const p of parts) size += p.length;
+    return { parts, size, packed: size < threshold };
+  });
+  let fragmentEnd = 0;
+  let total = 0;
+  for (const s of sealed) {
+    if (s.packed) fragmentEnd += ENTRY_FRAME_BYTES + s.size;
+    total += s.packed ? ENTRY_FRAME_BYTES + s.size : s.size;
+  }
+  const buffer = new Uint8Array(total);
+  const spans: SealedSpan[] = new Array(sealed.length);
+  let inPack = 0;
+  let loose = fragmentEnd;
+  sealed.forEach((s, k) => {
+    let o: number;
+    if (s.packed) {
+      buffer.set(entryFrame(items[k].blobId, s.size), inPack);
+      o = inPack + ENTRY_FRAME_BYTES;
+      inPack = o + s.size;
+    } else {
+      o = loose;
+      loose += s.size;
+    }
+    spans[k] = { start: o, end: o + s.size, packed: s.packed };
+    for (const p of s.parts) {
+      buffer.set(p, o);
+      o += p.length;
+    }
+  });
+  return { buffer, fragmentEnd, spans };
 }
 
 /** Thrown while sealing a large file when the file is not the one hashed in pass 1. */
@@ -192,7 +269,7 @@ const SKIP_AFTER_FUTILE = 16;
  */
 export async function* sealLarge(
   suite: Suite,
-  master: Uint8Array,
+  keys: RepoKeys,
   root: string,
   header: BlobHeader,
   compressLevel: number | undefined,
@@ -206,11 +283,14 @@ export async function* sealLarge(
     throw new ChangedError(describeReadError(e));
   }
   try {
-    const blobId = fromHex(blobIdOf(suite, header.path, header.file_hash));
+    const blobId = fromHex(blobIdFor(suite, keys.idKey, header.path, header.file_hash));
     const salt = suite.randomBytes(SALT_BYTES);
     const level = suite.compress ? (compressLevel ?? 3) : 0;
-    const w = new ContainerWriter(suite, "blob", master, blobId, { salt, compressLevel: level });
-    const key = containerKey(suite, "blob", master, blobId, salt);
+    const w = new ContainerWriter(suite, "blob", keys.master, blobId, {
+      salt,
+      compressLevel: level,
+    });
+    const key = containerKey(suite, "blob", keys.master, blobId, salt);
     const aad = join([preambleFor("blob"), blobId]);
     // The parts yielded may move to another thread (their buffers detached): nothing of them is
     // used after this point.
@@ -290,34 +370,47 @@ export async function* sealLarge(
 }
 
 /**
- * Seals a large file straight into a local repository's object file (Backend.directory), from
- * one read buffer into one reused segment buffer. Returns the object's size. Throws ChangedError
- * when the file is not the one hashed in pass 1 or cannot be read; any other error is the
- * repository's (the object is then absent).
+ * Seals a large file straight into a local repository's object file (`objects` is the
+ * repository's directory, `key` the blob's key in it), from one read buffer into one reused
+ * segment buffer. The first bytes are held back until they reach `threshold`: a file that
+ * compresses below it is returned whole instead (it belongs in a pack) and no file is made.
+ * Otherwise returns the object's size. Throws ChangedError when the file is not the one hashed
+ * in pass 1 or cannot be read; any other error is the repository's (the object is then absent).
  */
 export async function sealLargeTo(
   suite: Suite,
-  master: Uint8Array,
+  keys: RepoKeys,
   root: string,
   header: BlobHeader,
   compressLevel: number | undefined,
-  dir: string,
+  target: { objects: string; key: string; threshold: number },
   dirs: DirMaker,
   buf?: Uint8Array,
-): Promise<number> {
-  const w = new ObjectFileWriter(
-    dir,
-    blobKey(blobIdOf(suite, header.path, header.file_hash)),
-    dirs,
-  );
+): Promise<{ size: number } | { container: Uint8Array }> {
+  let held: Uint8Array[] | null = [];
+  let heldBytes = 0;
+  let w: ObjectFileWriter | null = null;
   try {
-    for await (const parts of sealLarge(suite, master, root, header, compressLevel, buf, true)) {
-      for (const p of parts) w.write(p);
-      await w.pace();
+    for await (const parts of sealLarge(suite, keys, root, header, compressLevel, buf, true)) {
+      if (held !== null) {
+        // Parts live in a reused buffer: what is held back is copied.
+        for (const p of parts) {
+          held.push(p.slice());
+          heldBytes += p.length;
+        }
+        if (heldBytes < target.threshold) continue;
+        w = new ObjectFileWriter(target.objects, target.key, dirs);
+        for (const p of held) w.write(p);
+        held = null;
+      } else {
+        for (const p of parts) w!.write(p);
+      }
+      await w!.pace();
     }
-    return await w.commit();
+    if (held !== null) return { container: concat(held) };
+    return { size: await w!.commit() };
   } catch (e) {
-    await w.abort();
+    await w?.abort();
     throw e;
   }
 }

@@ -6,20 +6,21 @@
 
 import { denoSuite } from "../crypto_deno.ts";
 import type { BlobHeader } from "../format/blob.ts";
+import { type RepoKeys, repoKeys } from "../format/ids.ts";
 import type { Suite } from "../format/suite.ts";
 import {
   ChangedError,
   describeReadError,
   type Hashed,
+  hashBytes,
   hashFile,
+  sealBatch,
   sealLarge,
   sealLargeTo,
-  sealSmall,
+  type SealedSpan,
   SMALL_FILE,
 } from "./seal_jobs.ts";
-import { DirMaker, putFileSync } from "../backends/local_files.ts";
-import { blobKey } from "../backends/backend.ts";
-import { join } from "node:path";
+import { DirMaker } from "../backends/local_files.ts";
 import { alignedChunks, restoreBlob, type RestoreItem, reusingSuite } from "./restore_jobs.ts";
 import { MemoryRelease } from "../perf/memory.ts";
 
@@ -31,45 +32,72 @@ const STREAM_RELEASE_BYTES = 24 << 20;
 /** This module's URL: what a Worker is started on (the bundle's URL in a one-file bundle). */
 export const SEAL_WORKER_MODULE: string = import.meta.url;
 /** Tag of the protocol's init message, so that other Workers' messages are left alone. */
-export const SEAL_PROTOCOL = "n2s-seal-1";
+export const SEAL_PROTOCOL = "n2s-seal-2";
+
+/** A large blob written straight into a local repository's object file. */
+export interface DirectTarget {
+  /** The repository's directory. */
+  objects: string;
+  /** The blob's object key in it. */
+  key: string;
+  /** A container under this many bytes is answered instead (it belongs in a pack). */
+  threshold: number;
+}
 
 /** Messages from the main thread. */
 export type ToWorker =
-  | { t: "init"; proto: typeof SEAL_PROTOCOL; master: Uint8Array; level?: number }
-  | { t: "hash"; id: number; root: string; paths: string[] }
   | {
-    t: "seal";
-    id: number;
-    items: { i: number; blobId: string; header: BlobHeader }[];
-    /** A local repository to write the objects into (Backend.directory), instead of
-     * answering with their bytes. */
-    dir?: string;
+    t: "init";
+    proto: typeof SEAL_PROTOCOL;
+    master: Uint8Array;
+    level?: number;
+    /** Sealed blobs under this size are framed as pack entries. */
+    threshold: number;
   }
-  | { t: "large"; id: number; root: string; header: BlobHeader; credit: number; dir?: string }
+  | { t: "hash"; id: number; root: string; paths: string[] }
+  /** Hashes content that the main thread read (from a client's own `open`). */
+  | { t: "take"; id: number; paths: string[]; bytes: Uint8Array[]; stats: FileStat[] }
+  | { t: "seal"; id: number; items: { i: number; blobId: string; header: BlobHeader }[] }
+  | {
+    t: "large";
+    id: number;
+    root: string;
+    header: BlobHeader;
+    credit: number;
+    direct?: DirectTarget;
+  }
   | { t: "credit"; id: number; n: number }
   | { t: "cancel"; id: number }
-  | { t: "restore"; id: number; items: RestoreItem[]; packed: Uint8Array; ends: number[] }
+  | { t: "restore"; id: number; items: RestoreItem[]; buffer: Uint8Array; spans: number[] }
   | { t: "rstart"; id: number; item: RestoreItem }
-  /** Restores files from the object files of a local repository (Backend.directory). */
-  | { t: "rfiles"; id: number; items: RestoreItem[]; dir: string }
+  /** Restores files from the object files of a local repository (each item's `object`). */
+  | { t: "rfiles"; id: number; items: RestoreItem[] }
   | { t: "rdata"; id: number; data: Uint8Array }
   | { t: "rend"; id: number }
   | { t: "rabort"; id: number; message: string };
+
+/** What the main thread knew of a file it read for a Worker. */
+export interface FileStat {
+  size: number;
+  mtime: number;
+  mode: number;
+  inode: number | null;
+}
 
 /** Messages to the main thread. */
 export type FromWorker =
   | { t: "ready"; info: unknown }
   | { t: "hashed"; id: number; results: Hashed[]; kept: boolean }
-  | { t: "sealed"; id: number; packed: Uint8Array; ends: number[] }
-  | { t: "stored"; id: number; sizes: number[]; errors: (string | null)[] }
+  | { t: "sealed"; id: number; buffer: Uint8Array; fragmentEnd: number; spans: SealedSpan[] }
   | { t: "seg"; id: number; parts: Uint8Array[] }
-  | { t: "end"; id: number; size?: number }
+  /** A large blob is done: written (`size`), or small enough for a pack (`container`). */
+  | { t: "end"; id: number; size?: number; container?: Uint8Array }
   | { t: "fail"; id: number; message: string; changed: boolean; write?: boolean }
   | {
     t: "restored";
     id: number;
     results: (string | null)[];
-    packed?: Uint8Array;
+    buffer?: Uint8Array;
     /** For "rfiles": the items whose object file could not be read (nothing was written). */
     unread?: number[];
   }
@@ -119,8 +147,9 @@ export function serve(
   inWorker = false,
 ): (m: ToWorker) => void {
   let suite: Suite | null = null;
-  let master: Uint8Array = new Uint8Array(0);
+  let keys: RepoKeys | null = null;
   let level: number | undefined;
+  let threshold = 0;
   const kept = new Map<number, (Uint8Array | null)[]>();
   const streams = new Map<number, Stream>();
   const buf = new Uint8Array(SMALL_FILE);
@@ -140,18 +169,18 @@ export function serve(
     // One decryption buffer for the batch: each file is verified and written before the next.
     const batchSuite = reusingSuite(suite!);
     for (let k = 0; k < m.items.length; k++) {
-      const piece = m.packed.subarray(k === 0 ? 0 : m.ends[k - 1], m.ends[k]);
+      const piece = m.buffer.subarray(m.spans[2 * k], m.spans[2 * k + 1]);
       try {
-        await restoreBlob(batchSuite, master, m.items[k], once(piece), true);
+        await restoreBlob(batchSuite, keys!, m.items[k], once(piece), true);
         results.push(null);
       } catch (e) {
         results.push(why(e));
       }
     }
-    release?.add(m.ends.length * 2048);
-    // The batch's buffer goes back to the main thread, which packs the next batch into it.
-    const packed = new Uint8Array(m.packed.buffer);
-    post({ t: "restored", id: m.id, results, packed }, transferList([packed]));
+    release?.add(m.items.length * 2048);
+    // The batch's buffer goes back to the main thread, which reads the next batch into it.
+    const buffer = new Uint8Array(m.buffer.buffer);
+    post({ t: "restored", id: m.id, results, buffer }, transferList([buffer]));
   }
 
   /**
@@ -167,7 +196,7 @@ export function serve(
       const item = m.items[k];
       let f: Deno.FsFile;
       try {
-        f = Deno.openSync(join(m.dir, blobKey(item.blobId)), { read: true });
+        f = Deno.openSync(item.object!, { read: true });
       } catch {
         results.push(null);
         unread.push(k);
@@ -188,7 +217,7 @@ export function serve(
           f.close();
           open = false;
           release?.add(size + 2048);
-          await restoreBlob(batchSuite, master, item, once(data), true);
+          await restoreBlob(batchSuite, keys!, item, once(data), true);
         } else {
           const file = f;
           const readFull = (into: Uint8Array) => {
@@ -200,7 +229,7 @@ export function serve(
             }
             return n;
           };
-          await restoreBlob(suite!, master, item, toAsync(alignedChunks(readFull)), false);
+          await restoreBlob(suite!, keys!, item, toAsync(alignedChunks(readFull)), false);
         }
         results.push(null);
       } catch (e) {
@@ -228,7 +257,7 @@ export function serve(
       }
     }
     try {
-      await restoreBlob(suite!, master, item, source(), false);
+      await restoreBlob(suite!, keys!, item, source(), false);
       post({ t: "restored", id, results: [null] });
     } catch (e) {
       post({ t: "restored", id, results: [why(e)] });
@@ -237,10 +266,11 @@ export function serve(
     }
   }
 
-  async function largeTo(m: Extract<ToWorker, { t: "large" }>, dir: string): Promise<void> {
+  async function largeTo(m: Extract<ToWorker, { t: "large" }>, to: DirectTarget): Promise<void> {
     try {
-      const size = await sealLargeTo(suite!, master, m.root, m.header, level, dir, dirs);
-      post({ t: "end", id: m.id, size });
+      const r = await sealLargeTo(suite!, keys!, m.root, m.header, level, to, dirs);
+      if ("size" in r) post({ t: "end", id: m.id, size: r.size });
+      else post({ t: "end", id: m.id, container: r.container }, transferList([r.container]));
     } catch (e) {
       const changed = e instanceof ChangedError;
       post({ t: "fail", id: m.id, message: why(e), changed, write: !changed });
@@ -248,11 +278,11 @@ export function serve(
   }
 
   async function large(m: Extract<ToWorker, { t: "large" }>): Promise<void> {
-    if (m.dir !== undefined) return largeTo(m, m.dir);
+    if (m.direct !== undefined) return largeTo(m, m.direct);
     const s: Stream = { credit: m.credit, wake: null, cancelled: false };
     streams.set(m.id, s);
     try {
-      for await (const parts of sealLarge(suite!, master, m.root, m.header, level)) {
+      for await (const parts of sealLarge(suite!, keys!, m.root, m.header, level)) {
         while (s.credit <= 0 && !s.cancelled) await new Promise<void>((r) => s.wake = r);
         if (s.cancelled) return;
         s.credit--;
@@ -273,22 +303,26 @@ export function serve(
     try {
       switch (m.t) {
         case "init":
-          master = m.master;
           level = m.level;
+          threshold = m.threshold;
           denoSuite().then((s) => {
             suite = s;
+            keys = repoKeys(s, m.master);
             post({ t: "ready", info: s.info });
           }, (e) => post({ t: "error", message: String(e) }));
           return;
-        case "hash": {
+        case "hash":
+        case "take": {
           const results: Hashed[] = [];
           const bytes: (Uint8Array | null)[] = [];
-          for (const p of m.paths) {
-            const r = hashFile(suite!, m.root, p, buf);
+          m.paths.forEach((p, k) => {
+            const r = m.t === "hash"
+              ? hashFile(suite!, keys!, m.root, p, buf)
+              : hashBytes(suite!, keys!, p, m.bytes[k], m.stats[k]);
             results.push(r.hashed);
             bytes.push(r.bytes);
             release?.add(r.hashed.ok ? r.hashed.size : 0);
-          }
+          });
           const keep = bytes.some((b) => b !== null);
           if (keep) kept.set(m.id, bytes);
           post({ t: "hashed", id: m.id, results, kept: keep });
@@ -297,34 +331,16 @@ export function serve(
         case "seal": {
           const bytes = kept.get(m.id) ?? [];
           kept.delete(m.id);
-          if (m.dir !== undefined) {
-            const sizes: number[] = [];
-            const errors: (string | null)[] = [];
-            for (const { i, blobId, header } of m.items) {
-              try {
-                const object = sealSmall(suite!, master, blobId, header, bytes[i]!, level);
-                putFileSync(m.dir, blobKey(blobId), object, dirs);
-                sizes.push(object.length);
-                errors.push(null);
-              } catch (e) {
-                sizes.push(0);
-                errors.push(why(e));
-              }
-            }
-            post({ t: "stored", id: m.id, sizes, errors });
-            return;
-          }
-          // One buffer for the whole batch: one allocation and one transfer instead of one per
-          // file, which keeps the allocator's heaps from fragmenting.
-          const objects = m.items.map(({ i, blobId, header }) =>
-            sealSmall(suite!, master, blobId, header, bytes[i]!, level)
+          const items = m.items.map(({ i, blobId, header }) => ({
+            blobId,
+            header,
+            bytes: bytes[i]!,
+          }));
+          const r = sealBatch(suite!, keys!, items, threshold, level);
+          post(
+            { t: "sealed", id: m.id, buffer: r.buffer, fragmentEnd: r.fragmentEnd, spans: r.spans },
+            [r.buffer.buffer as ArrayBuffer],
           );
-          const ends: number[] = [];
-          let total = 0;
-          for (const o of objects) ends.push(total += o.length);
-          const packed = new Uint8Array(total);
-          objects.forEach((o, k) => packed.set(o, k === 0 ? 0 : ends[k - 1]));
-          post({ t: "sealed", id: m.id, packed, ends }, [packed.buffer]);
           return;
         }
         case "large":

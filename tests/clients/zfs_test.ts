@@ -94,6 +94,9 @@ function previousOf(paths: string[], info: unknown): PreviousState {
         target: null,
         changeset: "c",
         confirmed: null,
+        pack: null,
+        pack_offset: null,
+        pack_length: null,
       }
       : undefined;
   return { changeset: {} as never, info, get: st, paths: () => paths };

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { N2S } from "../../lib/n2s.ts";
 import { scanClient } from "../../lib/clients/scan.ts";
 import { type Client, type ContentFile, openLocalFile } from "../../lib/clients/client.ts";
-import { writeManifest } from "../../lib/manifest.ts";
+import { writeManifest } from "../../lib/repository/manifest.ts";
 import { blobIdFor } from "../../lib/format/ids.ts";
 import { n2s, n2sOk } from "../helpers/cli.ts";
 import { readTree, tempDir, writeTree } from "../helpers/fs.ts";
@@ -199,7 +199,7 @@ Deno.test("manifest paths that would escape the target are refused", async () =>
         path: p,
         action: "write" as const,
         file_hash: hash,
-        blob_id: blobIdFor(repo.suite, p, hash),
+        blob_id: blobIdFor(repo.suite, repo.keys.idKey, p, hash),
         size: 1,
         mtime: 0,
         mode: 0o644,

@@ -6,7 +6,7 @@ import { denoSuite, nodeAead } from "../../lib/crypto_deno.ts";
 import { nobleAead, portableSuite } from "../../lib/format/suite_js.ts";
 import { type BlobHeader, openBlob, sealBlob, type SealResult } from "../../lib/format/blob.ts";
 import { concat, toHex } from "../../lib/format/bytes.ts";
-import { blobIdFor } from "../../lib/format/ids.ts";
+import { blobIdFor, repoKeys } from "../../lib/format/ids.ts";
 import type { Suite } from "../../lib/format/suite.ts";
 import { seededBytes } from "../helpers/fs.ts";
 import { alignedChunks } from "../../lib/workers/restore_jobs.ts";
@@ -14,6 +14,7 @@ import { alignedChunks } from "../../lib/workers/restore_jobs.ts";
 const fast = await denoSuite();
 const portable = await portableSuite();
 const MASTER = seededBytes(32, 99);
+const KEYS = repoKeys(fast, MASTER);
 const MiB = 1 << 20;
 
 function hashOf(suite: Suite, data: Uint8Array): string {
@@ -24,7 +25,7 @@ function hashOf(suite: Suite, data: Uint8Array): string {
 
 function headerFor(data: Uint8Array, path = "dir/file.bin"): BlobHeader {
   return {
-    v: 1,
+    v: 2,
     path,
     file_hash: hashOf(fast, data),
     size: data.length,
@@ -55,12 +56,13 @@ async function seal(
   opts: { compressLevel?: number; path?: string; master?: Uint8Array } = {},
 ): Promise<{ bytes: Uint8Array; blobId: string; boundaries: number[] }> {
   const header = headerFor(data, opts.path);
+  const keys = repoKeys(fast, opts.master ?? MASTER);
   const res: SealResult = { fileHash: "", size: 0 };
   const parts: Uint8Array[] = [];
   const boundaries: number[] = [];
   let off = 0;
   for await (
-    const seg of sealBlob(fast, opts.master ?? MASTER, header, reader(data), res, {
+    const seg of sealBlob(fast, keys, header, reader(data), res, {
       compressLevel: opts.compressLevel,
     })
   ) {
@@ -73,7 +75,7 @@ async function seal(
   assert.equal(res.fileHash, header.file_hash);
   return {
     bytes: concat(parts),
-    blobId: blobIdFor(fast, header.path, header.file_hash),
+    blobId: blobIdFor(fast, keys.idKey, header.path, header.file_hash),
     boundaries,
   };
 }
@@ -90,7 +92,7 @@ async function open(
   }
   const parts: Uint8Array[] = [];
   let header: BlobHeader | undefined;
-  for await (const p of openBlob(suite, master, blobId, src())) {
+  for await (const p of openBlob(suite, repoKeys(suite, master), blobId, src())) {
     if ("header" in p) header = p.header;
     else parts.push(p.data);
   }
@@ -221,8 +223,8 @@ Deno.test("content that does not match the header's hash is an error", async () 
   const header = { ...headerFor(data), file_hash: hashOf(fast, seededBytes(2000, 13)) };
   const res: SealResult = { fileHash: "", size: 0 };
   const parts: Uint8Array[] = [];
-  for await (const seg of sealBlob(fast, MASTER, header, reader(data), res)) parts.push(...seg);
-  const blobId = blobIdFor(fast, header.path, header.file_hash);
+  for await (const seg of sealBlob(fast, KEYS, header, reader(data), res)) parts.push(...seg);
+  const blobId = blobIdFor(fast, KEYS.idKey, header.path, header.file_hash);
   await assertRejected(concat(parts), blobId, "hash mismatch");
 });
 
@@ -273,7 +275,7 @@ Deno.test("alignedChunks cuts a blob on segment boundaries, and it opens through
     yield* alignedChunks(fill(readerOf(bytes)), size);
   }
   const parts: Uint8Array[] = [];
-  for await (const p of openBlob(fast, MASTER, blobId, src())) {
+  for await (const p of openBlob(fast, KEYS, blobId, src())) {
     if ("data" in p) parts.push(p.data.slice());
   }
   assert.ok(same(concat(parts), data));
@@ -288,6 +290,6 @@ Deno.test("alignedChunks cuts a blob on segment boundaries, and it opens through
     yield* alignedChunks(fill(readerOf(bad)), size);
   }
   await assert.rejects(async () => {
-    for await (const _ of openBlob(fast, MASTER, blobId, badSrc())) { /* drain */ }
+    for await (const _ of openBlob(fast, KEYS, blobId, badSrc())) { /* drain */ }
   }, /impossible length|authenticate/);
 });

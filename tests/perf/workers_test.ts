@@ -8,12 +8,13 @@ import { fileURLToPath } from "node:url";
 import { N2S, scanClient } from "../../mod.ts";
 import { denoSuite } from "../../lib/crypto_deno.ts";
 import { openBlob, sealBlob } from "../../lib/format/blob.ts";
-import { blobIdFor } from "../../lib/format/ids.ts";
+import { blobIdFor, repoKeys } from "../../lib/format/ids.ts";
+import { findPackEntries } from "../../lib/format/pack.ts";
 import { concat, toHex } from "../../lib/format/bytes.ts";
 import { portableSuite } from "../../lib/format/suite_js.ts";
 import { SealPool } from "../../lib/workers/pool.ts";
 import { hashFile, sealLarge, sealLargeTo, SMALL_FILE } from "../../lib/workers/seal_jobs.ts";
-import { blobKey } from "../../lib/backends/backend.ts";
+import { blobKey } from "../../lib/repository/layout.ts";
 import { LocalBackend } from "../../lib/backends/local.ts";
 import { DirMaker } from "../../lib/backends/local_files.ts";
 import { assertSameTree, seededBytes, tempDir, writeTree } from "../helpers/fs.ts";
@@ -41,21 +42,22 @@ Deno.test("hashFile gives the content hash and the blob id of lib/format, small 
   using t = tempDir();
   writeTree(t.path, TREE(1));
   const suite = await denoSuite();
+  const keys = repoKeys(suite, crypto.getRandomValues(new Uint8Array(32)));
   const buf = new Uint8Array(SMALL_FILE);
   for (const path of Object.keys(TREE(1))) {
     const data = Deno.readFileSync(`${t.path}/${path}`);
     const h = suite.newHasher();
     h.update(data);
     const fileHash = toHex(h.digest());
-    const r = hashFile(suite, t.path, path, buf);
+    const r = hashFile(suite, keys, t.path, path, buf);
     assert.ok(r.hashed.ok, path);
     assert.equal(r.hashed.fileHash, fileHash, path);
-    assert.equal(r.hashed.blobId, blobIdFor(suite, path, fileHash), path);
+    assert.equal(r.hashed.blobId, blobIdFor(suite, keys.idKey, path, fileHash), path);
     assert.equal(r.hashed.size, data.length, path);
     assert.equal(r.bytes !== null, data.length <= SMALL_FILE, path);
     if (r.bytes) assert.deepEqual(r.bytes, data, path);
   }
-  const missing = hashFile(suite, t.path, "no/such/file", buf);
+  const missing = hashFile(suite, keys, t.path, "no/such/file", buf);
   assert.deepEqual(missing.hashed, { ok: false, message: "vanished before it could be read" });
 });
 
@@ -63,7 +65,9 @@ Deno.test("objects sealed by a Worker open and verify with the portable implemen
   using t = tempDir();
   writeTree(t.path, TREE(2));
   const master = crypto.getRandomValues(new Uint8Array(32));
-  const pool = await SealPool.start({ master, workers: 1 });
+  // A threshold between the small files' sealed sizes: some are framed for a pack, some loose.
+  const threshold = 30_000;
+  const pool = await SealPool.start({ master, workers: 1, threshold });
   try {
     assert.equal(pool.workers, 1, "the Worker did not start");
     const paths = Object.keys(TREE(2));
@@ -72,7 +76,7 @@ Deno.test("objects sealed by a Worker open and verify with the portable implemen
       const h = results[i];
       assert.ok(h.ok);
       return {
-        v: 1 as const,
+        v: 2 as const,
         path: paths[i],
         file_hash: h.fileHash,
         size: h.size,
@@ -96,7 +100,27 @@ Deno.test("objects sealed by a Worker open and verify with the portable implemen
       })),
     );
     const objects = new Map<number, Uint8Array>();
-    small.forEach((i, k) => objects.set(i, sealed[k]));
+    small.forEach((i, k) => {
+      const span = sealed.spans[k];
+      objects.set(i, sealed.buffer.subarray(span.start, span.end));
+      assert.equal(span.packed, span.end - span.start < threshold, paths[i]);
+      assert.equal(span.packed, span.end <= sealed.fragmentEnd, paths[i]);
+    });
+    assert.ok(sealed.spans.some((s) => s.packed) && sealed.spans.some((s) => !s.packed));
+    // The fragment's frames name exactly the packed containers, where they are.
+    const framed = findPackEntries(sealed.buffer.subarray(0, sealed.fragmentEnd));
+    assert.deepEqual(
+      framed,
+      small.flatMap((i, k) =>
+        sealed.spans[k].packed
+          ? [{
+            blobId: (results[i] as { blobId: string }).blobId,
+            offset: sealed.spans[k].start,
+            length: sealed.spans[k].end - sealed.spans[k].start,
+          }]
+          : []
+      ),
+    );
     for (const i of large) {
       const parts: Uint8Array[] = [];
       for await (const seg of pool.large(t.path, header(i))) parts.push(...seg);
@@ -112,7 +136,7 @@ Deno.test("objects sealed by a Worker open and verify with the portable implemen
         yield obj;
       };
       const blobId = (results[i] as { blobId: string }).blobId;
-      for await (const p of openBlob(portable, master, blobId, src())) {
+      for await (const p of openBlob(portable, repoKeys(portable, master), blobId, src())) {
         if ("data" in p) got.push(p.data);
         else assert.equal(p.header.path, paths[i]);
       }
@@ -137,7 +161,7 @@ Deno.test("a large file that changes while it is sealed is refused, not stored",
     assert.ok(h.ok);
     Deno.writeFileSync(`${t.path}/f.bin`, seededBytes(3 * SMALL_FILE, 6));
     const header = {
-      v: 1 as const,
+      v: 2 as const,
       path: "f.bin",
       file_hash: h.fileHash,
       size: h.size,
@@ -259,7 +283,7 @@ Deno.test("large files are sealed byte for byte as sealBlob seals them", async (
     ...base,
     randomBytes: (n: number) => n === 16 ? salt.slice() : base.randomBytes(n),
   };
-  const master = crypto.getRandomValues(new Uint8Array(32));
+  const keys = repoKeys(suite, crypto.getRandomValues(new Uint8Array(32)));
   const repoDir = `${t.path}/repo`;
   const dirs = new DirMaker();
   for (const [path, content] of Object.entries(files)) {
@@ -267,7 +291,7 @@ Deno.test("large files are sealed byte for byte as sealBlob seals them", async (
     const h = suite.newHasher();
     h.update(data);
     const header = {
-      v: 1 as const,
+      v: 2 as const,
       path,
       file_hash: toHex(h.digest()),
       size: data.length,
@@ -278,7 +302,7 @@ Deno.test("large files are sealed byte for byte as sealBlob seals them", async (
       created: "2026-11-25T00:00:00.000Z",
     };
     const mine: Uint8Array[] = [];
-    for await (const seg of sealLarge(suite, master, t.path, header, 3)) mine.push(...seg);
+    for await (const seg of sealLarge(suite, keys, t.path, header, 3)) mine.push(...seg);
     let off = 0;
     const reader = {
       read(buf: Uint8Array) {
@@ -291,16 +315,31 @@ Deno.test("large files are sealed byte for byte as sealBlob seals them", async (
     };
     const ref: Uint8Array[] = [];
     const res = { fileHash: "", size: 0 };
-    for await (const seg of sealBlob(suite, master, header, reader, res, { salt })) {
+    for await (const seg of sealBlob(suite, keys, header, reader, res, { salt })) {
       ref.push(...seg);
     }
     assert.deepEqual(concat(mine), concat(ref), path);
     // Sealed straight into a local repository, through one reused segment buffer: the same
     // bytes, under the blob's key.
-    const size = await sealLargeTo(suite, master, t.path, header, 3, repoDir, dirs);
-    const blobId = blobIdFor(suite, path, header.file_hash);
-    const stored = Deno.readFileSync(`${repoDir}/${blobKey(blobId)}`);
-    assert.equal(size, stored.length, path);
+    const blobId = blobIdFor(suite, keys.idKey, path, header.file_hash);
+    const key = blobKey(blobId);
+    // Under a threshold above its sealed size, nothing is written and the container comes back
+    // (it belongs in a pack); under one below it, the object file is written.
+    const held = await sealLargeTo(suite, keys, t.path, header, 3, {
+      objects: repoDir,
+      key,
+      threshold: concat(ref).length + 1,
+    }, dirs);
+    assert.ok("container" in held, path);
+    assert.deepEqual(held.container, concat(ref), path);
+    const written = await sealLargeTo(suite, keys, t.path, header, 3, {
+      objects: repoDir,
+      key,
+      threshold: 0,
+    }, dirs);
+    assert.ok("size" in written, path);
+    const stored = Deno.readFileSync(`${repoDir}/${key}`);
+    assert.equal(written.size, stored.length, path);
     assert.deepEqual(stored, concat(ref), path);
   }
   const left = [...Deno.readDirSync(repoDir + "/blobs")].flatMap((d) =>
@@ -323,7 +362,7 @@ Deno.test("a push whose Workers cannot write into the local repository stores th
       if (k.startsWith("blobs/")) puts++;
       return real.put(k, b);
     },
-    get: (k: string) => real.get(k),
+    get: (k: string, r?: Parameters<LocalBackend["get"]>[1]) => real.get(k, r),
     stat: (k: string) => real.stat(k),
     list: (p: string) => real.list(p),
     delete: (k: string) => real.delete(k),
@@ -342,7 +381,12 @@ Deno.test("a push whose Workers cannot write into the local repository stores th
     const r = await store.push({ client: scanClient({ dir: `${t.path}/src` }), source: "s" });
     assert.deepEqual(r.problems, []);
     assert.equal(r.uploaded, Object.keys(TREE(4)).length);
-    assert.equal(puts, r.uploaded, "every object went through the backend's put");
+    // The large incompressible files are loose objects: each went through the backend's put.
+    const loose = store.index.filesOf(r.changeset!).filter((f) => f.pack === null).length;
+    // exact.bin, over.bin and large.bin seal to more than the 1 MiB threshold; the rest (the
+    // compressible large.txt too) went into packs.
+    assert.equal(loose, 3, "the three incompressible files of 1 MiB and more are loose");
+    assert.equal(puts, loose, "every loose object went through the backend's put");
     const p = await store.pull(r.changeset!, `${t.path}/out`);
     assert.deepEqual(p.problems, []);
     assertSameTree(`${t.path}/out`, `${t.path}/src`);

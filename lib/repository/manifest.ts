@@ -1,20 +1,21 @@
 // Changeset manifests: the commit point of a push. One sealed container per changeset holding
 // its metadata in the header and its entries as JSON lines, chained to the parent by a digest.
 
-import { blobKey, type Body, changesetKey, readAll } from "./backends/backend.ts";
-import { concat, fromHex, fromUtf8, toHex, utf8 } from "./format/bytes.ts";
+import type { Body } from "../backends/backend.ts";
+import { concat, fromHex, fromUtf8, toHex, utf8 } from "../format/bytes.ts";
 import {
   ContainerError,
   ContainerWriter,
   openContainer,
   SEGMENT_DATA_MAX,
-} from "./format/container.ts";
-import type { Action } from "./index/types.ts";
-import type { Repository } from "./repository.ts";
+} from "../format/container.ts";
+import type { Action } from "../index/types.ts";
+import { changesetKey, parseKey } from "./layout.ts";
+import type { BlobLocation, Repository } from "./repository.ts";
 
 /** Header of a changeset manifest. */
 export interface ManifestHeader {
-  v: 1;
+  v: 2;
   id: string;
   name: string | null;
   source: string;
@@ -26,7 +27,9 @@ export interface ManifestHeader {
   chain: string;
   created: string;
   completed: string;
+  /** Entries in the manifest: writes, links and deletions. */
   files: number;
+  /** Bytes of the files written by this changeset's entries. */
   bytes: number;
   /** Client facts (e.g. the snapshot), as recorded in the index. */
   info: unknown;
@@ -44,6 +47,16 @@ export interface ManifestEntry {
   target?: string;
   /** When the blob's upload was confirmed. */
   confirmed?: string;
+  /** For a blob in a pack: the pack id, and the container's offset and length in it. */
+  pack?: string;
+  offset?: number;
+  length?: number;
+}
+
+/** Where an entry's blob is stored, from its location fields. */
+export function entryLocation(e: ManifestEntry): BlobLocation {
+  if (e.pack === undefined) return { pack: null };
+  return { pack: e.pack, offset: e.offset!, length: e.length! };
 }
 
 const ZERO32 = new Uint8Array(32);
@@ -80,7 +93,7 @@ export async function writeManifest(
   entries: () => Iterable<ManifestEntry>,
 ): Promise<ManifestHeader> {
   const full: ManifestHeader = {
-    v: 1,
+    v: 2,
     ...header,
     chain: chainDigest(repo, header.parent_chain, entriesDigest(repo, entries())),
   };
@@ -130,10 +143,16 @@ export async function readManifest(
     else chunks.push(part.data);
   }
   if (!header || header.id !== id) throw new ContainerError(`${what}: header names another id`);
+  if (header.v !== 2) throw new ContainerError(`${what}: manifest format ${header.v} is not 2`);
   const text = fromUtf8(concat(chunks));
   const entries: ManifestEntry[] = [];
   for (const line of text.split("\n")) {
-    if (line !== "") entries.push(JSON.parse(line));
+    if (line === "") continue;
+    try {
+      entries.push(checkEntry(JSON.parse(line)));
+    } catch (e) {
+      throw new ContainerError(`${what}: malformed entry: ${e instanceof Error ? e.message : e}`);
+    }
   }
   const digest = entriesDigest(repo, entries);
   if (chainDigest(repo, header.parent_chain, digest) !== header.chain) {
@@ -146,12 +165,36 @@ export async function readManifest(
 export async function listManifests(repo: Repository): Promise<string[]> {
   const ids: string[] = [];
   for await (const o of repo.backend.list("changesets/")) {
-    ids.push(o.key.slice("changesets/".length));
+    const k = parseKey(o.key);
+    if (k.kind === "changeset") ids.push(k.id);
   }
   return ids.sort();
 }
 
-/** Reads a blob object fully (for small blobs and tests). */
-export async function readBlobObject(repo: Repository, blobId: string): Promise<Uint8Array> {
-  return readAll(await repo.backend.get(blobKey(blobId)));
+const ACTIONS = new Set(["write", "link", "delete"]);
+
+/** Checks the fields a reader relies on, so a hostile manifest fails here with a message. */
+function checkEntry(raw: unknown): ManifestEntry {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new Error("not an object");
+  const e = raw as ManifestEntry;
+  if (typeof e.path !== "string" || e.path === "") throw new Error("no path");
+  if (!ACTIONS.has(e.action)) throw new Error(`unknown action ${JSON.stringify(e.action)}`);
+  if (e.action === "write") {
+    if (typeof e.blob_id !== "string" || typeof e.file_hash !== "string") {
+      throw new Error(`${e.path}: a write without blob_id or file_hash`);
+    }
+    for (const f of ["size", "mtime", "mode"] as const) {
+      if (!Number.isSafeInteger(e[f])) throw new Error(`${e.path}: ${f} is not an integer`);
+    }
+    if (e.pack !== undefined) {
+      const ok = typeof e.pack === "string" && /^[0-9a-f]{32}$/.test(e.pack) &&
+        Number.isSafeInteger(e.offset) && e.offset! >= 0 &&
+        Number.isSafeInteger(e.length) && e.length! > 0;
+      if (!ok) throw new Error(`${e.path}: malformed pack location`);
+    }
+  }
+  if (e.action === "link" && typeof e.target !== "string") {
+    throw new Error(`${e.path}: a link without a target`);
+  }
+  return e;
 }

@@ -1,0 +1,351 @@
+// A restore: the files of a state written under a target directory, every byte verified before
+// a file appears, nothing ever written outside the target. Blobs in packs are read in ranges
+// (neighbours in one read), loose ones object by object; Workers verify and write the files.
+
+import { dirname, join, resolve } from "node:path";
+import { badPath } from "../clients/client.ts";
+import { pathMatcher } from "../glob.ts";
+import { MemoryRelease, releaseMemory } from "../perf/memory.ts";
+import type { Repository } from "../repository/repository.ts";
+import { TaskGroup } from "../scheduler.ts";
+import { SealPool } from "../workers/pool.ts";
+import type { RestoreItem } from "../workers/restore_jobs.ts";
+import { DirGuard } from "./dirs.ts";
+import type { StateEntry } from "./state.ts";
+
+/** Options of a pull. */
+export interface PullOptions {
+  /** Directory to restore into (created when absent). */
+  target: string;
+  /** Paths or globs to restore; everything when empty. */
+  patterns?: string[];
+  /** Objects read from the backend at once (default: what the backend says suits it, else 8). */
+  concurrency?: number;
+  onProgress?: (
+    p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number },
+  ) => void;
+}
+
+/** What a pull did. */
+export interface PullResult {
+  files: number;
+  bytes: number;
+  links: number;
+  problems: { path: string; message: string }[];
+}
+
+/** Loose blobs of files up to this size are read whole and verified before the file is made. */
+const SMALL_BLOB = 1 << 20;
+/** One read of a pack covers neighbouring blobs up to this many bytes… */
+const READ_MAX = 4 << 20;
+/** …skipping at most this many unwanted bytes between two of them. */
+const READ_GAP = 256 << 10;
+/** Loose small files restored per batch: at most this many… */
+const BATCH_FILES = 64;
+/** …or this many bytes of objects. */
+const BATCH_BYTES = 2 << 20;
+/** Reads in flight when neither the caller nor the backend says otherwise. */
+const DEFAULT_FLIGHT = 8;
+/** Bytes restored between two returns of free memory to the system (a full collection here
+ * marks the whole state, tens of MiB for 50,000 files: not too often). */
+const RELEASE_BYTES = 64 << 20;
+
+interface Job {
+  e: StateEntry;
+  item: RestoreItem;
+}
+
+/** One read of a pack: blobs that lie close together, read as one range. */
+interface PackRead {
+  pack: string;
+  start: number;
+  end: number;
+  jobs: Job[];
+}
+
+/** Groups packed blobs into reads: by pack, by offset, neighbours together. */
+function packReads(jobs: Job[]): PackRead[] {
+  const byPack = new Map<string, Job[]>();
+  for (const j of jobs) {
+    const list = byPack.get(j.e.pack!);
+    if (list) list.push(j);
+    else byPack.set(j.e.pack!, [j]);
+  }
+  const reads: PackRead[] = [];
+  for (const [pack, list] of byPack) {
+    list.sort((a, b) => a.e.offset! - b.e.offset!);
+    let cur: PackRead | null = null;
+    for (const j of list) {
+      const start = j.e.offset!;
+      const end = start + j.e.length!;
+      if (cur && start - cur.end <= READ_GAP && end - cur.start <= READ_MAX && start >= cur.end) {
+        cur.end = end;
+        cur.jobs.push(j);
+      } else {
+        cur = { pack, start, end, jobs: [j] };
+        reads.push(cur);
+      }
+    }
+  }
+  return reads;
+}
+
+/**
+ * Restores `entries` (a state) under the target directory. This thread checks paths, makes
+ * directories and reads from the repository; Workers verify blobs and write the files (small
+ * ones verified whole before their file is created; large ones streamed a few chunks ahead).
+ */
+export async function restoreState(
+  repo: Repository,
+  entries: StateEntry[],
+  opts: PullOptions,
+): Promise<PullResult> {
+  const target = resolve(opts.target);
+  await Deno.mkdir(target, { recursive: true });
+  const match = pathMatcher(opts.patterns ?? []);
+  const chosen = entries.filter((e) => match(e.path)).sort((a, b) => a.path < b.path ? -1 : 1);
+  const result: PullResult = { files: 0, bytes: 0, links: 0, problems: [] };
+  const dirs = new DirGuard(target);
+  const files = chosen.filter((e) => e.action === "write");
+  const progress = {
+    filesDone: 0,
+    filesTotal: files.length,
+    bytesDone: 0,
+    bytesTotal: files.reduce((a, e) => a + (e.size ?? 0), 0),
+  };
+  // A file counts 8 KiB more than its size, for its objects here and its message.
+  const release = new MemoryRelease(RELEASE_BYTES, 8 << 10);
+  releaseMemory();
+  const settle = (e: StateEntry, err: unknown) => {
+    if (err === null) {
+      result.files++;
+      result.bytes += e.size ?? 0;
+    } else {
+      result.problems.push({
+        path: e.path,
+        message: err instanceof Error ? err.message : String(err),
+      });
+    }
+    progress.filesDone++;
+    progress.bytesDone += e.size ?? 0;
+    release.add(e.size ?? 0);
+    opts.onProgress?.(progress);
+  };
+  const flight = Math.max(1, opts.concurrency ?? repo.backend.parallelism ?? DEFAULT_FLIGHT);
+  const packed: Job[] = [];
+  const looseSmall: Job[] = [];
+  const looseLarge: Job[] = [];
+  for (const e of files) {
+    try {
+      const item = prepare(repo, target, dirs, e);
+      if (e.pack !== undefined) packed.push({ e, item });
+      else if ((e.size ?? 0) <= SMALL_BLOB) looseSmall.push({ e, item });
+      else looseLarge.push({ e, item });
+    } catch (err) {
+      settle(e, err);
+    }
+  }
+  // From a local repository this thread's reads are cheap (and Workers read large objects
+  // themselves): one Worker per core. Otherwise this thread moves every byte from the backend
+  // and the Workers (one less than the cores) verify and write.
+  const direct = repo.objectFiles("read") !== null;
+  const pool = await SealPool.start({ master: repo.master, lightMain: direct });
+  const threads = Math.max(1, pool.workers);
+  try {
+    const group = new TaskGroup();
+    const batches = group.lane(Math.min(flight, 2 * threads));
+    const streams = group.lane(Math.min(flight, direct ? threads : threads + 1));
+    for (const r of packReads(packed)) {
+      await batches.spawn(() => restorePackRead(repo, pool, r, settle));
+    }
+    for (let k = 0; k < looseSmall.length;) {
+      const batch: Job[] = [];
+      let bytes = 0;
+      while (k < looseSmall.length && batch.length < BATCH_FILES && bytes < BATCH_BYTES) {
+        bytes += looseSmall[k].e.size ?? 0;
+        batch.push(looseSmall[k++]);
+      }
+      await batches.spawn(() => restoreLooseBatch(repo, pool, batch, flight, settle));
+    }
+    for (const j of looseLarge) {
+      await streams.spawn(() =>
+        restoreLarge(repo, pool, j.item).then(
+          (why) => settle(j.e, why === null ? null : new Error(why)),
+          (err) => settle(j.e, err),
+        )
+      );
+    }
+    await group.wait();
+  } finally {
+    pool.close();
+  }
+  // Links last, so that no file is ever written through a restored link.
+  for (const e of chosen) {
+    if (e.action !== "link") continue;
+    try {
+      const bad = badPath(e.path);
+      if (bad) throw new Error(`refused: ${bad} would escape the target`);
+      const full = join(target, e.path);
+      dirs.ensure(dirname(full));
+      try {
+        Deno.removeSync(full);
+      } catch {
+        // nothing there
+      }
+      Deno.symlinkSync(e.target ?? "", full);
+      result.links++;
+    } catch (err) {
+      result.problems.push({
+        path: e.path,
+        message: err instanceof Error ? err.message : String(err),
+      });
+    }
+  }
+  return result;
+}
+
+/** Checks an entry's path, makes its directories and names its temporary file. */
+function prepare(repo: Repository, target: string, dirs: DirGuard, e: StateEntry): RestoreItem {
+  const bad = badPath(e.path);
+  if (bad) throw new Error(`refused: ${bad} would escape the target`);
+  if (!e.blob_id) throw new Error("the changeset names no blob for this file");
+  const full = join(target, e.path);
+  dirs.ensure(dirname(full));
+  return {
+    blobId: e.blob_id,
+    object: e.pack === undefined ? repo.objectFile(e.blob_id) ?? undefined : undefined,
+    path: e.path,
+    fileHash: e.file_hash,
+    full,
+    tmp: join(dirname(full), `.n2s-pull-${crypto.randomUUID().slice(0, 8)}`),
+    mode: e.mode,
+    mtime: e.mtime,
+  };
+}
+
+/** Reads one range of a pack and has one thread verify and write its files. */
+async function restorePackRead(
+  repo: Repository,
+  pool: SealPool,
+  r: PackRead,
+  settle: (e: StateEntry, err: unknown) => void,
+): Promise<void> {
+  let buf: Uint8Array;
+  try {
+    buf = await repo.readPackRange(r.pack, { offset: r.start, length: r.end - r.start });
+  } catch (err) {
+    for (const j of r.jobs) settle(j.e, err);
+    return;
+  }
+  const spans: number[] = [];
+  for (const j of r.jobs) spans.push(j.e.offset! - r.start, j.e.offset! - r.start + j.e.length!);
+  let results: (string | null)[];
+  try {
+    results = await pool.restore(r.jobs.map((j) => j.item), buf, spans);
+  } catch (err) {
+    for (const j of r.jobs) settle(j.e, err);
+    return;
+  }
+  r.jobs.forEach((j, k) => settle(j.e, results[k] === null ? null : new Error(results[k]!)));
+}
+
+/** Reads the objects of a batch of loose small blobs, then has one thread restore them. */
+async function restoreLooseBatch(
+  repo: Repository,
+  pool: SealPool,
+  batch: Job[],
+  flight: number,
+  settle: (e: StateEntry, err: unknown) => void,
+): Promise<void> {
+  if (batch.every((j) => j.item.object !== undefined)) {
+    // A Worker reads the object files; what it could not open comes through the repository,
+    // whose errors (and retries) are the usual ones.
+    let answer: { results: (string | null)[]; unread: number[] };
+    try {
+      answer = await pool.restoreFrom(batch.map((j) => j.item));
+    } catch (err) {
+      batch.forEach(({ e }) => settle(e, err));
+      return;
+    }
+    const unread = new Set(answer.unread);
+    batch.forEach(({ e }, k) => {
+      if (!unread.has(k)) {
+        settle(e, answer.results[k] === null ? null : new Error(answer.results[k]!));
+      }
+    });
+    const again = batch.filter((_, k) => unread.has(k)).map((j) => ({
+      e: j.e,
+      item: { ...j.item, object: undefined },
+    }));
+    if (again.length > 0) await restoreLooseBatch(repo, pool, again, flight, settle);
+    return;
+  }
+  const objects: (Uint8Array | null)[] = new Array(batch.length).fill(null);
+  const errors: unknown[] = new Array(batch.length).fill(null);
+  let next = 0;
+  const reader = async () => {
+    while (next < batch.length) {
+      const k = next++;
+      try {
+        objects[k] = await readObject(await repo.readBlob(batch[k].item.blobId, { pack: null }));
+      } catch (err) {
+        errors[k] = err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(flight, batch.length) }, reader));
+  const ok = batch.map((_, k) => k).filter((k) => objects[k] !== null);
+  if (ok.length > 0) {
+    let total = 0;
+    for (const k of ok) total += objects[k]!.length;
+    const buffer = new Uint8Array(total);
+    const spans: number[] = [];
+    let o = 0;
+    for (const k of ok) {
+      buffer.set(objects[k]!, o);
+      spans.push(o, o + objects[k]!.length);
+      o += objects[k]!.length;
+    }
+    try {
+      const results = await pool.restore(ok.map((k) => batch[k].item), buffer, spans);
+      ok.forEach((k, j) => {
+        if (results[j] !== null) errors[k] = new Error(results[j]!);
+      });
+    } catch (err) {
+      for (const k of ok) errors[k] = err;
+    }
+  }
+  batch.forEach(({ e }, k) => settle(e, errors[k]));
+}
+
+/** Reads a whole (small) object. */
+async function readObject(stream: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for await (const p of stream) {
+    parts.push(p);
+    n += p.length;
+  }
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Restores one large loose blob: read by a Worker itself, or streamed to one. */
+async function restoreLarge(
+  repo: Repository,
+  pool: SealPool,
+  item: RestoreItem,
+): Promise<string | null> {
+  if (item.object !== undefined) {
+    const { results, unread } = await pool.restoreFrom([item]);
+    if (unread.length === 0) return results[0];
+  }
+  const stream = await repo.readBlob(item.blobId, { pack: null });
+  return await pool.restoreStream(item, stream);
+}

@@ -1,0 +1,166 @@
+// A push: take a client's entries, plan what changed, upload it through one pipeline, and
+// commit the changeset's manifest; interrupted changesets of the source are completed first.
+
+import { UlidGenerator } from "../format/ids.ts";
+import { type Index, isoNow } from "../index/sqlite.ts";
+import type { ChangesetRow } from "../index/types.ts";
+import { releaseMemory } from "../perf/memory.ts";
+import type { Repository } from "../repository/repository.ts";
+import { commitChangeset } from "./commit.ts";
+import { planChangeset, stateView } from "./plan.ts";
+import type { EntryProblem, PushOptions, PushResult } from "./types.ts";
+import { uploadChangeset, type UploadOptions } from "./upload.ts";
+
+/**
+ * Pushes one client's changes as a changeset of `source`, resuming an interrupted one first.
+ * `repo` may be a promise (a key still being derived): the walk and the comparison with the
+ * index's state need no key and run meanwhile; the push waits for it before any upload, and
+ * fails with its error (nothing of the new changeset is left in the index then).
+ */
+export async function push(
+  repoOrPromise: Repository | Promise<Repository>,
+  index: Index,
+  opts: PushOptions,
+): Promise<PushResult> {
+  const repoP = Promise.resolve(repoOrPromise);
+  repoP.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+  const now = opts.now ?? Date.now;
+  const ids = opts.ids ?? new UlidGenerator(now);
+  const client = opts.client;
+  const result: PushResult = {
+    changeset: null,
+    resumed: [],
+    files: 0,
+    bytes: 0,
+    uploaded: 0,
+    uploadedBytes: 0,
+    present: 0,
+    deleted: 0,
+    links: 0,
+    unchanged: 0,
+    problems: [],
+    notes: [],
+  };
+  try {
+    if (index.incomplete(opts.source).length > 0) {
+      const resumed = await resume(await repoP, index, { ...opts, now });
+      result.resumed.push(...resumed.resumed);
+      result.problems.push(...resumed.problems);
+    }
+
+    const last = index.lastComplete(opts.source);
+    const previous = stateView(index, index.chain(opts.source), last);
+    // The walk makes garbage for every entry: memory is given back as it goes, and once the
+    // state of the source is loaded.
+    releaseMemory();
+    const id = ids.next();
+    const info = client.info?.();
+    index.insertChangeset({
+      id,
+      name: opts.name ?? client.changesetName ?? null,
+      source: opts.source,
+      client: client.kind,
+      root: client.root,
+      parent: last?.id ?? null,
+      status: "pending",
+      files_planned: 0,
+      bytes_planned: 0,
+      files_uploaded: 0,
+      bytes_uploaded: 0,
+      created: isoNow(now()),
+      completed: null,
+      error: null,
+      chain: null,
+      info: info === undefined ? null : JSON.stringify(info),
+    });
+    const plan = await planChangeset(index, client, previous, id, result, {
+      now,
+      onProgress: opts.onProgress,
+    });
+    index.shrinkMemory();
+    for (const p of client.problems ?? []) {
+      if (p.note) result.notes.push({ path: p.path, message: p.message });
+      else result.problems.push({ path: p.path, message: p.message });
+    }
+
+    const forget = () =>
+      index.tx(() => {
+        index.db.prepare("DELETE FROM files WHERE changeset = ?").run(id);
+        index.db.prepare("DELETE FROM changesets WHERE id = ?").run(id);
+      });
+    let repo: Repository;
+    try {
+      repo = await repoP;
+    } catch (e) {
+      // No key (a wrong passphrase): the plan is forgotten, as if the push never started.
+      forget();
+      throw e;
+    }
+    if (plan.planned === 0 && !client.keepEmpty) {
+      forget();
+      return result;
+    }
+    index.updateChangeset(id, { files_planned: plan.planned, bytes_planned: plan.plannedBytes });
+    const cs = index.getChangeset(id)!;
+    const r = await completeChangeset(repo, index, cs, {
+      content: client.open ? { open: client.open.bind(client) } : { root: client.root },
+      confirmBatch: opts.confirmBatch,
+      compressLevel: opts.compressLevel,
+      concurrency: opts.concurrency,
+      onProgress: opts.onProgress,
+      now,
+    });
+    result.changeset = id;
+    result.problems.push(...r.problems);
+    const c = index.counts(id);
+    result.files = c.files;
+    result.bytes = c.bytes;
+    result.uploaded = c.uploaded;
+    result.uploadedBytes = c.uploadedBytes;
+    result.present = c.present;
+    return result;
+  } finally {
+    await client.close?.();
+  }
+}
+
+/** Uploads what a changeset still has pending, then commits it. */
+async function completeChangeset(
+  repo: Repository,
+  index: Index,
+  cs: ChangesetRow,
+  opts: UploadOptions,
+): Promise<{ problems: EntryProblem[] }> {
+  const r = await uploadChangeset(repo, index, cs, opts);
+  opts.onProgress?.({ ...r.progress, phase: "commit" });
+  await commitChangeset(repo, index, cs, opts.now);
+  return { problems: r.problems };
+}
+
+/** Completes interrupted changesets (all sources, or one) without a new scan. */
+export async function resume(
+  repo: Repository,
+  index: Index,
+  opts: Partial<
+    Pick<
+      PushOptions,
+      "source" | "concurrency" | "compressLevel" | "confirmBatch" | "onProgress" | "now"
+    >
+  > = {},
+): Promise<{ resumed: string[]; problems: EntryProblem[] }> {
+  const now = opts.now ?? Date.now;
+  const out = { resumed: [] as string[], problems: [] as EntryProblem[] };
+  for (const cs of index.incomplete(opts.source)) {
+    const r = await completeChangeset(repo, index, cs, {
+      content: { root: cs.root ?? "." },
+      compressLevel: opts.compressLevel,
+      concurrency: opts.concurrency,
+      confirmBatch: opts.confirmBatch,
+      onProgress: opts.onProgress,
+      now,
+    });
+    out.resumed.push(cs.id);
+    out.problems.push(...r.problems);
+  }
+  return out;
+}

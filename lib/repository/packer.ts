@@ -1,0 +1,95 @@
+// Packs being written: sealed small blobs (already framed as pack entries) are appended to the
+// current pack until it reaches the repository's pack size; full packs are stored with a bounded
+// number in flight, and each stored pack is reported with the location of every blob in it, so
+// that the pack and all its blobs are confirmed together.
+
+import type { ObjectInfo } from "../backends/backend.ts";
+import { PACK_PREAMBLE } from "../format/pack.ts";
+import { TaskGroup } from "../scheduler.ts";
+import type { Repository } from "./repository.ts";
+
+/** A blob in a stored pack, with whatever the caller attached to it. */
+export interface PackedBlob<T> {
+  blobId: string;
+  /** The container's offset and length in the pack object. */
+  offset: number;
+  length: number;
+  item: T;
+}
+
+/** A pack that was stored (not yet durable: the caller flushes before it confirms). */
+export interface StoredPack<T> {
+  packId: string;
+  info: ObjectInfo;
+  blobs: PackedBlob<T>[];
+}
+
+/** One entry of a fragment: its blob and where its container lies in the fragment. */
+export interface FragmentEntry<T> {
+  blobId: string;
+  start: number;
+  end: number;
+  item: T;
+}
+
+/** Packs packs: see the module comment. */
+export class PackWriter<T> {
+  #parts: Uint8Array[] = [PACK_PREAMBLE];
+  #size: number = PACK_PREAMBLE.length;
+  #blobs: PackedBlob<T>[] = [];
+  readonly #group = new TaskGroup();
+  readonly #uploads;
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly onStored: (pack: StoredPack<T>) => Promise<void>,
+    /** Packs stored at once; each holds up to a pack's size in memory. */
+    inFlight = 2,
+  ) {
+    this.#uploads = this.#group.lane(inFlight);
+  }
+
+  /**
+   * Appends a fragment: framed entries as one piece of bytes, the containers of `entries` at
+   * their offsets in it. Waits while too many full packs are being stored; throws the error of
+   * any pack that failed.
+   */
+  async add(fragment: Uint8Array, entries: FragmentEntry<T>[]): Promise<void> {
+    this.#group.check();
+    if (entries.length === 0) return;
+    const target = this.repo.config.pack_size;
+    if (this.#blobs.length > 0 && this.#size + fragment.length > target) await this.#seal();
+    const base = this.#size;
+    this.#parts.push(fragment);
+    this.#size += fragment.length;
+    for (const e of entries) {
+      this.#blobs.push({
+        blobId: e.blobId,
+        offset: base + e.start,
+        length: e.end - e.start,
+        item: e.item,
+      });
+    }
+    if (this.#size >= target) await this.#seal();
+  }
+
+  /** Stores the pack being filled, if it holds anything, and waits for every pack. */
+  async close(): Promise<void> {
+    if (this.#blobs.length > 0) await this.#seal();
+    await this.#group.wait();
+  }
+
+  async #seal(): Promise<void> {
+    const parts = this.#parts;
+    const blobs = this.#blobs;
+    this.#parts = [PACK_PREAMBLE];
+    this.#size = PACK_PREAMBLE.length;
+    this.#blobs = [];
+    const packId = this.repo.newPackId();
+    await this.#uploads.spawn(async () => {
+      const info = await this.repo.putPack(packId, parts);
+      await this.onStored({ packId, info, blobs });
+    });
+    this.#group.check();
+  }
+}

@@ -1,0 +1,81 @@
+// One bounded scheduler for push and pull: tasks run in lanes, each with its own limit on tasks
+// in flight, and the first failure stops new work and is rethrown when the group is awaited.
+
+/** A counting semaphore. */
+export class Semaphore {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(n: number) {
+    this.#free = Math.max(1, n);
+  }
+
+  /** Runs `f` once a slot is free, and frees the slot when it settles. */
+  async run<T>(f: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((r) => this.#waiting.push(r));
+    try {
+      return await f();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
+}
+
+/** A set of tasks whose first failure is kept: later tasks are not started, and `wait` throws. */
+export class TaskGroup {
+  readonly #tasks = new Set<Promise<void>>();
+  #error: { e: unknown } | null = null;
+
+  /** True once a task failed: the caller stops handing out work. */
+  get failed(): boolean {
+    return this.#error !== null;
+  }
+
+  /** A lane of this group holding at most `limit` tasks at once. */
+  lane(limit: number): Lane {
+    return new Lane(this, Math.max(1, limit));
+  }
+
+  /** Starts a task now. */
+  start(task: () => Promise<void>): void {
+    const t: Promise<void> = task().catch((e) => {
+      this.#error ??= { e };
+    }).finally(() => this.#tasks.delete(t));
+    this.#tasks.add(t);
+  }
+
+  /** Waits until `ready()` holds, a task failed, or no task is left to wait for. */
+  async until(ready: () => boolean): Promise<void> {
+    while (!ready() && this.#error === null && this.#tasks.size > 0) {
+      await Promise.race(this.#tasks);
+    }
+  }
+
+  /** Waits for every task; throws the first failure. */
+  async wait(): Promise<void> {
+    while (this.#tasks.size > 0) await Promise.race(this.#tasks);
+    if (this.#error !== null) throw this.#error.e;
+  }
+
+  /** Throws the first failure, if any, without waiting. */
+  check(): void {
+    if (this.#error !== null) throw this.#error.e;
+  }
+}
+
+/** Tasks of a group that share one limit (batches of small files, large files, ...). */
+export class Lane {
+  #running = 0;
+  constructor(private readonly group: TaskGroup, private readonly limit: number) {}
+
+  /** Starts `task` once the lane has room (returns at once when the group already failed). */
+  async spawn(task: () => Promise<void>): Promise<void> {
+    await this.group.until(() => this.#running < this.limit);
+    if (this.group.failed) return;
+    this.#running++;
+    this.group.start(() => task().finally(() => this.#running--));
+  }
+}
