@@ -1,14 +1,15 @@
 // The fast Suite for Deno: ChaCha20-Poly1305 and zstd from the system's OpenSSL and libzstd
 // through FFI when they load (else node:crypto and node:zlib), scrypt from node:crypto, and
-// BLAKE3 from the native C library when it is installed (scripts/setup/perf.sh), else from
-// hash-wasm. Everything here is checked against the portable suite in the tests.
+// BLAKE3 from the native addon that comes from npm with n2s (@napi-rs/blake-hash, see
+// format/blake3_napi.ts), else from hash-wasm. Everything here is checked against the portable
+// suite in the tests.
 
 import { createCipheriv, createDecipheriv, randomFillSync, scrypt } from "node:crypto";
 import { constants, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { Buffer } from "node:buffer";
-import { nativeBlake3Lib } from "./format/blake3_native.ts";
+import { napiBlake3 } from "./format/blake3_napi.ts";
 import { nativeAead, nativeZstd } from "./format/native_crypto.ts";
-import type { Aead, Suite } from "./format/suite.ts";
+import type { Aead, Hasher, Suite } from "./format/suite.ts";
 
 /** ChaCha20-Poly1305 through node:crypto: about 0.8 GB/s here (the fallback). */
 export const nodeAead: Aead = {
@@ -63,7 +64,8 @@ const nodeZstd = {
 
 /** Which implementation each primitive of `denoSuite` uses, for benchmarks and messages. */
 export interface SuiteInfo {
-  blake3: "native" | "hash-wasm";
+  /** "napi": @napi-rs/blake-hash; "hash-wasm" when it cannot load or N2S_NO_NATIVE=1. */
+  blake3: "napi" | "hash-wasm";
   aead: "openssl" | "node:crypto";
   zstd: "libzstd" | "node:zlib";
 }
@@ -73,24 +75,33 @@ export interface SuiteInfo {
  * so a suite belongs to one thread (a Worker makes its own).
  */
 export async function denoSuite(): Promise<Suite & { info: SuiteInfo }> {
-  const b3 = nativeBlake3Lib();
-  // The JavaScript and WASM fallbacks are loaded only when needed: every Worker loads this
-  // module, and their code is megabytes of each thread's memory.
-  const newHasher = b3?.newHasher ?? await (await import("./format/blake3_wasm.ts")).wasmBlake3();
-  const deriveKey = b3?.deriveKey ?? (await import("./format/suite_js.ts")).nobleDeriveKey;
+  const b3 = await napiBlake3();
+  let newHasher: () => Hasher;
+  let keyedHash: (key: Uint8Array, data: Uint8Array) => Uint8Array;
+  let deriveKey: (context: string, material: Uint8Array) => Uint8Array;
+  if (b3) {
+    ({ newHasher, keyedHash, deriveKey } = b3);
+  } else {
+    // The WASM and JavaScript fallbacks are loaded only when needed: every Worker loads this
+    // module, and their code is megabytes of each thread's memory.
+    const wasm = await import("./format/blake3_wasm.ts");
+    [newHasher, keyedHash] = await Promise.all([wasm.wasmBlake3(), wasm.wasmKeyedHash()]);
+    deriveKey = (await import("./format/suite_js.ts")).nobleDeriveKey;
+  }
   const aead = nativeAead(nodeAead);
   const zstd = nativeZstd();
   return {
     aead: aead ?? nodeAead,
     newHasher,
     hash: b3?.hash,
+    keyedHash,
     deriveKey,
     compress: (zstd ?? nodeZstd).compress,
     decompress: (zstd ?? nodeZstd).decompress,
     scrypt: nodeScrypt,
     randomBytes: (n) => randomFillSync(new Uint8Array(n)),
     info: {
-      blake3: b3 ? "native" : "hash-wasm",
+      blake3: b3 ? "napi" : "hash-wasm",
       aead: aead ? "openssl" : "node:crypto",
       zstd: zstd ? "libzstd" : "node:zlib",
     },

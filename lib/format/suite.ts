@@ -36,6 +36,11 @@ export interface Suite {
   newHasher(): Hasher;
   /** BLAKE3 derive_key mode: a 32-byte key from a context string and key material. */
   deriveKey(context: string, material: Uint8Array): Uint8Array;
+  /**
+   * BLAKE3-256 in keyed mode (keyed_hash) of bytes in memory, with a 32-byte key. Called once per
+   * file on short inputs (blob ids), so implementations keep the per-call cost low.
+   */
+  keyedHash(key: Uint8Array, data: Uint8Array): Uint8Array;
   /** One-shot BLAKE3-256 of bytes in memory, when the suite has a faster way than a hasher. */
   hash?(data: Uint8Array): Uint8Array;
   /**
