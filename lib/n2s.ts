@@ -101,7 +101,15 @@ export class N2S {
 
   /** Creates a repository at `repository` and opens it. */
   static async init(
-    opts: OpenOptions & { passphrase: string; label?: string; logN?: number },
+    opts: OpenOptions & {
+      passphrase: string;
+      label?: string;
+      logN?: number;
+      /** Target size of pack objects in bytes (default 16 MiB). */
+      packSize?: number;
+      /** Sealed blobs under this many bytes go into packs (default 1 MiB). */
+      packThreshold?: number;
+    },
   ): Promise<N2S> {
     const suite = opts.suite ?? (await denoSuite());
     const backend = opts.backend ?? (await openBackend(opts.repository, opts.backendOptions));
@@ -109,6 +117,8 @@ export class N2S {
       const { repo } = await initRepository(backend, suite, opts.passphrase, {
         label: opts.label,
         logN: opts.logN,
+        packSize: opts.packSize,
+        packThreshold: opts.packThreshold,
       });
       // The offline recovery page travels with the data (plaintext; it holds no secret).
       await backend.put(

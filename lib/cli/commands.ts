@@ -27,12 +27,31 @@ import { resolve } from "node:path";
 
 const label = () => `${Deno.env.get("USER") ?? "user"}@${hostname()}`;
 
+/** A byte count given on the command line (plain bytes, or with a KiB/MiB/GiB suffix). */
+function byteCount(text: string | undefined, flag: string, min: number, max: number) {
+  if (text === undefined) return undefined;
+  const m = /^(\d+)\s*(|k|kib|m|mib|g|gib)$/i.exec(text.trim());
+  const unit = { "": 1, k: 1024, kib: 1024, m: 1 << 20, mib: 1 << 20, g: 1 << 30, gib: 1 << 30 };
+  const n = m ? Number(m[1]) * unit[m[2].toLowerCase() as keyof typeof unit] : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`${flag} takes a size from ${min} bytes to 1 GiB (e.g. 16MiB), not "${text}"`);
+  }
+  return n;
+}
+
 const init: Command = {
   summary: "create a repository and its first key",
-  usage: "n2s init [--repo LOCATION] [--passphrase-file FILE]",
+  usage: "n2s init [--repo LOCATION] [--passphrase-file FILE] [--pack-size BYTES] " +
+    "[--pack-threshold BYTES]",
   async run(args) {
-    const { values } = parse(args, REPO_OPTIONS, this.usage);
+    const { values } = parse(args, {
+      ...REPO_OPTIONS,
+      "pack-size": { type: "string" },
+      "pack-threshold": { type: "string" },
+    }, this.usage);
     const { location } = repositoryLocation(values.repo);
+    const packSize = byteCount(values["pack-size"], "--pack-size", 4096, 1 << 30);
+    const packThreshold = byteCount(values["pack-threshold"], "--pack-threshold", 1, 1 << 30);
     const passphrase = await getPassphrase(values["passphrase-file"], true);
     const store = await N2S.init({
       repository: location,
@@ -40,6 +59,8 @@ const init: Command = {
       passphrase,
       label: label(),
       logN: kdfLogN(),
+      packSize,
+      packThreshold,
     });
     try {
       const repo = await store.repository();

@@ -4,7 +4,7 @@
 // that the pack and all its blobs are confirmed together.
 
 import type { ObjectInfo } from "../backends/backend.ts";
-import { PACK_PREAMBLE } from "../format/pack.ts";
+import { ENTRY_FRAME_BYTES, PACK_PREAMBLE } from "../format/pack.ts";
 import { TaskGroup } from "../scheduler.ts";
 import type { Repository } from "./repository.ts";
 
@@ -50,27 +50,41 @@ export class PackWriter<T> {
   }
 
   /**
-   * Appends a fragment: framed entries as one piece of bytes, the containers of `entries` at
-   * their offsets in it. Waits while too many full packs are being stored; throws the error of
-   * any pack that failed.
+   * Appends a fragment: framed entries one after the other as one piece of bytes, the
+   * containers of `entries` (in fragment order) at their offsets in it. A fragment that does
+   * not fit the pack being filled is cut between entries (views, no copy). Waits while too many
+   * full packs are being stored; throws the error of any pack that failed.
    */
   async add(fragment: Uint8Array, entries: FragmentEntry<T>[]): Promise<void> {
     this.#group.check();
-    if (entries.length === 0) return;
     const target = this.repo.config.pack_size;
-    if (this.#blobs.length > 0 && this.#size + fragment.length > target) await this.#seal();
-    const base = this.#size;
-    this.#parts.push(fragment);
-    this.#size += fragment.length;
-    for (const e of entries) {
-      this.#blobs.push({
-        blobId: e.blobId,
-        offset: base + e.start,
-        length: e.end - e.start,
-        item: e.item,
-      });
+    let first = 0;
+    while (first < entries.length) {
+      // The entries that fit in the room left (at least one, into an empty pack).
+      const from = entries[first].start - ENTRY_FRAME_BYTES;
+      let last = first;
+      while (
+        last + 1 < entries.length && this.#size + (entries[last + 1].end - from) <= target
+      ) last++;
+      if (this.#blobs.length > 0 && this.#size + (entries[last].end - from) > target) {
+        await this.#seal();
+        continue;
+      }
+      const base = this.#size - from;
+      this.#parts.push(fragment.subarray(from, entries[last].end));
+      this.#size += entries[last].end - from;
+      for (let k = first; k <= last; k++) {
+        const e = entries[k];
+        this.#blobs.push({
+          blobId: e.blobId,
+          offset: base + e.start,
+          length: e.end - e.start,
+          item: e.item,
+        });
+      }
+      first = last + 1;
+      if (this.#size >= target) await this.#seal();
     }
-    if (this.#size >= target) await this.#seal();
   }
 
   /** Stores the pack being filled, if it holds anything, and waits for every pack. */

@@ -10,6 +10,7 @@ import { writeManifest } from "../../lib/repository/manifest.ts";
 import { blobIdFor } from "../../lib/format/ids.ts";
 import { n2s, n2sOk } from "../helpers/cli.ts";
 import { readTree, tempDir, writeTree } from "../helpers/fs.ts";
+import { blobBytes, storedBlobIds } from "../helpers/repo.ts";
 
 const ENV = { N2S_PASSPHRASE: "pw" };
 
@@ -145,7 +146,7 @@ Deno.test("a file that keeps changing while it is read is reported, never stored
 Deno.test("a corrupted blob fails its pull with the path named, and nothing is written for it", async () => {
   using tmp = tempDir();
   const { store, repo, args } = await freshStore(tmp.path);
-  let blob: string;
+  let where: { file: string; offset: number; length: number };
   let id: string;
   try {
     writeTree(`${tmp.path}/src`, { "good.txt": "good", "dir/bad.txt": "this one gets corrupted" });
@@ -154,14 +155,14 @@ Deno.test("a corrupted blob fails its pull with the path named, and nothing is w
       source: "s",
     });
     id = r.changeset!;
-    blob = store.ls(id).find((f) => f.path === "dir/bad.txt")!.blob_id!;
+    where = blobBytes(repo, store.index.filesOf(id).find((f) => f.path === "dir/bad.txt")!);
   } finally {
     await store.close();
   }
-  const file = `${repo}/blobs/${blob.slice(0, 2)}/${blob}`;
-  const bytes = Deno.readFileSync(file);
-  bytes[bytes.length - 20] ^= 0x55;
-  Deno.writeFileSync(file, bytes);
+  // One byte of the blob's last segment, in the pack it shares with good.txt.
+  const bytes = Deno.readFileSync(where.file);
+  bytes[where.offset + where.length - 20] ^= 0x55;
+  Deno.writeFileSync(where.file, bytes);
   const r = await n2s(
     ["pull", "--changeset-id", id, "--target-path", `${tmp.path}/out`, ...args],
     ENV,
@@ -278,8 +279,7 @@ Deno.test("a large file rewritten in place between hashing and sealing never bec
     const r = await store.push({ client, source: "s" });
     assert.deepEqual(r.problems, []);
     assert.ok(opens >= 3, "the file was hashed again after the mismatch");
-    const blobs = Object.keys(readTree(`${repo}/blobs`));
-    assert.equal(blobs.length, 1, "only the blob of the settled content exists");
+    assert.equal(storedBlobIds(repo).length, 1, "only the blob of the settled content exists");
     await store.pull(r.changeset!, `${tmp.path}/out`);
     const back = Deno.readFileSync(`${tmp.path}/out/big.bin`);
     assert.ok(back.every((b) => b === 2));

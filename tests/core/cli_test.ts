@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { n2s, n2sOk } from "../helpers/cli.ts";
 import { assertSameTree, readTree, seededBytes, tempDir, writeTree } from "../helpers/fs.ts";
+import { storedBlobIds } from "../helpers/repo.ts";
 
 const ENV = { N2S_PASSPHRASE: "correct horse battery staple" };
 
@@ -149,13 +150,13 @@ Deno.test("the same content at the same path is never uploaded twice", async () 
   await n2sOk(["push", src, ...args], ENV);
   writeTree(src, { "f.txt": "version two" });
   await n2sOk(["push", src, ...args], ENV);
-  const blobs = Object.keys(readTree(`${repo}/blobs`)).length;
+  const blobs = storedBlobIds(repo).length;
   // Back to the first content (new mtime, so the file is read): stored as already present.
   writeTree(src, { "f.txt": "version one" });
   const r = JSON.parse(await n2sOk(["push", src, "--json", ...args], ENV));
   assert.equal(r.uploaded, 0);
   assert.equal(r.present, 1);
-  assert.equal(Object.keys(readTree(`${repo}/blobs`)).length, blobs);
+  assert.equal(storedBlobIds(repo).length, blobs);
 });
 
 Deno.test("pull restores a subset chosen by path or glob", async () => {

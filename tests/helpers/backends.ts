@@ -13,7 +13,7 @@ export function interceptPuts(
       await before(key);
       return inner.put(key, body);
     },
-    get: (k) => inner.get(k),
+    get: (k, range) => inner.get(k, range),
     stat: (k) => inner.stat(k),
     list: (p) => inner.list(p),
     delete: (k) => inner.delete(k),
@@ -26,4 +26,25 @@ export function interceptPuts(
 export function countingBackend(inner: Backend): Backend & { puts: string[] } {
   const puts: string[] = [];
   return Object.assign(interceptPuts(inner, (k) => void puts.push(k)), { puts });
+}
+
+/** A backend that records every get: its key and the range asked for (if any). */
+export function recordingGets(
+  inner: Backend,
+): Backend & { gets: { key: string; offset?: number; length?: number }[] } {
+  const gets: { key: string; offset?: number; length?: number }[] = [];
+  return {
+    name: inner.name,
+    put: (k, b) => inner.put(k, b),
+    get(k, range) {
+      gets.push({ key: k, ...range });
+      return inner.get(k, range);
+    },
+    stat: (k) => inner.stat(k),
+    list: (p) => inner.list(p),
+    delete: (k) => inner.delete(k),
+    flush: () => inner.flush(),
+    close: () => inner.close(),
+    gets,
+  };
 }

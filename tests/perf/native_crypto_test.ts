@@ -1,15 +1,13 @@
-// The native primitives (OpenSSL ChaCha20-Poly1305, libzstd, BLAKE3 derive_key and one-shot
-// hash) agree with the independent JavaScript implementations on random inputs of many sizes,
-// and the suite the CLI uses agrees with them whichever implementation it picked.
+// The native primitives (OpenSSL ChaCha20-Poly1305 and libzstd) agree with the independent
+// JavaScript implementations on random inputs of many sizes, and the suite the CLI uses agrees
+// with them whichever implementation it picked. BLAKE3's are in tests/perf/blake3_napi_test.ts.
 
 import assert from "node:assert/strict";
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
-import { blake3 } from "@noble/hashes/blake3.js";
 import { decompress as fzstd } from "fzstd";
 import { nativeAead, nativeZstd } from "../../lib/format/native_crypto.ts";
-import { nativeBlake3Lib } from "../../lib/format/blake3_native.ts";
 import { denoSuite, nodeAead } from "../../lib/crypto_deno.ts";
-import { nobleAead, nobleDeriveKey } from "../../lib/format/suite_js.ts";
+import { nobleAead } from "../../lib/format/suite_js.ts";
 import type { Aead } from "../../lib/format/suite.ts";
 
 const SIZES = [0, 1, 15, 16, 17, 63, 64, 65, 255, 4096, 65537, (1 << 20) + 1];
@@ -87,26 +85,6 @@ Deno.test("libzstd through FFI round-trips and its frames open with fzstd", () =
   assert.throws(() => z.decompress(random(100), 1 << 20));
   const big = text(1 << 20);
   assert.throws(() => z.decompress(z.compress(big, 3), 1000), "output beyond maxSize");
-});
-
-Deno.test("native BLAKE3 derive_key and one-shot hash match @noble/hashes", async () => {
-  const lib = nativeBlake3Lib();
-  assert.ok(lib, "the native BLAKE3 library did not load; run bash scripts/setup.sh");
-  assert.ok(
-    lib.deriveKey,
-    "the native BLAKE3 library lacks b3_derive_key; run bash scripts/setup.sh",
-  );
-  for (const n of SIZES) {
-    const m = random(n);
-    assert.deepEqual(
-      lib.deriveKey("n2s test context v1", m),
-      nobleDeriveKey("n2s test context v1", m),
-    );
-    assert.deepEqual(lib.hash(m), blake3(m));
-  }
-  const suite = await denoSuite();
-  const m = random(80);
-  assert.deepEqual(suite.deriveKey("ctx", m), nobleDeriveKey("ctx", m));
 });
 
 Deno.test("OpenSSL sealPartsTo and openTo match @noble/ciphers", () => {
