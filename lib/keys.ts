@@ -1,11 +1,11 @@
 // Key management: several key files may wrap one master key (one per passphrase). Adding,
 // listing, removing, changing a passphrase and exporting a key file for safekeeping.
 
-import { bytesBody, NotFoundError, readAll } from "./backends/backend.ts";
-import { toHex, utf8 } from "./format/bytes.ts";
-import { type KeyFile, parseKeyFile, wrapMasterKey } from "./format/keyfile.ts";
-import { keyFileKey } from "./repository/layout.ts";
-import { listKeyFiles, type Repository } from "./repository/repository.ts";
+import { toHex } from "./format/bytes.ts";
+import { type KeyFile, wrapMasterKey } from "./format/keyfile.ts";
+import { keyFileBytes, type Repository } from "./repository/repository.ts";
+
+export { keyFileBytes };
 
 /** Options for a new key file. */
 export interface NewKeyOptions {
@@ -29,20 +29,14 @@ export async function addKey(
     created: new Date((opts.now ?? Date.now)()).toISOString(),
     logN: opts.logN,
   });
-  await repo.backend.put(keyFileKey(keyFile.id), bytesBody(keyFileBytes(keyFile)));
-  await repo.backend.flush();
+  await repo.putKeyFile(keyFile);
   return keyFile;
-}
-
-/** The JSON text of a key file, as stored in the repository and exported. */
-export function keyFileBytes(keyFile: KeyFile): Uint8Array {
-  return utf8(JSON.stringify(keyFile, null, 2) + "\n");
 }
 
 /** Finds one key file of the repository by id or unique id prefix. */
 export async function findKey(repo: Repository, idPrefix: string): Promise<KeyFile> {
   const p = idPrefix.toLowerCase();
-  const hits = (await listKeyFiles(repo.backend)).filter((k) => k.id.startsWith(p));
+  const hits = (await repo.listKeyFiles()).filter((k) => k.id.startsWith(p));
   if (hits.length === 0) throw new Error(`no key file matches "${idPrefix}"; see "n2s key list"`);
   if (hits.length > 1) {
     throw new Error(`"${idPrefix}" matches several key files; give more characters of the id`);
@@ -57,7 +51,7 @@ export async function findKey(repo: Repository, idPrefix: string): Promise<KeyFi
  */
 export async function removeKey(repo: Repository, idPrefix: string): Promise<KeyFile> {
   const key = await findKey(repo, idPrefix);
-  const all = await listKeyFiles(repo.backend);
+  const all = await repo.listKeyFiles();
   if (all.length <= 1) {
     throw new Error(`key ${key.id} is the repository's last key; removing it is refused`);
   }
@@ -67,8 +61,7 @@ export async function removeKey(repo: Repository, idPrefix: string): Promise<Key
         `remove it, or change its passphrase with "n2s key passwd"`,
     );
   }
-  await repo.backend.delete(keyFileKey(key.id));
-  await repo.backend.flush();
+  await repo.deleteKeyFile(key.id);
   return key;
 }
 
@@ -83,18 +76,11 @@ export async function changePassphrase(
 ): Promise<{ added: KeyFile; removed: string }> {
   const old = await readKey(repo, repo.keyId);
   const added = await addKey(repo, newPassphrase, { label: old.label, ...opts });
-  await repo.backend.delete(keyFileKey(old.id));
-  await repo.backend.flush();
+  await repo.deleteKeyFile(old.id);
   return { added, removed: old.id };
 }
 
 /** Reads one key file by its full id. */
-export async function readKey(repo: Repository, id: string): Promise<KeyFile> {
-  try {
-    const raw = await readAll(await repo.backend.get(keyFileKey(id)));
-    return parseKeyFile(raw, `${repo.backend.name} keys/${id}`);
-  } catch (e) {
-    if (e instanceof NotFoundError) throw new Error(`the repository has no key ${id}`);
-    throw e;
-  }
+export function readKey(repo: Repository, id: string): Promise<KeyFile> {
+  return repo.readKeyFile(id);
 }

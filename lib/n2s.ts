@@ -2,7 +2,7 @@
 // and read status. The CLI is a thin layer over this class.
 
 import { dirname } from "node:path";
-import { type Backend, bytesBody } from "./backends/backend.ts";
+import type { Backend } from "./backends/backend.ts";
 import { openBackend, type OpenOptions as BackendOpenOptions } from "./backends/open.ts";
 import { denoSuite } from "./crypto_deno.ts";
 import type { Suite } from "./format/suite.ts";
@@ -23,7 +23,7 @@ import { type PullResult, restoreState } from "./pull/restore.ts";
 import { stateFromIndex, stateFromManifests } from "./pull/state.ts";
 import { listManifests } from "./repository/manifest.ts";
 import { defaultIndexPath } from "./paths.ts";
-import { RECOVERY_PAGE_HTML, RECOVERY_PAGE_KEY } from "./recovery_page/page.ts";
+import { RECOVERY_PAGE_HTML } from "./recovery_page/page.ts";
 
 /** A changeset as `status` and `log` report it. */
 export interface ChangesetSummary {
@@ -121,11 +121,7 @@ export class N2S {
         packThreshold: opts.packThreshold,
       });
       // The offline recovery page travels with the data (plaintext; it holds no secret).
-      await backend.put(
-        RECOVERY_PAGE_KEY,
-        bytesBody(new TextEncoder().encode(RECOVERY_PAGE_HTML)),
-      );
-      await backend.flush();
+      await repo.putRecoveryPage(RECOVERY_PAGE_HTML);
       const store = await N2S.#openWith(backend, repo.config, suite, opts);
       store.#repo = repo;
       return store;

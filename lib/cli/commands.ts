@@ -34,7 +34,9 @@ function byteCount(text: string | undefined, flag: string, min: number, max: num
   const unit = { "": 1, k: 1024, kib: 1024, m: 1 << 20, mib: 1 << 20, g: 1 << 30, gib: 1 << 30 };
   const n = m ? Number(m[1]) * unit[m[2].toLowerCase() as keyof typeof unit] : NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new UsageError(`${flag} takes a size from ${min} bytes to 1 GiB (e.g. 16MiB), not "${text}"`);
+    throw new UsageError(
+      `${flag} takes a size from ${min} bytes to 1 GiB (e.g. 16MiB), not "${text}"`,
+    );
   }
   return n;
 }

@@ -9,7 +9,12 @@ import { parseKeyFile, unwrapMasterKey } from "../format/keyfile.ts";
 import { addKey, changePassphrase, findKey, keyFileBytes, removeKey } from "../keys.ts";
 import { defaultIndexPath } from "../paths.ts";
 import { decryptBlobFiles, inspectBlobFiles, rebuildIndexFile } from "../recover.ts";
-import { listKeyFiles, openRepository, readConfig, type Repository } from "../repository/repository.ts";
+import {
+  listKeyFiles,
+  openRepository,
+  readConfig,
+  type Repository,
+} from "../repository/repository.ts";
 import { RECOVERY_PAGE_HTML } from "../recovery_page/page.ts";
 import {
   type Command,
@@ -95,7 +100,7 @@ const recover: Command = {
       }
       return r.problems.length ? 1 : 0;
     } finally {
-      await repo.backend.close();
+      await repo.close();
     }
   },
 };
@@ -244,7 +249,7 @@ const key: Command = {
         }
       }
     } finally {
-      await repo.backend.close();
+      await repo.close();
     }
     return 0;
   },

@@ -131,7 +131,7 @@ export async function restoreState(
     release.add(e.size ?? 0);
     opts.onProgress?.(progress);
   };
-  const flight = Math.max(1, opts.concurrency ?? repo.backend.parallelism ?? DEFAULT_FLIGHT);
+  const flight = Math.max(1, opts.concurrency ?? repo.parallelism ?? DEFAULT_FLIGHT);
   const packed: Job[] = [];
   const looseSmall: Job[] = [];
   const looseLarge: Job[] = [];
@@ -220,10 +220,14 @@ function prepare(repo: Repository, target: string, dirs: DirGuard, e: StateEntry
     tmp: join(dirname(full), `.n2s-pull-${crypto.randomUUID().slice(0, 8)}`),
     mode: e.mode,
     mtime: e.mtime,
+    size: e.size,
   };
 }
 
-/** Reads one range of a pack and has one thread verify and write its files. */
+/**
+ * Reads one range of a pack, then has the threads verify and write its files in batches (a
+ * range holds hundreds of small files: batches spread them over every thread).
+ */
 async function restorePackRead(
   repo: Repository,
   pool: SealPool,
@@ -237,16 +241,32 @@ async function restorePackRead(
     for (const j of r.jobs) settle(j.e, err);
     return;
   }
-  const spans: number[] = [];
-  for (const j of r.jobs) spans.push(j.e.offset! - r.start, j.e.offset! - r.start + j.e.length!);
-  let results: (string | null)[];
-  try {
-    results = await pool.restore(r.jobs.map((j) => j.item), buf, spans);
-  } catch (err) {
-    for (const j of r.jobs) settle(j.e, err);
-    return;
+  const batches: Promise<void>[] = [];
+  for (let k = 0; k < r.jobs.length;) {
+    const first = k;
+    const from = r.jobs[k].e.offset! - r.start;
+    let to = from;
+    while (k < r.jobs.length && k - first < BATCH_FILES && to - from < BATCH_BYTES) {
+      to = r.jobs[k].e.offset! - r.start + r.jobs[k].e.length!;
+      k++;
+    }
+    const jobs = r.jobs.slice(first, k);
+    const spans: number[] = [];
+    for (const j of jobs) {
+      const o = j.e.offset! - r.start - from;
+      spans.push(o, o + j.e.length!);
+    }
+    // Each batch gets its own copy of its bytes, which moves to the thread that restores it.
+    const piece = buf.slice(from, to);
+    batches.push(
+      pool.restore(jobs.map((j) => j.item), piece, spans).then(
+        (results) =>
+          jobs.forEach((j, i) => settle(j.e, results[i] === null ? null : new Error(results[i]!))),
+        (err) => jobs.forEach((j) => settle(j.e, err)),
+      ),
+    );
   }
-  r.jobs.forEach((j, k) => settle(j.e, results[k] === null ? null : new Error(results[k]!)));
+  await Promise.all(batches);
 }
 
 /** Reads the objects of a batch of loose small blobs, then has one thread restore them. */

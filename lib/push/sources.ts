@@ -10,7 +10,12 @@ import { SEGMENT_DATA_MAX } from "../format/container.ts";
 import type { Repository } from "../repository/repository.ts";
 import type { Batch, SealPool } from "../workers/pool.ts";
 import type { FileStat } from "../workers/seal_worker.ts";
-import { CHANGE_RETRIES, describeReadError, type Hashed, SMALL_FILE } from "../workers/seal_jobs.ts";
+import {
+  CHANGE_RETRIES,
+  describeReadError,
+  type Hashed,
+  SMALL_FILE,
+} from "../workers/seal_jobs.ts";
 
 /** What a push reads content through. */
 export interface ContentSource {

@@ -7,7 +7,7 @@ import { BodyError, bytesBody } from "../backends/backend.ts";
 import type { ContentFile } from "../clients/client.ts";
 import type { BlobHeader } from "../format/blob.ts";
 import { concat } from "../format/bytes.ts";
-import { entryFrame, ENTRY_FRAME_BYTES } from "../format/pack.ts";
+import { ENTRY_FRAME_BYTES, entryFrame } from "../format/pack.ts";
 import { type Index, isoNow } from "../index/sqlite.ts";
 import type { ChangesetRow, FileRow } from "../index/types.ts";
 import { MemoryRelease, releaseMemory } from "../perf/memory.ts";
@@ -74,7 +74,7 @@ export async function uploadChangeset(
 ): Promise<{ problems: EntryProblem[]; progress: PushProgress }> {
   index.updateChangeset(cs.id, { status: "uploading" });
   const totals = index.pendingTotals(cs.id);
-  const flight = Math.max(1, opts.concurrency ?? repo.backend.parallelism ?? DEFAULT_FLIGHT);
+  const flight = Math.max(1, opts.concurrency ?? repo.parallelism ?? DEFAULT_FLIGHT);
   const problems: EntryProblem[] = [];
   const progress: PushProgress = {
     phase: "upload",
@@ -276,7 +276,10 @@ async function storeRows(u: Upload, rows: FileRow[], attempt: number): Promise<v
         const body = bytesBody(sealed.buffer.subarray(span.start, span.end));
         loose.push(u.puts.run(async () => {
           const info = await u.repo.putBlob(blobId, body);
-          await u.confirmer.add([{ ...item, storedSize: info.size, ref: info.ref ?? null }], info.size);
+          await u.confirmer.add(
+            [{ ...item, storedSize: info.size, ref: info.ref ?? null }],
+            info.size,
+          );
         }));
       }
       entryDone(u, rows[i]);
@@ -315,7 +318,12 @@ async function storeLarge(u: Upload, row: FileRow, h: Ok, attempt: number): Prom
     if (!written && container === null) container = await putLarge(u, header, item);
     if (container !== null) {
       await u.packs.add(concat([entryFrame(h.blobId, container.length), container]), [
-        { blobId: h.blobId, start: ENTRY_FRAME_BYTES, end: ENTRY_FRAME_BYTES + container.length, item },
+        {
+          blobId: h.blobId,
+          start: ENTRY_FRAME_BYTES,
+          end: ENTRY_FRAME_BYTES + container.length,
+          item,
+        },
       ]);
     }
   } catch (e) {

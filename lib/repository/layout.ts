@@ -41,10 +41,14 @@ export function parseKey(key: string): { kind: ObjectKind; id: string } {
   if (key === CONFIG_KEY) return { kind: "config", id: "" };
   const parts = key.split("/");
   const last = parts[parts.length - 1];
-  if (parts.length === 3 && parts[0] === "blobs" && isHex256(last) && parts[1] === last.slice(0, 2)) {
+  if (
+    parts.length === 3 && parts[0] === "blobs" && isHex256(last) && parts[1] === last.slice(0, 2)
+  ) {
     return { kind: "blob", id: last };
   }
-  if (parts.length === 3 && parts[0] === "packs" && isHex128(last) && parts[1] === last.slice(0, 2)) {
+  if (
+    parts.length === 3 && parts[0] === "packs" && isHex128(last) && parts[1] === last.slice(0, 2)
+  ) {
     return { kind: "pack", id: last };
   }
   if (parts.length === 2 && parts[0] === "changesets" && isUlid(last)) {

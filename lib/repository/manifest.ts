@@ -175,7 +175,9 @@ const ACTIONS = new Set(["write", "link", "delete"]);
 
 /** Checks the fields a reader relies on, so a hostile manifest fails here with a message. */
 function checkEntry(raw: unknown): ManifestEntry {
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new Error("not an object");
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new Error("not an object");
+  }
   const e = raw as ManifestEntry;
   if (typeof e.path !== "string" || e.path === "") throw new Error("no path");
   if (!ACTIONS.has(e.action)) throw new Error(`unknown action ${JSON.stringify(e.action)}`);

@@ -6,8 +6,8 @@
 import {
   type Backend,
   type Body,
-  bytesBody,
   type ByteRange,
+  bytesBody,
   NotFoundError,
   type ObjectInfo,
   readAll,
@@ -23,7 +23,7 @@ import {
   WrongPassphraseError,
 } from "../format/keyfile.ts";
 import type { Suite } from "../format/suite.ts";
-import { blobKey, CONFIG_KEY, keyFileKey, packKey, parseKey } from "./layout.ts";
+import { blobKey, CONFIG_KEY, keyFileKey, packKey, parseKey, RECOVERY_PAGE_KEY } from "./layout.ts";
 
 /** The repository format this n2s reads and writes. */
 export const REPOSITORY_FORMAT = 2;
@@ -91,6 +91,16 @@ export class Repository {
     return blobIdFor(this.suite, this.keys.idKey, path, fileHash);
   }
 
+  /** Operations in flight that suit the backend (push and pull keep that many). */
+  get parallelism(): number | undefined {
+    return this.backend.parallelism;
+  }
+
+  /** A short description of where the repository is, for messages. */
+  get where(): string {
+    return this.backend.name;
+  }
+
   /** A new random pack id (32 hex digits). */
   newPackId(): string {
     return toHex(this.suite.randomBytes(16));
@@ -138,6 +148,45 @@ export class Repository {
         yield parts;
       },
     });
+  }
+
+  /** Stores a key file (a new one, or a new passphrase's) and makes it durable. */
+  async putKeyFile(keyFile: KeyFile): Promise<void> {
+    await this.backend.put(keyFileKey(keyFile.id), bytesBody(keyFileBytes(keyFile)));
+    await this.backend.flush();
+  }
+
+  /** Removes a key file and makes that durable. */
+  async deleteKeyFile(id: string): Promise<void> {
+    await this.backend.delete(keyFileKey(id));
+    await this.backend.flush();
+  }
+
+  /** Reads one key file by its full id. */
+  async readKeyFile(id: string): Promise<KeyFile> {
+    try {
+      const raw = await readAll(await this.backend.get(keyFileKey(id)));
+      return parseKeyFile(raw, `${this.backend.name} keys/${id}`);
+    } catch (e) {
+      if (e instanceof NotFoundError) throw new Error(`the repository has no key ${id}`);
+      throw e;
+    }
+  }
+
+  /** Every key file of the repository, oldest first. */
+  listKeyFiles(): Promise<KeyFile[]> {
+    return listKeyFiles(this.backend);
+  }
+
+  /** Stores the offline recovery page beside the data. */
+  async putRecoveryPage(html: string): Promise<void> {
+    await this.backend.put(RECOVERY_PAGE_KEY, bytesBody(utf8(html)));
+    await this.backend.flush();
+  }
+
+  /** Closes the backend. */
+  close(): Promise<void> {
+    return this.backend.close();
   }
 
   /** Makes every completed write durable (one file-system sync for a local repository). */
@@ -284,11 +333,16 @@ export async function initRepository(
     created: now,
     logN: opts.logN,
   });
-  await backend.put(keyFileKey(keyFile.id), bytesBody(utf8(JSON.stringify(keyFile, null, 2))));
+  await backend.put(keyFileKey(keyFile.id), bytesBody(keyFileBytes(keyFile)));
   // The config is written last: a location with a config always has a key to open it.
   await backend.put(CONFIG_KEY, bytesBody(utf8(JSON.stringify(config, null, 2) + "\n")));
   await backend.flush();
   return { repo: new Repository(backend, config, master, suite, keyFile.id), keyFile };
+}
+
+/** The JSON text of a key file, as stored in the repository and exported. */
+export function keyFileBytes(keyFile: KeyFile): Uint8Array {
+  return utf8(JSON.stringify(keyFile, null, 2) + "\n");
 }
 
 /** Every key file in the repository. */

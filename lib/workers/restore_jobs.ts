@@ -47,6 +47,8 @@ export interface RestoreItem {
   tmp: string;
   mode?: number;
   mtime?: number;
+  /** The file's size, for the thread's accounting of the memory it went through. */
+  size?: number;
 }
 
 function writeAll(f: Deno.FsFile, data: Uint8Array): void {

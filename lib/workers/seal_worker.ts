@@ -11,13 +11,13 @@ import type { Suite } from "../format/suite.ts";
 import {
   ChangedError,
   describeReadError,
-  type Hashed,
   hashBytes,
+  type Hashed,
   hashFile,
   sealBatch,
+  type SealedSpan,
   sealLarge,
   sealLargeTo,
-  type SealedSpan,
   SMALL_FILE,
 } from "./seal_jobs.ts";
 import { DirMaker } from "../backends/local_files.ts";
@@ -97,7 +97,6 @@ export type FromWorker =
     t: "restored";
     id: number;
     results: (string | null)[];
-    buffer?: Uint8Array;
     /** For "rfiles": the items whose object file could not be read (nothing was written). */
     unread?: number[];
   }
@@ -177,10 +176,11 @@ export function serve(
         results.push(why(e));
       }
     }
-    release?.add(m.items.length * 2048);
-    // The batch's buffer goes back to the main thread, which reads the next batch into it.
-    const buffer = new Uint8Array(m.buffer.buffer);
-    post({ t: "restored", id: m.id, results, buffer }, transferList([buffer]));
+    // Every file's content was decrypted (and copied once): count it, not only the objects.
+    let bytes = m.buffer.length;
+    for (const item of m.items) bytes += 2048 + (item.size ?? 0);
+    release?.add(bytes);
+    post({ t: "restored", id: m.id, results });
   }
 
   /**

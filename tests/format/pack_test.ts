@@ -62,7 +62,12 @@ async function openAll(bytes: Uint8Array): Promise<Map<string, Uint8Array>> {
     let path = "";
     try {
       for await (
-        const p of openBlob(suite, keys, e.blobId, once(bytes.subarray(e.offset, e.offset + e.length)))
+        const p of openBlob(
+          suite,
+          keys,
+          e.blobId,
+          once(bytes.subarray(e.offset, e.offset + e.length)),
+        )
       ) {
         if ("header" in p) path = p.header.path;
         else parts.push(p.data.slice());
@@ -122,7 +127,12 @@ Deno.test("a pack names no path, no content hash and no unkeyed blob id", () => 
     for (const needle of [i.path, i.fileHash, toHex(unkeyed), "file-", "dir "]) {
       assert.ok(!text.includes(needle), `"${needle}" appears in the pack`);
     }
-    for (const raw of [unkeyed, Uint8Array.from(i.fileHash.match(/../g)!.map((h) => parseInt(h, 16)))]) {
+    for (
+      const raw of [
+        unkeyed,
+        Uint8Array.from(i.fileHash.match(/../g)!.map((h) => parseInt(h, 16))),
+      ]
+    ) {
       assert.ok(!text.includes(new TextDecoder("latin1").decode(raw)), "raw digest in the pack");
     }
   }

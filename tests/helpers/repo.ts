@@ -38,10 +38,19 @@ export function storedBlobIds(repo: string): string[] {
 /** The file holding a blob and the range of its container in it. */
 export function blobBytes(
   repo: string,
-  row: { blob_id: string | null; pack: string | null; pack_offset: number | null; pack_length: number | null },
+  row: {
+    blob_id: string | null;
+    pack: string | null;
+    pack_offset: number | null;
+    pack_length: number | null;
+  },
 ): { file: string; offset: number; length: number } {
   if (row.pack !== null) {
-    return { file: `${repo}/${packKey(row.pack)}`, offset: row.pack_offset!, length: row.pack_length! };
+    return {
+      file: `${repo}/${packKey(row.pack)}`,
+      offset: row.pack_offset!,
+      length: row.pack_length!,
+    };
   }
   const file = `${repo}/${blobKey(row.blob_id!)}`;
   return { file, offset: 0, length: Deno.statSync(file).size };
