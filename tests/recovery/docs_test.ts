@@ -66,17 +66,38 @@ async function setUp(root: string, pass = "doc passphrase") {
   const first = JSON.parse(
     await n2sOk(["push", `${root}/src`, "--source", "s", "--json", "--repo", env.REPO], env),
   ).changeset as string;
+  // The pack and loose blob files the first push stored.
+  const firstFiles = objectFiles(env.REPO);
   writeTree(`${root}/src`, { "report.txt": "version two\n", "new.txt": "new\n" });
   const second = JSON.parse(
     await n2sOk(["push", `${root}/src`, "--source", "s", "--json", "--repo", env.REPO], env),
   ).changeset as string;
-  return { env, first, second };
+  return { env, first, second, firstFiles };
 }
 
-function blobFiles(repo: string): string[] {
-  return [...Deno.readDirSync(`${repo}/blobs`)].flatMap((d) =>
-    [...Deno.readDirSync(`${repo}/blobs/${d.name}`)].map((f) => `${repo}/blobs/${d.name}/${f.name}`)
-  );
+/** Every pack file and loose blob file of a local repository. */
+function objectFiles(repo: string): string[] {
+  const out: string[] = [];
+  for (const kind of ["packs", "blobs"]) {
+    try {
+      for (const d of Deno.readDirSync(`${repo}/${kind}`)) {
+        for (const f of Deno.readDirSync(`${repo}/${kind}/${d.name}`)) {
+          out.push(`${repo}/${kind}/${d.name}/${f.name}`);
+        }
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  return out.sort();
+}
+
+/** Where each file of the repository's packs lies: pack file, offset, length, blob id. */
+async function packEntries(env: Record<string, string>, key: string) {
+  const packs = objectFiles(env.REPO).filter((f) => f.startsWith(`${env.REPO}/packs/`));
+  return JSON.parse(
+    await n2sOk(["decrypt-blob", "--list", "--json", ...packs, "--key-file", key], env),
+  ) as { file: string; blobId: string; header: { path: string }; offset: number; length: number }[];
 }
 
 Deno.test("RECOVERY.md case 1: a lost index is rebuilt and answers as before", async () => {
@@ -114,51 +135,71 @@ Deno.test("RECOVERY.md case 2: a new machine restores with the one-file n2s.js a
   assertSameTree(env.TARGET, `${t.path}/src`);
 });
 
-Deno.test("RECOVERY.md case 3: blob files and a key file alone give the files back", async () => {
+Deno.test("RECOVERY.md case 3: pack and blob files and a key file alone give the files back", async () => {
   using t = tempDir();
-  const { env, first } = await setUp(t.path);
-  // Only the blobs of the first push, copied off the storage into one folder.
-  const ls = JSON.parse(await n2sOk(["ls", first, "--json", "--repo", env.REPO], env)) as {
-    blob_id: string;
-  }[];
-  const blobs = `${t.path}/copied-blobs`;
-  Deno.mkdirSync(blobs);
-  for (const f of ls) {
-    Deno.copyFileSync(
-      `${env.REPO}/blobs/${f.blob_id.slice(0, 2)}/${f.blob_id}`,
-      `${blobs}/${f.blob_id}`,
-    );
-  }
+  const { env, firstFiles } = await setUp(t.path);
+  // Only the packs and loose blobs of the first push, copied off the storage into one folder.
+  assert.ok(firstFiles.some((f) => f.includes("/packs/")), "the first push stored a pack");
+  assert.ok(firstFiles.some((f) => f.includes("/blobs/")), "the first push stored a loose blob");
+  const files = `${t.path}/copied`;
+  Deno.mkdirSync(files);
+  for (const f of firstFiles) Deno.copyFileSync(f, `${files}/${f.slice(f.lastIndexOf("/") + 1)}`);
   await n2sOk(["key", "export", "--output", `${t.path}/key.json`, "--repo", env.REPO], env);
   Deno.removeSync(env.REPO, { recursive: true });
-  const r = await runBlock("blob-files", { ...env, BLOBS: blobs, KEY_FILE: `${t.path}/key.json` });
+  const caseEnv = { ...env, FILES: files, KEY_FILE: `${t.path}/key.json` };
+  const r = await runBlock("blob-files", caseEnv);
   assert.match(r.stdout, /report\.txt/);
+  assert.match(r.stdout, /notes\/todo\.md/);
   const tree = readTree(env.TARGET);
   assert.deepEqual(Object.keys(tree).sort(), ["data/big.bin", "notes/todo.md", "report.txt"]);
   assert.equal(Deno.readTextFileSync(`${env.TARGET}/report.txt`), "version one\n");
   assert.equal(tree["data/big.bin"], readTree(`${t.path}/src`)["data/big.bin"]);
+
+  await runBlock("blob-files-path", caseEnv);
+  assert.deepEqual(Object.keys(readTree(`${env.TARGET}/some`)).sort(), [
+    "notes/todo.md",
+    "report.txt",
+  ]);
 });
 
-Deno.test("RECOVERY.md case 4: a damaged blob; the rest is restored, then the file from a mirror or an older version", async () => {
+Deno.test("RECOVERY.md case 3: with every manifest lost, the repository's packs and blobs give the newest version of each path", async () => {
+  using t = tempDir();
+  const { env } = await setUp(t.path);
+  Deno.removeSync(`${env.REPO}/changesets`, { recursive: true });
+  const key = `${env.REPO}/keys/${[...Deno.readDirSync(`${env.REPO}/keys`)][0].name}`;
+  const r = await runBlock("repository-files", { ...env, KEY_FILE: key });
+  assert.match(r.stderr, /an older version of report\.txt/);
+  assertSameTree(env.TARGET, `${t.path}/src`);
+});
+
+Deno.test("RECOVERY.md case 4: a damaged pack entry; the rest is restored, then the file from a mirror or an older version", async () => {
   using t = tempDir();
   const { env, first, second } = await setUp(t.path);
   const mirror = `${t.path}/mirror`;
   await new Deno.Command("cp", { args: ["-a", env.REPO, mirror] }).output();
+  const key = `${env.REPO}/keys/${[...Deno.readDirSync(`${env.REPO}/keys`)][0].name}`;
   const hit = (JSON.parse(await n2sOk(["ls", second, "--json", "--repo", env.REPO], env)) as {
     path: string;
     blob_id: string;
   }[]).find((f) => f.path === "report.txt")!;
-  const blob = `${env.REPO}/blobs/${hit.blob_id.slice(0, 2)}/${hit.blob_id}`;
-  const bytes = Deno.readFileSync(blob);
-  bytes[bytes.length - 5] ^= 0xff;
-  Deno.chmodSync(blob, 0o644);
-  Deno.writeFileSync(blob, bytes);
+  // report.txt is small: its blob is an entry of a pack. Zeros over the middle of it.
+  const entry = (await packEntries(env, key)).find((e) => e.blobId === hit.blob_id)!;
+  assert.ok(entry, "report.txt's blob is in a pack");
+  const pack = entry.file;
+  const damagedFile = pack.slice(env.REPO.length + 1);
+  const mode = Deno.statSync(pack).mode! & 0o777;
+  const bytes = Deno.readFileSync(pack);
+  const mid = entry.offset + (entry.length >> 1);
+  bytes.fill(0, mid - 16, mid + 16);
+  Deno.chmodSync(pack, 0o644);
+  Deno.writeFileSync(pack, bytes);
+  Deno.chmodSync(pack, mode);
   const caseEnv = {
     ...env,
     CHANGESET: second,
     MIRROR: mirror,
-    BLOB_ID: hit.blob_id,
-    KEY_FILE: `${env.REPO}/keys/${[...Deno.readDirSync(`${env.REPO}/keys`)][0].name}`,
+    KEY_FILE: key,
+    DAMAGED_FILE: damagedFile,
     DAMAGED_PATH: "report.txt",
     OLDER_CHANGESET: first,
   };
@@ -166,7 +207,18 @@ Deno.test("RECOVERY.md case 4: a damaged blob; the rest is restored, then the fi
   assert.match(r.stderr, new RegExp(`report\\.txt: blob ${hit.blob_id}`));
   assert.match(r.stdout, /some files were not restored/);
   assert.throws(() => Deno.statSync(`${env.TARGET}/report.txt`));
+  // The other file of that pack, and every other file, were restored.
   assert.equal(Deno.readTextFileSync(`${env.TARGET}/new.txt`), "new\n");
+  assert.equal(Deno.readTextFileSync(`${env.TARGET}/notes/todo.md`), "- restore\n");
+
+  const found = await runBlock("damaged-blob-find", caseEnv);
+  assert.equal(found.stdout, `damaged: ${damagedFile}\n`);
+  const listed = await runBlock("damaged-blob-list", caseEnv);
+  assert.match(listed.stdout, /damaged entries are named above/);
+  assert.match(
+    listed.stderr,
+    new RegExp(`${damagedFile}: entry at offset ${entry.offset}: blob ${hit.blob_id}`),
+  );
 
   await runBlock("damaged-blob-mirror", caseEnv);
   assertSameTree(env.TARGET, `${t.path}/src`);
@@ -197,7 +249,7 @@ Deno.test("RECOVERY.md case 5: a forgotten passphrase's key is replaced using an
   const target = `${t.path}/with-fresh`;
   await n2sOk([
     "decrypt-blob",
-    ...blobFiles(env.REPO),
+    ...objectFiles(env.REPO),
     "--key-file",
     `${env.HOME}/n2s-key.json`,
     "--target-path",

@@ -1,6 +1,11 @@
-// Rebuilding the index from the repository and a key, and pulling with no index at all.
+// Rebuilding the index from the repository and a key (manifests, then the packs and loose blobs
+// of pushes that never completed), and pulling with no index at all.
 
 import assert from "node:assert/strict";
+import { LocalBackend } from "../../lib/backends/local.ts";
+import { scanClient } from "../../lib/clients/scan.ts";
+import { N2S } from "../../lib/n2s.ts";
+import { countingBackend } from "../helpers/backends.ts";
 import { n2s, n2sOk } from "../helpers/cli.ts";
 import { assertSameTree, seededBytes, tempDir, writeTree } from "../helpers/fs.ts";
 
@@ -44,6 +49,18 @@ async function answers(at: string[], ids: string[]) {
   return out;
 }
 
+/** The files under a folder of the repository (blobs/ or packs/), two levels down. */
+function objectFiles(dir: string): string[] {
+  try {
+    return [...Deno.readDirSync(dir)].flatMap((d) =>
+      [...Deno.readDirSync(`${dir}/${d.name}`)].map((f) => `${dir}/${d.name}/${f.name}`)
+    ).sort();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+}
+
 function removeIndex(index: string): void {
   Deno.removeSync(index);
   for (const s of ["-wal", "-shm"]) {
@@ -77,9 +94,9 @@ Deno.test("recover index refuses to replace an index that lists changesets unles
   assert.ok(Deno.statSync(`${index}.old`).isFile);
 });
 
-Deno.test("recover index records a push that never completed from its blobs' headers", async () => {
+Deno.test("recover index records a push that never completed from its packs and loose blobs; the next push uploads none of them", async () => {
   using t = tempDir();
-  const { repo, index, at, ids } = await threeChangesets(t.path);
+  const { repo, index, src, at, ids } = await threeChangesets(t.path);
   // The third push's manifest never reached storage: its blobs did.
   Deno.removeSync(`${repo}/changesets/${ids[2]}`);
   removeIndex(index);
@@ -90,26 +107,64 @@ Deno.test("recover index records a push that never completed from its blobs' hea
   const status = JSON.parse(await n2sOk(["status", "--json", ...at], ENV));
   assert.deepEqual(status.map((c: { status: string }) => c.status), ["complete", "complete"]);
 
-  // A push whose manifest is lost after uploading new content.
-  writeTree(`${t.path}/src`, { "new.bin": seededBytes(10_000, 3) });
-  await n2sOk(["push", `${t.path}/src`, "--source", "s", ...at], ENV);
+  // A push whose manifest is lost after uploading new content: small files, which go into a
+  // pack, and one large incompressible file, a loose blob.
+  const packsBefore = objectFiles(`${repo}/packs`);
+  const looseBefore = objectFiles(`${repo}/blobs`);
+  const added: Record<string, string | Uint8Array> = {
+    "new/small.bin": seededBytes(10_000, 3),
+    "new/notes.txt": "new notes\n",
+    "new/table.csv": "k,v\n".repeat(30_000),
+    "new/large.bin": seededBytes(1_400_000, 4),
+  };
+  writeTree(src, added);
+  await n2sOk(["push", src, "--source", "s", ...at], ENV);
+  const newPacks = objectFiles(`${repo}/packs`).filter((f) => !packsBefore.includes(f));
+  const newLoose = objectFiles(`${repo}/blobs`).filter((f) => !looseBefore.includes(f));
+  assert.equal(newPacks.length, 1, "the new small files are in one new pack");
+  assert.equal(newLoose.length, 1, "new/large.bin is a new loose blob");
   const last = JSON.parse(await n2sOk(["status", "--json", ...at], ENV)).at(-1).id;
   Deno.removeSync(`${repo}/changesets/${last}`);
   removeIndex(index);
   const r2 = JSON.parse(await n2sOk(["recover", "index", "--json", ...at], ENV));
+  assert.equal(r2.changesets, 2);
   assert.deepEqual(r2.incomplete, [last]);
-  assert.equal(r2.orphanBlobs, 1);
+  assert.equal(r2.orphanBlobs, 4, "three blobs from the pack, one loose");
+  assert.deepEqual(r2.problems, []);
   const rows = JSON.parse(await n2sOk(["status", "--json", ...at], ENV));
   assert.equal(rows.at(-1).id, last);
   assert.equal(rows.at(-1).status, "failed");
-  const hits = JSON.parse(await n2sOk(["find", "new.bin", "--json", ...at], ENV));
-  assert.equal(hits.length, 1);
-  assert.equal(hits[0].changeset, last);
-  // The next push does not upload that blob again: it is recorded as stored.
-  const again = JSON.parse(
-    await n2sOk(["push", `${t.path}/src`, "--source", "s", "--json", ...at], ENV),
-  );
-  assert.equal(again.uploaded, 0);
+  const hits = JSON.parse(await n2sOk(["find", "new", "--json", ...at], ENV)) as {
+    path: string;
+    changeset: string;
+  }[];
+  assert.deepEqual(hits.map((h) => h.path).sort(), Object.keys(added).sort());
+  for (const h of hits) assert.equal(h.changeset, last, h.path);
+
+  // The next push uploads none of them again: they are recorded as stored. Every put is
+  // counted; only the new changeset's manifest is written.
+  const counting = countingBackend(new LocalBackend(repo));
+  const store = await N2S.open({
+    repository: repo,
+    index,
+    passphrase: ENV.N2S_PASSPHRASE,
+    backend: counting,
+  });
+  try {
+    const again = await store.push({ client: scanClient({ paths: [src] }), source: "s" });
+    assert.equal(again.uploaded, 0);
+    assert.deepEqual(again.problems, []);
+    assert.deepEqual(
+      counting.puts.filter((k) => k.startsWith("blobs/") || k.startsWith("packs/")),
+      [],
+      `puts: ${counting.puts.join(", ")}`,
+    );
+    assert.equal(counting.puts.filter((k) => k.startsWith("changesets/")).length, 1);
+    await store.pull(again.changeset!, `${t.path}/out`);
+  } finally {
+    await store.close();
+  }
+  assertSameTree(`${t.path}/out`, src);
 });
 
 Deno.test("pull restores a changeset with no index at all, from the manifests", async () => {
