@@ -3,6 +3,12 @@
 
 import { concat } from "../format/bytes.ts";
 
+/** A byte range of an object: `length` bytes from `offset`. */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
 /** What the backend knows of one stored object. */
 export interface ObjectInfo {
   /** Object key, e.g. "blobs/ab/ab12…". */
@@ -49,6 +55,12 @@ export async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Uint8A
  *   either no object or the previous one, never a partial one. It may be retried. It resolves
  *   when the object is stored; durability against power loss may wait for `flush`.
  * - `get` streams the object; it throws NotFoundError for a missing key. Idempotent.
+ *   With a `range`, it streams only the bytes from `range.offset` up to `range.offset +
+ *   range.length` or the end of the object, whichever comes first: an offset at or past the
+ *   end, or a length of 0, yields nothing (no error), and a missing key is still NotFoundError.
+ *   Backends read just those bytes (a seek, an HTTP Range request, an offset read), never the
+ *   whole object. A range that is not two non-negative safe integers is a permanent
+ *   BackendError (see `checkRange`).
  * - `stat` returns null for a missing key. Idempotent.
  * - `list` yields every object whose key starts with `prefix`, in no particular order.
  * - `delete` removes an object; deleting a missing key is not an error. Idempotent.
@@ -60,7 +72,8 @@ export interface Backend {
   /** How many operations in flight suit this backend (push and pull use it); default 4. */
   readonly parallelism?: number;
   put(key: string, body: Body): Promise<ObjectInfo>;
-  get(key: string): Promise<AsyncIterable<Uint8Array>>;
+  /** The object's bytes, or only those of `range` (see the contract above). */
+  get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>>;
   stat(key: string): Promise<ObjectInfo | null>;
   list(prefix: string): AsyncIterable<ObjectInfo>;
   delete(key: string): Promise<void>;
@@ -124,6 +137,90 @@ export function checkKey(backend: string, key: string): void {
   ) {
     throw new BackendError("permanent", backend, `invalid object key: ${JSON.stringify(key)}`);
   }
+}
+
+/**
+ * Rejects a range whose offset or length is not a non-negative safe integer (every backend
+ * checks its ranges with it, before any request).
+ */
+export function checkRange(backend: string, range: ByteRange | undefined): void {
+  if (range === undefined) return;
+  const ok = (n: unknown) => typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
+  if (typeof range !== "object" || range === null || !ok(range.offset) || !ok(range.length)) {
+    const shown = typeof range === "object" && range !== null
+      ? `offset ${String(range.offset)}, length ${String(range.length)}`
+      : String(range);
+    throw new BackendError("permanent", backend, `invalid byte range (${shown})`);
+  }
+}
+
+/** An empty object stream (a range that holds no bytes of the object). */
+export async function* noBytes(): AsyncGenerator<Uint8Array> {}
+
+/** The HTTP Range header for a non-empty range (open-ended when its end is past exact numbers). */
+export function rangeHeader(range: ByteRange): string {
+  const last = range.offset + range.length - 1;
+  return Number.isSafeInteger(last) ? `bytes=${range.offset}-${last}` : `bytes=${range.offset}-`;
+}
+
+/** What to make of the answer to a ranged GET (see `judgeRangeAnswer`). */
+export type RangeAnswer =
+  /** Deliver the first `take` bytes of the body; the server may have sent more. */
+  | { take: number }
+  /** The offset is at or past the end of the object: deliver nothing. */
+  | { empty: true }
+  /** The answer does not hold the range: what is wrong with it. */
+  | { wrong: string };
+
+/**
+ * Judges the head of an HTTP answer to a ranged GET (status, Content-Range, Content-Length or
+ * NaN). A 206 must start at the offset and reach at least the end of the range or of the
+ * object; some servers send more than was asked (s3rver ignores a range's end of 0), and then
+ * only `take` bytes are delivered and the rest of the answer is dropped with its connection.
+ * A 416, or a Content-Range that starts past the object's end, means nothing to read. A
+ * server that ignores Range answers 200 with the whole object: usable for a range at offset 0
+ * (its first bytes), and refused for any other offset, since that would mean reading bytes
+ * that were not asked for.
+ */
+export function judgeRangeAnswer(
+  status: number,
+  contentRange: string | undefined,
+  contentLength: number,
+  range: ByteRange,
+): RangeAnswer {
+  const cr = (contentRange ?? "").trim();
+  const asked = rangeHeader(range);
+  if (status === 416) {
+    const total = /^bytes \*\/(\d+)$/.exec(cr);
+    if (total && Number(total[1]) > range.offset) {
+      return { wrong: `the server refused the range ${asked} of a ${total[1]} B object` };
+    }
+    return { empty: true };
+  }
+  if (status === 200) {
+    if (contentLength === 0) return { empty: true };
+    if (range.offset === 0) return { take: Math.min(range.length, contentLength || Infinity) };
+    return {
+      wrong: "the server ignored the Range header (HTTP 200 with the whole object); ranged " +
+        "reads need a server that answers Range requests (206 Partial Content)",
+    };
+  }
+  if (status !== 206) return { wrong: `unexpected HTTP ${status} to a ranged GET` };
+  const m = /^bytes (\d+)-(-?\d+)\/(\d+|\*)$/.exec(cr);
+  if (!m) return { wrong: `a 206 answer without a valid Content-Range ("${cr}")` };
+  const first = Number(m[1]);
+  const last = Number(m[2]);
+  const total = m[3] === "*" ? Infinity : Number(m[3]);
+  const sent = `asked for ${asked}, the server sent bytes ${first}-${last}/${m[3]}`;
+  if (first !== range.offset) return { wrong: sent };
+  if (first >= total) return { empty: true };
+  const end = Math.min(range.offset + range.length, total);
+  if (last < first || (Number.isFinite(total) && last + 1 < end)) return { wrong: sent };
+  const body = last + 1 - first;
+  if (!Number.isNaN(contentLength) && contentLength !== body) {
+    return { wrong: `${sent} in a body of ${contentLength} B` };
+  }
+  return { take: Math.min(end - first, body) };
 }
 
 /** Key of a blob in the fan-out layout: blobs/<first two hex digits>/<blob_id>. */

@@ -43,7 +43,10 @@ import {
   BackendError,
   type Body,
   BodyError,
+  type ByteRange,
   checkKey,
+  checkRange,
+  noBytes,
   NotFoundError,
   type ObjectInfo,
 } from "./backend.ts";
@@ -446,32 +449,39 @@ export class IpfsBackend implements Backend {
     }
   }
 
-  async get(key: string): Promise<AsyncIterable<Uint8Array>> {
+  /**
+   * Reads the object by its CID with `cat`, in windows; a range is read the same way from its
+   * offset (`cat` takes `offset` and `length`), so only its bytes leave the node.
+   */
+  async get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>> {
     const path = this.#path(key);
+    checkRange(this.name, range);
     const what = `get ${key}`;
     const st = await this.#stat(path, what);
     if (!st || st.Type === "directory") throw new NotFoundError(this.name, key);
     const size = st.Size ?? 0;
-    if (size === 0) return (async function* () {})();
-    const first = await this.#readWindow(path, st.Hash, 0, size, what, key);
-    return this.#readWindows(path, st.Hash, size, first, what, key);
+    const start = range ? Math.min(range.offset, size) : 0;
+    const end = range ? Math.min(size, start + range.length) : size;
+    if (end <= start) return noBytes();
+    const first = await this.#readWindow(path, st.Hash, start, end, what, key);
+    return this.#readWindows(path, st.Hash, start, end, first, what, key);
   }
 
   /**
-   * Opens one window of an object. Objects are read in windows of READ_WINDOW bytes, by CID:
-   * each call's timeout then fits its own size (js-ipfs ends a read at its timeout and still
-   * answers 200), and every window comes from the same content even if the key is overwritten
-   * meanwhile.
+   * Opens one window of an object: bytes from `offset` up to `end`, at most READ_WINDOW of
+   * them. Objects are read in windows, by CID: each call's timeout then fits its own size
+   * (js-ipfs ends a read at its timeout and still answers 200), and every window comes from
+   * the same content even if the key is overwritten meanwhile.
    */
   async #readWindow(
     path: string,
     cid: string | undefined,
     offset: number,
-    size: number,
+    end: number,
     what: string,
     key: string,
   ): Promise<ReadableStream<Uint8Array> | null> {
-    const count = Math.min(READ_WINDOW, size - offset);
+    const count = Math.min(READ_WINDOW, end - offset);
     try {
       const res = cid
         ? await this.#call(
@@ -495,24 +505,26 @@ export class IpfsBackend implements Backend {
     }
   }
 
+  /** Streams the windows from `start` up to `end`, the first one already open. */
   async *#readWindows(
     path: string,
     cid: string | undefined,
-    size: number,
+    start: number,
+    end: number,
     first: ReadableStream<Uint8Array> | null,
     what: string,
     key: string,
   ): AsyncGenerator<Uint8Array> {
     let stream = first;
-    for (let offset = 0;;) {
-      const count = Math.min(READ_WINDOW, size - offset);
+    for (let offset = start;;) {
+      const count = Math.min(READ_WINDOW, end - offset);
       if (stream) yield* this.#readAll(stream, count, what);
       else if (count > 0) {
         throw new BackendError("transient", this.name, `${what}: the node sent no body`);
       }
       offset += count;
-      if (offset >= size) return;
-      stream = await this.#readWindow(path, cid, offset, size, what, key);
+      if (offset >= end) return;
+      stream = await this.#readWindow(path, cid, offset, end, what, key);
     }
   }
 

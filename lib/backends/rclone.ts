@@ -16,9 +16,9 @@
 // remote). It knows the location as an alias remote defined in its environment.
 //
 // Operations: put uploads to `.n2s-tmp/<random>` (operations/uploadfile, streamed as multipart)
-// and moves it to the key (operations/movefile); get reads through --rc-serve; stat, list and
-// delete are operations/stat, operations/list and operations/deletefile. list never shows the
-// temporary area.
+// and moves it to the key (operations/movefile); get reads through --rc-serve (a ranged get
+// sends a Range header, which rcd answers 206); stat, list and delete are operations/stat,
+// operations/list and operations/deletefile. list never shows the temporary area.
 //
 // Atomicity: the final key only ever receives a whole object by a move. On local and SFTP
 // remotes the move is a rename; on object stores rclone copies server-side, then deletes the
@@ -43,9 +43,14 @@ import {
   BackendError,
   type Body,
   BodyError,
+  type ByteRange,
   checkKey,
+  checkRange,
+  judgeRangeAnswer,
+  noBytes,
   NotFoundError,
   type ObjectInfo,
+  rangeHeader,
 } from "./backend.ts";
 
 /** The folder (under the remote's root) that holds uploads until they are moved to their key. */
@@ -674,9 +679,20 @@ export class RcloneBackend implements Backend {
     return out.item !== null && out.item !== undefined;
   }
 
-  async get(key: string): Promise<AsyncIterable<Uint8Array>> {
+  /**
+   * Reads the object through --rc-serve; a range is the same GET with a Range header, which
+   * rcd answers 206 by opening the object at the offset on the remote (a seek, a ranged
+   * request, whatever the remote's own ranged open is).
+   */
+  async get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>> {
     checkKey(this.name, key);
+    checkRange(this.name, range);
     const what = `get ${key}`;
+    if (range && range.length === 0) {
+      // HTTP cannot ask for no bytes; a stat tells whether the object exists.
+      if ((await this.stat(key)) === null) throw new NotFoundError(this.name, key);
+      return noBytes();
+    }
     const rcd = await this.#daemon();
     const path = key.split("/").map(encodeURIComponent).join("/");
     let res: Response;
@@ -685,20 +701,47 @@ export class RcloneBackend implements Backend {
         rcd,
         what,
         `[${encodeURIComponent(this.#fs)}]/${path}`,
-        {},
+        range ? { headers: { range: rangeHeader(range) } } : {},
         true,
       ));
     } catch (e) {
-      if (e instanceof RcError && e.status === 404) throw new NotFoundError(this.name, key);
+      if (e instanceof RcError && e.status === 404) {
+        // rcd answers 404 both for a missing object and for one it could not open at the
+        // offset (some remotes refuse an offset past the end): a stat tells them apart.
+        const st = range ? await this.stat(key) : null;
+        if (st === null) throw new NotFoundError(this.name, key);
+        if (st.size <= range!.offset) return noBytes();
+        throw new BackendError("transient", this.name, `${what}: rcd could not open the object`, {
+          cause: e,
+        });
+      }
       throw e instanceof RcError ? this.#classify(what, e) : e;
     }
     if (!res.ok || res.body === null) {
       throw new BackendError("transient", this.name, `${what}: rcd answered without a body`);
     }
+    // Bytes to deliver: all the body has, or the range's (checked: a short body is an error).
+    let take = Infinity;
+    if (range) {
+      const answer = judgeRangeAnswer(
+        res.status,
+        res.headers.get("content-range") ?? undefined,
+        Number(res.headers.get("content-length") ?? NaN),
+        range,
+      );
+      if (!("take" in answer)) {
+        await res.body.cancel().catch(() => {});
+        if ("empty" in answer) return noBytes();
+        throw new BackendError("permanent", this.name, `${what}: ${answer.wrong}`);
+      }
+      take = answer.take;
+    }
     const reader = res.body.getReader();
     const lost = (e: unknown) => this.#lost(rcd, what, e);
+    const name = this.name;
     return (async function* () {
       let done = false;
+      let n = 0;
       try {
         while (true) {
           let r: ReadableStreamReadResult<Uint8Array>;
@@ -707,10 +750,20 @@ export class RcloneBackend implements Backend {
           } catch (e) {
             throw lost(e);
           }
-          if (r.done) break;
-          if (r.value.length > 0) yield r.value;
+          if (r.done) {
+            done = true;
+            break;
+          }
+          // Read to the end when the body holds just the range, so that the connection can
+          // serve again; a longer one is cut off.
+          if (n >= take) break;
+          const piece = n + r.value.length > take ? r.value.subarray(0, take - n) : r.value;
+          n += piece.length;
+          if (piece.length > 0) yield piece;
         }
-        done = true;
+        if (Number.isFinite(take) && n !== take) {
+          throw new BackendError("transient", name, `${what}: got ${n} of ${take} bytes`);
+        }
       } finally {
         if (!done) await reader.cancel().catch(() => {});
         reader.releaseLock();

@@ -41,9 +41,14 @@ import {
   BackendError,
   type Body,
   BodyError,
+  type ByteRange,
   checkKey,
+  checkRange,
+  judgeRangeAnswer,
+  noBytes,
   NotFoundError,
   type ObjectInfo,
+  rangeHeader,
 } from "./backend.ts";
 import { concat } from "../format/bytes.ts";
 import {
@@ -872,22 +877,61 @@ export class S3Backend implements Backend {
     }
   }
 
-  async get(key: string): Promise<AsyncIterable<Uint8Array>> {
+  /**
+   * A GET of the object; a range is a GET with `Range: bytes=first-last`, answered 206 with
+   * just those bytes (416 when the offset is at or past the end: nothing to read).
+   */
+  async get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>> {
     const full = this.#fullKey(key);
-    const req: Request = { method: "GET", key: full, what: `get ${key}` };
-    const res = await this.#call(req, [404]);
+    checkRange(this.name, range);
+    const what = `get ${key}`;
+    if (range && range.length === 0) {
+      // HTTP cannot ask for no bytes; a HEAD tells whether the object exists.
+      if ((await this.stat(key)) === null) throw new NotFoundError(this.name, key);
+      return noBytes();
+    }
+    const req: Request = { method: "GET", key: full, what };
+    if (range) req.headers = { range: rangeHeader(range) };
+    const res = await this.#call(req, [404, 416]);
     if (res.statusCode === 404) {
       await this.#checkNotFound(res, req);
       throw new NotFoundError(this.name, key);
     }
     const length = Number(headerOf(res, "content-length") ?? NaN);
+    // Bytes to deliver: the whole body, or the range's (a server may send more, see below).
+    let take = length;
+    if (range) {
+      const answer = judgeRangeAnswer(
+        res.statusCode,
+        headerOf(res, "content-range"),
+        length,
+        range,
+      );
+      if ("empty" in answer) {
+        // A 416's error document is read, so that the connection serves again; any other
+        // answer may announce bytes it never sends (s3rver, for an empty object).
+        if (res.statusCode === 416) await drain(res);
+        else discard(res);
+        return noBytes();
+      }
+      if ("wrong" in answer) {
+        discard(res);
+        throw this.#error("permanent", `${what}: ${answer.wrong}`);
+      }
+      take = answer.take;
+    }
+    // A body longer than the range (a server that ignored its end) is cut off once the range
+    // is read, with its connection.
+    const cut = Number.isFinite(take) && !(length <= take);
     const fail = (kind: "transient", msg: string, cause?: unknown) => this.#error(kind, msg, cause);
     return (async function* () {
       let n = 0;
       try {
-        for await (const chunk of res as AsyncIterable<Uint8Array>) {
+        for await (let chunk of res as AsyncIterable<Uint8Array>) {
+          if (cut && n + chunk.length > take) chunk = chunk.subarray(0, take - n);
           n += chunk.length;
-          yield chunk;
+          if (chunk.length > 0) yield chunk;
+          if (cut && n >= take) break;
         }
       } catch (e) {
         throw fail(
@@ -896,11 +940,12 @@ export class S3Backend implements Backend {
           e,
         );
       } finally {
-        // An abandoned or broken body closes its connection; a finished one returns it to the pool.
-        if (!res.complete) res.destroy();
+        // An abandoned, cut or broken body closes its connection; a finished one returns it to
+        // the pool.
+        if (!res.complete) discard(res);
       }
-      if (Number.isFinite(length) && n !== length) {
-        throw fail("transient", `get ${key}: got ${n} of ${length} bytes`);
+      if (Number.isFinite(take) && n !== take) {
+        throw fail("transient", `get ${key}: got ${n} of ${take} bytes`);
       }
     })();
   }
@@ -1056,6 +1101,15 @@ async function readText(res: Response, limit: number): Promise<string> {
     }
   }
   return new TextDecoder().decode(parts.length === 1 ? parts[0] : concat(parts));
+}
+
+/**
+ * Drops a response body unread, with its connection. The socket's closing then reports the body
+ * as aborted, which nobody needs to hear.
+ */
+function discard(res: Response): void {
+  res.on("error", () => {});
+  res.destroy();
 }
 
 /** Reads and drops a response body, so that its connection can serve the next request. */

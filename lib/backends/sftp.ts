@@ -20,7 +20,9 @@
 //   Without GNU head, a body of up to 256 KiB goes through the worker read by `dd count=1`
 //   (one pipe read each, so never too much), and a larger one streams through its own
 //   session (`cat > tmp`); a worker then checks the size and renames.
-// - get runs `cat`, stat `wc -c`, list `find` under the deepest directory of the prefix
+// - get runs `cat`; a ranged get runs `dd`, which seeks on the remote (GNU dd with
+//   `iflag=skip_bytes,count_bytes`, else the 4 KiB blocks that hold the range, trimmed here).
+// - stat runs `wc -c`, list `find` under the deepest directory of the prefix
 //   (`-printf` where find is GNU find, else `-exec wc -c`), delete `rm -f`, flush `sync` once
 //   for all puts since the last flush. close() also removes temporary files older than a day
 //   (left by puts whose connection was cut).
@@ -33,7 +35,9 @@ import {
   type Backend,
   BackendError,
   type Body,
+  type ByteRange,
   checkKey,
+  checkRange,
   type ErrorKind,
   NotFoundError,
   type ObjectInfo,
@@ -48,6 +52,8 @@ const MAX_WORKERS = 8;
 const MAX_PUT_SESSIONS = 2;
 /** Without GNU head, bodies up to this size go through a worker, larger ones a session. */
 const PORTABLE_SMALL = 256 << 10;
+/** Block size of ranged reads with a dd that counts only in blocks (not GNU dd). */
+const PORTABLE_BLOCK = 4096;
 /** Exit statuses the scripts use. */
 const ST_NOT_FOUND = 44;
 const ST_SHORT = 45;
@@ -347,6 +353,7 @@ export class SftpBackend implements Backend {
   #putWaiters: (() => void)[] = [];
   #gnuHead = false;
   #gnuFind = false;
+  #gnuDd = false;
   #tmpReady: Promise<void> | null = null;
   #unsynced = 0;
   #putCount = 0;
@@ -605,7 +612,8 @@ export class SftpBackend implements Backend {
       const hello = w.call(
         "{ if head --version 2>/dev/null | grep 'GNU coreutils' >/dev/null; then " +
           "printf 'gnuhead '; fi; if find . -maxdepth 0 -printf '' >/dev/null 2>&1; then " +
-          "printf 'gnufind '; fi; } </dev/null",
+          "printf 'gnufind '; fi; if dd --version 2>/dev/null | grep 'GNU coreutils' " +
+          ">/dev/null; then printf 'gnudd '; fi; } </dev/null",
       );
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(
@@ -627,6 +635,7 @@ export class SftpBackend implements Backend {
       const out = dec.decode(r.out);
       this.#gnuHead = !this.#portable && out.includes("gnuhead ");
       this.#gnuFind = !this.#portable && out.includes("gnufind ");
+      this.#gnuDd = !this.#portable && out.includes("gnudd ");
       this.#shellWorked = true;
       return w;
     } catch (e) {
@@ -891,16 +900,40 @@ export class SftpBackend implements Backend {
     return total;
   }
 
-  async get(key: string): Promise<AsyncIterable<Uint8Array>> {
+  /**
+   * Streams the file with `cat`; a range with `dd`, which seeks to the offset on the remote:
+   * GNU dd takes the offset and length in bytes; any other dd reads the whole 4 KiB blocks
+   * that hold the range, and the few bytes around it are dropped here.
+   */
+  async get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>> {
     this.#checkKey(key);
+    checkRange(this.name, range);
     const what = `get ${key}`;
     const f = this.#q(key);
     const w = await this.#acquire();
     let handedOff = false;
     try {
+      // Known once this worker (or an earlier one) has greeted: whether dd is GNU dd.
+      let read = `cat ${f}`;
+      let trim: ByteRange | undefined;
+      if (range && range.length === 0) {
+        // Only whether the file exists (BSD dd takes count=0 as "no limit").
+        read = ":";
+      } else if (range && this.#gnuDd) {
+        read = `dd if=${f} bs=${1 << 20} iflag=skip_bytes,count_bytes,fullblock ` +
+          `skip=${range.offset} count=${range.length} status=none`;
+      } else if (range) {
+        // POSIX dd counts in blocks: read the blocks that hold the range, trim the rest here.
+        // Its statistics go to stderr, which is passed on only when dd fails.
+        const first = Math.floor(range.offset / PORTABLE_BLOCK);
+        const end = Math.ceil((range.offset + range.length) / PORTABLE_BLOCK);
+        trim = { offset: range.offset - first * PORTABLE_BLOCK, length: range.length };
+        read = `{ e=$(dd if=${f} bs=${PORTABLE_BLOCK} skip=${first} count=${end - first} ` +
+          `2>&1 >&4) || { printf '%s\\n' "$e" >&2; false; }; } 4>&1`;
+      }
       const it = w.output(
         await w.send(
-          `{ if [ -f ${f} ]; then printf +; cat ${f}; else ${this.#missing(f)}; fi; } </dev/null`,
+          `{ if [ -f ${f} ]; then printf +; ${read}; else ${this.#missing(f)}; fi; } </dev/null`,
         ),
       );
       // The first byte is "+" when the file exists; otherwise the reply comes at once.
@@ -912,7 +945,8 @@ export class SftpBackend implements Backend {
         throw this.#remoteError(what, r);
       }
       handedOff = true;
-      return this.#stream(w, it, first.value.subarray(1), what);
+      const stream = this.#stream(w, it, first.value.subarray(1), what);
+      return trim ? slice(stream, trim) : stream;
     } catch (e) {
       throw this.#fail(what, e);
     } finally {
@@ -1066,6 +1100,24 @@ export class SftpBackend implements Backend {
       await Deno.remove(this.#ctlDir, { recursive: true }).catch(() => {});
     }
     if (error !== null) throw error;
+  }
+}
+
+/**
+ * The bytes of `range` within a stream; the stream is read to its end either way, so that the
+ * worker behind it stays in step (it holds at most the ends of two blocks more).
+ */
+async function* slice(
+  stream: AsyncIterable<Uint8Array>,
+  range: ByteRange,
+): AsyncGenerator<Uint8Array> {
+  let pos = 0;
+  const end = range.offset + range.length;
+  for await (const piece of stream) {
+    const from = Math.max(range.offset - pos, 0);
+    const to = Math.min(end - pos, piece.length);
+    pos += piece.length;
+    if (to > from) yield piece.subarray(from, to);
   }
 }
 

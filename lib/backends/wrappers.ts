@@ -7,6 +7,8 @@ import {
   BackendError,
   type Body,
   BodyError,
+  type ByteRange,
+  checkRange,
   errorKind,
   type ObjectInfo,
 } from "./backend.ts";
@@ -94,17 +96,28 @@ export class RetryBackend implements Backend {
     return this.#run("put", key, () => this.inner.put(key, body));
   }
 
-  async get(key: string): Promise<AsyncIterable<Uint8Array>> {
-    const first = await this.#run("get", key, () => this.inner.get(key));
-    return this.#resumable(key, first);
+  async get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>> {
+    checkRange(this.name, range);
+    const first = await this.#run("get", key, () => this.inner.get(key, range));
+    return this.#resumable(key, range, first);
   }
 
-  async *#resumable(key: string, first: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  /**
+   * Streams a get and, when the stream breaks, reopens it after the bytes already delivered:
+   * a whole object is read again and its first bytes are skipped; a range that broke after k
+   * bytes is asked again as `k` bytes further on and `k` bytes shorter, so that no byte is
+   * read twice.
+   */
+  async *#resumable(
+    key: string,
+    range: ByteRange | undefined,
+    first: AsyncIterable<Uint8Array>,
+  ): AsyncIterable<Uint8Array> {
     let stream = first;
     let delivered = 0;
     let failures = 0;
     while (true) {
-      let skip = delivered;
+      let skip = range ? 0 : delivered;
       try {
         for await (let piece of stream) {
           if (skip > 0) {
@@ -122,7 +135,10 @@ export class RetryBackend implements Backend {
         return;
       } catch (e) {
         await this.#backoff("get", key, ++failures, e);
-        stream = await this.#run("get", key, () => this.inner.get(key));
+        const rest = range &&
+          { offset: range.offset + delivered, length: range.length - delivered };
+        if (rest && rest.length <= 0) return;
+        stream = await this.#run("get", key, () => this.inner.get(key, rest));
       }
     }
   }
@@ -215,8 +231,8 @@ export class LimitBackend implements Backend {
   put(key: string, body: Body): Promise<ObjectInfo> {
     return this.#with(() => this.inner.put(key, body));
   }
-  get(key: string): Promise<AsyncIterable<Uint8Array>> {
-    return this.#with(() => this.inner.get(key));
+  get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>> {
+    return this.#with(() => this.inner.get(key, range));
   }
   stat(key: string): Promise<ObjectInfo | null> {
     return this.#with(() => this.inner.stat(key));
@@ -322,10 +338,10 @@ export class FaultBackend implements Backend {
     return info;
   }
 
-  async get(key: string): Promise<AsyncIterable<Uint8Array>> {
+  async get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>> {
     const midway = this.#random() < 0.5;
     if (!midway) this.#maybeFail("get", key);
-    const stream = await this.inner.get(key);
+    const stream = await this.inner.get(key, range);
     if (!midway) return stream;
     let failure: unknown = null;
     try {

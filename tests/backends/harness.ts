@@ -8,9 +8,11 @@ import {
   type Backend,
   type Body,
   BodyError,
+  type ByteRange,
   errorKind,
   NotFoundError,
   type ObjectInfo,
+  readAll,
 } from "../../lib/backends/backend.ts";
 import { fromBody } from "../../lib/backends/wrappers.ts";
 import { n2s } from "../helpers/cli.ts";
@@ -78,16 +80,36 @@ async function keysUnder(b: Backend, prefix: string): Promise<string[]> {
   return (await collect(b.list(prefix))).map((i) => i.key).sort();
 }
 
-async function assertNotFound(b: Backend, key: string): Promise<void> {
+async function assertNotFound(b: Backend, key: string, range?: ByteRange): Promise<void> {
   await assert.rejects(
     async () => {
-      for await (const _ of await b.get(key)) {
+      for await (const _ of await b.get(key, range)) {
         // drain
       }
     },
     (e) => e instanceof NotFoundError || errorKind(e) === "notfound",
-    `get of the absent ${key} must fail with a not-found error`,
+    `get of the absent ${key}${range ? ` (range ${JSON.stringify(range)})` : ""} must fail ` +
+      "with a not-found error",
   );
+}
+
+/** The seeded bytes of `pieces` in one buffer. */
+function seededWhole(size: number, seed: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let off = 0;
+  for (const p of pieces(size, seed)) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Asserts equal bytes, naming the first difference instead of printing megabytes. */
+function assertSameBytes(got: Uint8Array, want: Uint8Array, what: string): void {
+  assert.equal(got.length, want.length, `${what}: ${got.length} bytes, not ${want.length}`);
+  for (let i = 0; i < want.length; i++) {
+    if (got[i] !== want[i]) assert.fail(`${what}: byte ${i} is ${got[i]}, not ${want[i]}`);
+  }
 }
 
 /** Runs `n` tasks with at most `width` at once. */
@@ -146,6 +168,72 @@ export async function runConformance(
     assert.equal(await b.stat(`${p}absent`), null);
     assert.equal(await b.stat(`${p}no/such/dir/absent`), null);
     await assertNotFound(b, `${p}absent`);
+  });
+
+  await step("ranged get reads exactly the bytes asked for", async (b, p) => {
+    const size = 5 * MiB + 123;
+    const seed = 4242;
+    const key = `${p}packs/ab/pack-1`;
+    await b.put(key, seededBody(size, seed));
+    const whole = seededWhole(size, seed);
+    const cases: [string, number, number][] = [
+      ["the first byte", 0, 1],
+      ["the first 100 bytes", 0, 100],
+      ["3 MiB from the middle", MiB + 7, 3 * MiB],
+      ["a few bytes across the 4 KiB and 1 MiB marks", MiB - 5, 4106],
+      ["the last byte", size - 1, 1],
+      ["a range that runs past the end (the tail only)", size - 1000, 5000],
+      ["the whole object as a range", 0, size],
+      ["from the middle to far past the end", 2 * MiB + 1, Number.MAX_SAFE_INTEGER - 2 * MiB],
+      ["an offset exactly at the end", size, 10],
+      ["an offset past the end", size + 5 * MiB, 10],
+      ["length 0", 100, 0],
+      ["length 0 at the end", size, 0],
+    ];
+    for (const [what, offset, length] of cases) {
+      const got = await readAll(await b.get(key, { offset, length }));
+      const want = whole.subarray(Math.min(offset, size), Math.min(offset + length, size));
+      assertSameBytes(got, want, `${what} (offset ${offset}, length ${length})`);
+    }
+    // Ranges of an empty and of a one-byte object.
+    await b.put(`${p}tiny/empty`, seededBody(0, 1));
+    await b.put(`${p}tiny/one`, seededBody(1, 2));
+    const one = seededWhole(1, 2);
+    for (const [offset, length] of [[0, 0], [0, 1], [0, 10], [1, 1], [3, 0]]) {
+      const r = { offset, length };
+      assertSameBytes(
+        await readAll(await b.get(`${p}tiny/empty`, r)),
+        one.subarray(0, 0),
+        `empty object, ${JSON.stringify(r)}`,
+      );
+      assertSameBytes(
+        await readAll(await b.get(`${p}tiny/one`, r)),
+        one.subarray(Math.min(offset, 1), Math.min(offset + length, 1)),
+        `1 B object, ${JSON.stringify(r)}`,
+      );
+    }
+    // A missing key is not found, whatever the range.
+    for (
+      const r of [{ offset: 0, length: 10 }, { offset: 7, length: 1 }, { offset: 0, length: 0 }]
+    ) {
+      await assertNotFound(b, `${p}packs/ab/absent`, r);
+    }
+    // A range that is not two non-negative safe integers is refused, permanently.
+    const bad = [
+      { offset: -1, length: 1 },
+      { offset: 0, length: -1 },
+      { offset: 0.5, length: 1 },
+      { offset: 0, length: Number.NaN },
+      { offset: 2 ** 53, length: 1 },
+      { offset: 0, length: Infinity },
+    ];
+    for (const r of bad) {
+      await assert.rejects(
+        async () => await readAll(await b.get(key, r)),
+        (e) => errorKind(e) === "permanent" && /range/i.test(String((e as Error).message)),
+        `get with the range ${JSON.stringify(r)} must fail with a permanent error`,
+      );
+    }
   });
 
   await step("list with a prefix over many objects", async (b, p) => {

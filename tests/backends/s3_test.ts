@@ -366,6 +366,59 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
       },
     );
 
+    await t.step("ranged gets: a Range request answered 206; wrong answers refused", async () => {
+      const proxy = startS3Proxy(s3.endpoint);
+      const b = await open(at("ranges", "", proxy.endpoint));
+      try {
+        const data = patterned(300_000, 3);
+        await b.put("r", data);
+        const whole = await readAll(await b.get("r"));
+        const range = { offset: 100_001, length: 7_000 };
+        proxy.log.length = 0;
+        const got = await readAll(await b.get("r", range));
+        assert.deepEqual(got, whole.subarray(100_001, 107_001));
+        assert.deepEqual(proxy.log, ["GET /n2s-test/ranges/r"], "one GET");
+        // A server that ignores Range: its whole object is refused unless the range starts at 0
+        // (then its first bytes are the range's).
+        proxy.fault = (method) =>
+          method === "GET" ? new Response(whole.slice(), { status: 200 }) : undefined;
+        const ignored = await failure(() => b.get("r", range));
+        assert.equal(ignored.kind, "permanent");
+        assert.match(ignored.message, /ignored the Range header/);
+        assert.deepEqual(
+          await readAll(await b.get("r", { offset: 0, length: 10 })),
+          whole.subarray(0, 10),
+        );
+        // A 206 of other bytes than those asked for.
+        proxy.fault = (method) =>
+          method === "GET"
+            ? new Response(whole.slice(100_002, 107_002), {
+              status: 206,
+              headers: { "content-range": "bytes 100002-107001/300000" },
+            })
+            : undefined;
+        const shifted = await failure(() => b.get("r", range));
+        assert.equal(shifted.kind, "permanent");
+        assert.match(
+          shifted.message,
+          /asked for bytes=100001-107000, the server sent bytes 100002/,
+        );
+        // 416 for an offset past the end is an empty range, as long as the object is that short.
+        proxy.fault = (method) =>
+          method === "GET"
+            ? xmlError(416, "InvalidRange", "The requested range is not satisfiable", {
+              "content-range": "bytes */300000",
+            })
+            : undefined;
+        assert.equal((await readAll(await b.get("r", { offset: 300_000, length: 5 }))).length, 0);
+        const refused = await failure(() => b.get("r", range));
+        assert.equal(refused.kind, "permanent");
+      } finally {
+        await b.close();
+        await proxy.stop();
+      }
+    });
+
     await t.step("error answers: throttling and 5xx transient, 4xx permanent", async () => {
       const proxy = startS3Proxy(s3.endpoint);
       const b = await open(at("errs", "", proxy.endpoint));

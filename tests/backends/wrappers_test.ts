@@ -7,7 +7,9 @@ import {
   type Backend,
   BackendError,
   BodyError,
+  type ByteRange,
   bytesBody,
+  errorKind,
   readAll,
 } from "../../lib/backends/backend.ts";
 import { LocalBackend } from "../../lib/backends/local.ts";
@@ -19,6 +21,7 @@ import {
   parseFaults,
   parseRetry,
   RetryBackend,
+  seeded,
 } from "../../lib/backends/wrappers.ts";
 import { seededBytes, tempDir } from "../helpers/fs.ts";
 
@@ -30,7 +33,7 @@ function counted(inner: Backend): Backend & { calls: Record<string, number> } {
     name: inner.name,
     calls,
     put: (k, b) => (c("put"), inner.put(k, b)),
-    get: (k) => (c("get"), inner.get(k)),
+    get: (k, r) => (c("get"), inner.get(k, r)),
     stat: (k) => (c("stat"), inner.stat(k)),
     list: (p) => (c("list"), inner.list(p)),
     delete: (k) => (c("delete"), inner.delete(k)),
@@ -40,6 +43,12 @@ function counted(inner: Backend): Backend & { calls: Record<string, number> } {
 }
 
 const FAST = { baseMs: 1, maxMs: 5 };
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 Deno.test("transient faults on a fifth of all calls are retried until every call succeeds", async () => {
   using tmp = tempDir();
@@ -89,6 +98,90 @@ Deno.test("a get that breaks midway resumes after the bytes already delivered", 
   const b = new RetryBackend(breaking, FAST);
   assert.deepEqual(await readAll(await b.get("big")), data);
   assert.equal(gets, 4);
+});
+
+Deno.test("a ranged get that breaks midway resumes inside its range", async () => {
+  using tmp = tempDir();
+  const local = new LocalBackend(tmp.path);
+  const data = seededBytes(13 << 20, 4);
+  await local.put("pack", bytesBody(data));
+  // The first three gets break after half of their first piece; every range asked is kept.
+  const asked: (ByteRange | undefined)[] = [];
+  const breaking: Backend = {
+    name: local.name,
+    put: (k, b) => local.put(k, b),
+    stat: (k) => local.stat(k),
+    list: (p) => local.list(p),
+    delete: (k) => local.delete(k),
+    flush: () => local.flush(),
+    close: () => local.close(),
+    async get(k, range) {
+      asked.push(range);
+      const inner = await local.get(k, range);
+      if (asked.length > 3) return inner;
+      return (async function* () {
+        for await (const p of inner) {
+          yield p.subarray(0, p.length >> 1);
+          throw new BackendError("transient", "test", "connection reset");
+        }
+      })();
+    },
+  };
+  const b = new RetryBackend(breaking, FAST);
+  const offset = (1 << 20) + 3;
+  const length = (9 << 20) + 5;
+  const got = await readAll(await b.get("pack", { offset, length }));
+  assert.equal(got.length, length);
+  assert.ok(equalBytes(got, data.subarray(offset, offset + length)), "the bytes of the range");
+  // The local backend yields pieces of up to 4 MiB: each try delivered half of its first one.
+  assert.deepEqual(asked, [
+    { offset, length },
+    { offset: offset + (2 << 20), length: length - (2 << 20) },
+    { offset: offset + (4 << 20), length: length - (4 << 20) },
+    { offset: offset + (6 << 20), length: length - (6 << 20) },
+  ]);
+});
+
+Deno.test("ranged gets under injected faults, midway breaks included, return exact bytes", async () => {
+  using tmp = tempDir();
+  const size = (9 << 20) + 77;
+  const data = seededBytes(size, 5);
+  await new LocalBackend(tmp.path).put("pack", bytesBody(data));
+  const faults = new FaultBackend(new LocalBackend(tmp.path), parseFaults("transient=0.4,seed=11"));
+  const inner = counted(faults);
+  const b = buildStack(inner, { retry: { ...FAST, attempts: 30 }, concurrency: 4 });
+  const random = seeded(99);
+  const ranges: ByteRange[] = [
+    { offset: 0, length: size },
+    { offset: 0, length: 1 },
+    { offset: size - 1, length: 1 },
+    { offset: size - 10, length: 1000 },
+    { offset: size, length: 5 },
+    { offset: 3, length: 0 },
+  ];
+  for (let i = 0; i < 60; i++) {
+    const offset = Math.floor(random() * size);
+    ranges.push({ offset, length: Math.floor(random() * (6 << 20)) });
+  }
+  await Promise.all(ranges.map(async (r) => {
+    const got = await readAll(await b.get("pack", r));
+    const want = data.subarray(Math.min(r.offset, size), Math.min(r.offset + r.length, size));
+    assert.equal(got.length, want.length, `length of ${JSON.stringify(r)}`);
+    assert.ok(equalBytes(got, want), `bytes of ${JSON.stringify(r)}`);
+  }));
+  assert.ok(faults.injected.transient >= 20, `faults injected: ${faults.injected.transient}`);
+  assert.ok(inner.calls.get > ranges.length, "broken gets were asked again");
+  // A missing key stays not found, and a bad range is refused without a retry.
+  await assert.rejects(
+    async () => await readAll(await b.get("absent", { offset: 5, length: 5 })),
+    (e) => errorKind(e) === "notfound",
+  );
+  const before = inner.calls.get;
+  await assert.rejects(
+    async () => await readAll(await b.get("pack", { offset: -1, length: 5 })),
+    (e) => errorKind(e) === "permanent",
+  );
+  assert.equal(inner.calls.get, before);
 });
 
 Deno.test("permanent errors, missing objects and body errors are not retried", async () => {
