@@ -1,6 +1,6 @@
 // Disaster recovery: rebuild the index from the repository and a key (manifests first, then the
-// blobs that no manifest names, loose or in packs), and restore blob and pack files with a key
-// file alone.
+// blobs that no manifest names, loose or in packs), and restore loose blob files and pack files
+// with a key file alone.
 
 import { basename } from "node:path";
 import {
@@ -12,7 +12,13 @@ import {
 import { type BlobHeader, openBlob } from "./format/blob.ts";
 import { isHex256, type RepoKeys, repoKeys } from "./format/ids.ts";
 import type { KeyFile } from "./format/keyfile.ts";
-import { findPackEntries, isPack, type PackEntry } from "./format/pack.ts";
+import {
+  ENTRY_FRAME_BYTES,
+  findPackEntries,
+  isPack,
+  PACK_PREAMBLE,
+  type PackEntry,
+} from "./format/pack.ts";
 import type { Suite } from "./format/suite.ts";
 import { pathMatcher } from "./glob.ts";
 import { Index, isoNow } from "./index/sqlite.ts";
@@ -96,8 +102,9 @@ interface OrphanBlob {
 }
 
 /**
- * The blobs of a pack held in memory that open and verify in full; entries that do not are
- * reported (a damaged entry never hides the others).
+ * The blobs of a pack held in memory that open and verify in full. Entries that do not are
+ * reported, and so are bytes that no entry found covers (an entry whose frame was destroyed
+ * cannot be found, but its loss is never silent); a damaged entry never hides the others.
  */
 export async function intactEntries(
   suite: Suite,
@@ -107,7 +114,8 @@ export async function intactEntries(
   problems: RecoveryProblem[],
 ): Promise<{ entry: PackEntry; header: BlobHeader }[]> {
   const out: { entry: PackEntry; header: BlobHeader }[] = [];
-  for (const entry of findPackEntries(pack)) {
+  const found = findPackEntries(pack);
+  for (const entry of found) {
     try {
       const container = pack.subarray(entry.offset, entry.offset + entry.length);
       out.push({ entry, header: await verifyBlob(suite, keys, entry.blobId, container) });
@@ -115,7 +123,28 @@ export async function intactEntries(
       problems.push({ object: what, message: `entry at offset ${entry.offset}: ${message(e)}` });
     }
   }
+  for (const [from, to] of uncovered(found, pack.length)) {
+    problems.push({
+      object: what,
+      message: `bytes ${from} to ${to - 1} (${to - from} bytes) hold no entry that can be ` +
+        `found: an entry there was damaged, its file cannot be restored from this pack`,
+    });
+  }
   return out;
+}
+
+/** The byte ranges of a pack that no found entry (frame and container) covers. */
+function uncovered(found: PackEntry[], size: number): [number, number][] {
+  const spans = found.map((e) => [e.offset - ENTRY_FRAME_BYTES, e.offset + e.length])
+    .sort((a, b) => a[0] - b[0]);
+  const gaps: [number, number][] = [];
+  let at = PACK_PREAMBLE.length;
+  for (const [from, to] of spans) {
+    if (from > at) gaps.push([at, from]);
+    at = Math.max(at, to);
+  }
+  if (at < size) gaps.push([at, size]);
+  return gaps;
 }
 
 /**
@@ -509,7 +538,9 @@ export async function inspectBlobFiles(
   suite: Suite,
   master: Uint8Array,
   files: string[],
+  opts: { patterns?: string[] } = {},
 ): Promise<BlobFileInfo[]> {
+  const match = pathMatcher(opts.patterns ?? []);
   const keys = repoKeys(suite, master);
   const out: BlobFileInfo[] = [];
   for (const file of files) {
@@ -519,6 +550,7 @@ export async function inspectBlobFiles(
         const bytes = await Deno.readFile(file);
         const found = await intactEntries(suite, keys, bytes, file, problems);
         for (const { entry, header } of found) {
+          if (!match(header.path)) continue;
           out.push({
             file,
             blobId: entry.blobId,
@@ -527,9 +559,9 @@ export async function inspectBlobFiles(
             length: entry.length,
           });
         }
-        for (const p of problems) out.push({ file, error: `${p.object}: ${p.message}` });
+        for (const p of problems) out.push({ file, error: p.message });
         if (found.length === 0 && problems.length === 0) {
-          out.push({ file, error: `${file}: a pack with no entry that n2s can find` });
+          out.push({ file, error: "a pack with no entry that n2s can find" });
         }
         continue;
       }
@@ -540,7 +572,7 @@ export async function inspectBlobFiles(
         blobId,
         await new FileObjects(new Map([[blobKey(blobId), file]])).get(blobKey(blobId)),
       );
-      out.push({ file, blobId, header });
+      if (match(header.path)) out.push({ file, blobId, header });
     } catch (e) {
       out.push({ file, error: message(e) });
     }
@@ -563,8 +595,7 @@ export async function decryptBlobFiles(
   target: string,
   opts: { patterns?: string[] } = {},
 ): Promise<PullResult & { skipped: { file: string; path: string }[] }> {
-  const infos = await inspectBlobFiles(suite, master, files);
-  const match = pathMatcher(opts.patterns ?? []);
+  const infos = await inspectBlobFiles(suite, master, files, opts);
   const objects = new Map<string, string>();
   const packIds = new Map<string, string>();
   const entries: StateEntry[] = [];
@@ -577,7 +608,6 @@ export async function decryptBlobFiles(
       problems.push({ path: i.file, message: i.error });
       continue;
     }
-    if (!match(i.header.path)) continue;
     const had = newest.get(i.header.path);
     const newer = !had || i.header.mtime > had.header.mtime ||
       (i.header.mtime === had.header.mtime && i.header.created > had.header.created);

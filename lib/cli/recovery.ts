@@ -1,4 +1,4 @@
-// The recovery commands: rebuild the index, restore loose blob files with a key file, manage
+// The recovery commands: rebuild the index, restore blob and pack files with a key file, manage
 // keys, and print the offline recovery page.
 
 import { hostname } from "node:os";
@@ -135,11 +135,11 @@ const decryptBlob: Command = {
     const passphrase = await getPassphrase(values["passphrase-file"], false);
     const master = await unwrapMasterKey(suite, keyFile, passphrase);
     if (values.list) {
-      const infos = await inspectBlobFiles(suite, master, positionals);
+      const infos = await inspectBlobFiles(suite, master, positionals, { patterns: values.path });
       if (values.json) printJson(infos);
       else {
         for (const i of infos) {
-          if ("error" in i) note(`n2s: ${i.error}`);
+          if ("error" in i) note(`n2s: ${i.file}: ${i.error}`);
           else {out(
               `${i.file}  ${i.header.path}  ${formatBytes(i.header.size)}  ${i.header.source}`,
             );}
@@ -256,7 +256,7 @@ const key: Command = {
 };
 
 const recoveryPage: Command = {
-  summary: "the offline recovery page (HTML): decrypt blob files in a browser",
+  summary: "the offline recovery page (HTML): decrypt blob and pack files in a browser",
   usage: "n2s recovery-page [--output FILE]",
   async run(args) {
     const { values } = parse(args, { output: { type: "string" } }, this.usage);

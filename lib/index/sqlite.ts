@@ -59,7 +59,6 @@ CREATE TABLE IF NOT EXISTS files (
   PRIMARY KEY (changeset, path)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS files_blob ON files(blob_id);
-CREATE INDEX IF NOT EXISTS files_path ON files(path);
 `;
 
 /** UTC ISO-8601 with milliseconds and Z. */

@@ -231,7 +231,7 @@ function settled(row: FileRow, h: Ok, started: string): Settled {
  */
 async function storeRows(u: Upload, rows: FileRow[], attempt: number): Promise<void> {
   const { batch, results } = await u.source.hash(rows.map((r) => r.path));
-  const small: { i: number; blobId: string; header: BlobHeader }[] = [];
+  const small: number[] = [];
   const large: number[] = [];
   u.index.tx(() => {
     results.forEach((h, i) => {
@@ -256,19 +256,24 @@ async function storeRows(u: Upload, rows: FileRow[], attempt: number): Promise<v
         });
         return entryDone(u, row);
       }
-      if (h.size <= SMALL_FILE) small.push({ i, blobId: h.blobId, header: blobHeader(u, row, h) });
+      if (h.size <= SMALL_FILE) small.push(i);
       else large.push(i);
     });
   });
   const larges = large.map((i) => storeLarge(u, rows[i], results[i] as Ok, attempt));
   if (batch) {
     // Called even with no item: it releases the bytes the Worker kept.
-    const sealed = await u.pool.seal(batch, small);
     const started = isoNow(u.opts.now());
+    const sealed = await u.pool.seal(batch, small, {
+      source: u.cs.source,
+      changeset: u.cs.id,
+      created: started,
+    });
     const entries: FragmentEntry<Settled>[] = [];
     const loose: Promise<void>[] = [];
     sealed.spans.forEach((span, k) => {
-      const { i, blobId } = small[k];
+      const i = small[k];
+      const blobId = (results[i] as Ok).blobId;
       const item = settled(rows[i], results[i] as Ok, started);
       if (span.packed) {
         entries.push({ blobId, start: span.start, end: span.end, item });

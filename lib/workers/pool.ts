@@ -15,6 +15,7 @@ import {
   type FromWorker,
   SEAL_PROTOCOL,
   SEAL_WORKER_MODULE,
+  type SealMeta,
   serve,
   type ToWorker,
 } from "./seal_worker.ts";
@@ -272,12 +273,12 @@ export class SealPool {
     return { batch: r.kept ? { id, endpoint: ep } : null, results: r.results };
   }
 
-  /** Seals the listed small files of a batch (by their index in it) and releases the batch. */
-  async seal(
-    batch: Batch,
-    items: { i: number; blobId: string; header: BlobHeader }[],
-  ): Promise<SealedBatch> {
-    const r = await this.#request(batch.endpoint, { t: "seal", id: batch.id, items });
+  /**
+   * Seals the listed small files of a batch (by their index in it; their headers are made from
+   * what hashing found and `meta`) and releases the batch.
+   */
+  async seal(batch: Batch, items: number[], meta: SealMeta): Promise<SealedBatch> {
+    const r = await this.#request(batch.endpoint, { t: "seal", id: batch.id, items, meta });
     if (r.t !== "sealed") throw new Error(`seal worker: unexpected answer ${r.t}`);
     return { buffer: r.buffer, fragmentEnd: r.fragmentEnd, spans: r.spans };
   }

@@ -57,7 +57,8 @@ export type ToWorker =
   | { t: "hash"; id: number; root: string; paths: string[] }
   /** Hashes content that the main thread read (from a client's own `open`). */
   | { t: "take"; id: number; paths: string[]; bytes: Uint8Array[]; stats: FileStat[] }
-  | { t: "seal"; id: number; items: { i: number; blobId: string; header: BlobHeader }[] }
+  /** Seals the listed files of a hashed batch (by index), with the header fields they share. */
+  | { t: "seal"; id: number; items: number[]; meta: SealMeta }
   | {
     t: "large";
     id: number;
@@ -75,6 +76,13 @@ export type ToWorker =
   | { t: "rdata"; id: number; data: Uint8Array }
   | { t: "rend"; id: number }
   | { t: "rabort"; id: number; message: string };
+
+/** The blob header fields that every file of a batch shares. */
+export interface SealMeta {
+  source: string;
+  changeset: string;
+  created: string;
+}
 
 /** What the main thread knew of a file it read for a Worker. */
 export interface FileStat {
@@ -149,7 +157,10 @@ export function serve(
   let keys: RepoKeys | null = null;
   let level: number | undefined;
   let threshold = 0;
-  const kept = new Map<number, (Uint8Array | null)[]>();
+  const kept = new Map<
+    number,
+    { paths: string[]; results: Hashed[]; bytes: (Uint8Array | null)[] }
+  >();
   const streams = new Map<number, Stream>();
   const buf = new Uint8Array(SMALL_FILE);
   const inbound = new Map<number, Inbound>();
@@ -324,18 +335,28 @@ export function serve(
             release?.add(r.hashed.ok ? r.hashed.size : 0);
           });
           const keep = bytes.some((b) => b !== null);
-          if (keep) kept.set(m.id, bytes);
+          if (keep) kept.set(m.id, { paths: m.paths, results, bytes });
           post({ t: "hashed", id: m.id, results, kept: keep });
           return;
         }
         case "seal": {
-          const bytes = kept.get(m.id) ?? [];
+          const batch = kept.get(m.id);
           kept.delete(m.id);
-          const items = m.items.map(({ i, blobId, header }) => ({
-            blobId,
-            header,
-            bytes: bytes[i]!,
-          }));
+          const items = m.items.map((i) => {
+            const h = batch!.results[i] as Extract<Hashed, { ok: true }>;
+            const header: BlobHeader = {
+              v: 2,
+              path: batch!.paths[i],
+              file_hash: h.fileHash,
+              size: h.size,
+              mtime: h.mtime,
+              mode: h.mode,
+              source: m.meta.source,
+              changeset: m.meta.changeset,
+              created: m.meta.created,
+            };
+            return { blobId: h.blobId, header, bytes: batch!.bytes[i]! };
+          });
           const r = sealBatch(suite!, keys!, items, threshold, level);
           post(
             { t: "sealed", id: m.id, buffer: r.buffer, fragmentEnd: r.fragmentEnd, spans: r.spans },

@@ -91,14 +91,11 @@ Deno.test("objects sealed by a Worker open and verify with the portable implemen
       results[i].ok && (results[i] as { size: number }).size <= SMALL_FILE
     );
     const large = paths.map((_, i) => i).filter((i) => !small.includes(i));
-    const sealed = await pool.seal(
-      batch!,
-      small.map((i) => ({
-        i,
-        blobId: (results[i] as { blobId: string }).blobId,
-        header: header(i),
-      })),
-    );
+    const sealed = await pool.seal(batch!, small, {
+      source: "s",
+      changeset: "01KB0000000000000000000000",
+      created: "2026-11-25T00:00:00.000Z",
+    });
     const objects = new Map<number, Uint8Array>();
     small.forEach((i, k) => {
       const span = sealed.spans[k];
@@ -191,7 +188,7 @@ Deno.test("a Worker that cannot start leaves the work to the main thread", async
     assert.equal(pool.workers, 0);
     const { batch, results } = await pool.hash(t.path, ["x.txt"]);
     assert.ok(results[0].ok);
-    await pool.seal(batch!, []);
+    await pool.seal(batch!, [], { source: "s", changeset: "c", created: "" });
   } finally {
     pool.close();
   }

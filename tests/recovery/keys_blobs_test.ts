@@ -248,12 +248,10 @@ Deno.test("a pack entry destroyed with its frame: decrypt-blob still restores ev
   assert.deepEqual(readTree(`${t.path}/pulled`), want);
 });
 
-// With its frame gone, the entry is not found at all, and lib/recover.ts (inspectBlobFiles)
-// reports nothing: decrypt-blob exits 0 without a word about the lost file. The recovery page
-// reports the bytes that no entry covers; decrypt-blob should too. Enable once it does.
+// With its frame gone, the entry is not found at all: decrypt-blob names the bytes that no
+// entry covers, so the loss is never silent.
 Deno.test({
   name: "decrypt-blob names the bytes of a pack entry destroyed with its frame, and exits 1",
-  ignore: true,
   async fn() {
     using t = tempDir();
     const { key, packs, hit } = await damageEntry(t.path, true);
