@@ -347,10 +347,16 @@ export async function runCliRoundTrip(
 ): Promise<void> {
   const roundTrip = async (loc: string, extra: Record<string, string>) => {
     using tmp = tempDir();
-    const e = { ...PASS, ...env, ...extra };
+    const e: Record<string, string> = { ...PASS, ...env, ...extra };
     let stderr = "";
+    // Every command is a process of its own, whose fault injector starts again from its seed:
+    // one seed for all would give every command the same first draws, and a seed whose first
+    // few draws miss would inject next to no faults. Each command gets the next seed.
+    let command = 0;
     const run = async (a: string[]) => {
-      const r = await n2s(a, e);
+      const seeded = e.N2S_FAULTS?.replace(/seed=(\d+)/, (_, s) => `seed=${Number(s) + command}`);
+      command++;
+      const r = await n2s(a, seeded ? { ...e, N2S_FAULTS: seeded } : e);
       stderr += r.stderr;
       assert.equal(r.code, 0, `n2s ${a.join(" ")} exited ${r.code}\n${r.stderr}${r.stdout}`);
       return r.stdout;
