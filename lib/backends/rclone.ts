@@ -609,8 +609,13 @@ export class RcloneBackend implements Backend {
             if (any) return;
           }
         } catch (e) {
+          // The upload still ends as a well-formed request, so that rcd has stored (and
+          // answered for) the temporary object before it is deleted below. Aborting the request
+          // instead raced that deletion against rcd's still running upload, which could create
+          // the temporary object afterwards and leave it behind.
           bodyError = e;
-          c.error(e);
+          c.enqueue(tail);
+          c.close();
         }
       },
       async cancel() {
