@@ -80,13 +80,19 @@ export interface Backend {
   flush(): Promise<void>;
   close(): Promise<void>;
   /**
-   * A local directory holding this backend's objects as files, which other threads of this
-   * process may then read, or (`purpose` "write") write with lib/backends/local_files.ts's
+   * The capability to reach this backend's objects as files: other threads of this process may
+   * then read them, or (`purpose` "write") write them with lib/backends/local_files.ts's
    * layout and atomicity (a temporary name renamed into place). Objects written that way count
    * as durable only after a later `flush`. Absent, or null, for every other backend and for
-   * wrappers that must see each call (fault injection).
+   * wrappers that must see each call (fault injection). Only the Repository asks for it.
    */
-  directory?(purpose: "read" | "write"): string | null;
+  objectFiles?(purpose: "read" | "write"): ObjectFiles | null;
+}
+
+/** A backend's objects as files: object key k is the file `root`/k. */
+export interface ObjectFiles {
+  /** The directory that object keys are relative to. */
+  readonly root: string;
 }
 
 /** How an error should be treated by the retry layer. */

@@ -14,6 +14,7 @@ import {
   checkKey,
   checkRange,
   NotFoundError,
+  type ObjectFiles,
   type ObjectInfo,
 } from "./backend.ts";
 
@@ -60,12 +61,13 @@ export class LocalBackend implements Backend {
   }
 
   /**
-   * The root: Workers read objects here, or write them themselves (local_files.ts); from then
-   * on every flush syncs, since this backend no longer counts the puts.
+   * The objects as files under the root: Workers read them there, or write them themselves
+   * (local_files.ts); from then on every flush syncs, since this backend no longer counts the
+   * puts.
    */
-  directory(purpose: "read" | "write"): string {
+  objectFiles(purpose: "read" | "write"): ObjectFiles {
     if (purpose === "write") this.#direct = true;
-    return this.root;
+    return { root: this.root };
   }
 
   async put(key: string, body: Body): Promise<ObjectInfo> {

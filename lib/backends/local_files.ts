@@ -1,6 +1,6 @@
 // Writing objects of a local directory backend as files, with synchronous calls: the local
 // backend uses it, and so do the seal Workers when a push writes objects straight into a local
-// repository (Backend.directory). One layout and one atomicity rule for both: an object is
+// repository (the objectFiles capability). One layout and one atomicity rule for both: an object is
 // written under a temporary name beside its final one and renamed into place, so a reader
 // never sees a partial object, and listings skip the temporary names.
 

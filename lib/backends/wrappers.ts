@@ -10,6 +10,7 @@ import {
   type ByteRange,
   checkRange,
   errorKind,
+  type ObjectFiles,
   type ObjectInfo,
 } from "./backend.ts";
 
@@ -173,8 +174,8 @@ export class RetryBackend implements Backend {
     return this.#run("flush", "", () => this.inner.flush());
   }
 
-  directory(purpose: "read" | "write"): string | null {
-    return this.inner.directory?.(purpose) ?? null;
+  objectFiles(purpose: "read" | "write"): ObjectFiles | null {
+    return this.inner.objectFiles?.(purpose) ?? null;
   }
 
   close(): Promise<void> {
@@ -247,8 +248,8 @@ export class LimitBackend implements Backend {
   flush(): Promise<void> {
     return this.#with(() => this.inner.flush());
   }
-  directory(purpose: "read" | "write"): string | null {
-    return this.inner.directory?.(purpose) ?? null;
+  objectFiles(purpose: "read" | "write"): ObjectFiles | null {
+    return this.inner.objectFiles?.(purpose) ?? null;
   }
   close(): Promise<void> {
     return this.inner.close();

@@ -9,6 +9,7 @@ import {
   type ByteRange,
   bytesBody,
   NotFoundError,
+  type ObjectFiles,
   type ObjectInfo,
   readAll,
 } from "../backends/backend.ts";
@@ -50,17 +51,6 @@ export interface RepositoryConfig {
 export type BlobLocation =
   | { pack: null }
   | { pack: string; offset: number; length: number };
-
-/**
- * A backend whose objects are files that this process can read and write directly (a local
- * directory): Worker threads then write objects with lib/backends/local_files.ts's layout and
- * atomicity and read them, without a round trip through the main thread. Objects written that
- * way count as durable only after the repository's next `flush`.
- */
-export interface ObjectFiles {
-  /** The directory that object keys are relative to. */
-  readonly root: string;
-}
 
 /** An open repository: backend, configuration and keys. */
 export class Repository {
@@ -111,8 +101,7 @@ export class Repository {
    * allowed; null otherwise. Wrappers that must see every call (fault injection) withhold it.
    */
   objectFiles(purpose: "read" | "write"): ObjectFiles | null {
-    const root = this.backend.directory?.(purpose) ?? null;
-    return root === null ? null : { root };
+    return this.backend.objectFiles?.(purpose) ?? null;
   }
 
   /**

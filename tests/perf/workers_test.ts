@@ -365,7 +365,8 @@ Deno.test("a push whose Workers cannot write into the local repository stores th
     delete: (k: string) => real.delete(k),
     flush: () => real.flush(),
     close: () => real.close(),
-    directory: (purpose: "read" | "write") => purpose === "write" ? `${t.path}/not-a-dir` : null,
+    objectFiles: (purpose: "read" | "write") =>
+      purpose === "write" ? { root: `${t.path}/not-a-dir` } : null,
   };
   const store = await N2S.init({
     repository: real.root,
