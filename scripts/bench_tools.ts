@@ -14,10 +14,13 @@ export interface Measured {
 
 const PASS = "bench-passphrase-not-secret";
 
-/** Runs a command under /usr/bin/time; throws with its stderr when it fails. */
+/**
+ * Runs a command under /usr/bin/time; throws with its stderr when it fails. `env` adds to this
+ * process's environment, unless `clearEnv`: then it is the whole environment.
+ */
 export async function measure(
   cmd: string[],
-  opts: { cwd?: string; env?: Record<string, string> } = {},
+  opts: { cwd?: string; env?: Record<string, string>; clearEnv?: boolean } = {},
 ): Promise<Measured> {
   const timeFile = await Deno.makeTempFile({ prefix: "n2s-bench-time-" });
   try {
@@ -26,6 +29,7 @@ export async function measure(
       args: ["-f", "%M %U %S", "-o", timeFile, ...cmd],
       cwd: opts.cwd,
       env: opts.env,
+      clearEnv: opts.clearEnv,
       stdout: "piped",
       stderr: "piped",
     }).output();
@@ -132,10 +136,11 @@ export function borgTool(work: string): Tool {
   };
 }
 
-/** Installs restic and borg from Debian when they are missing. */
-export async function ensurePeers(): Promise<void> {
+/** Installs restic and borg (or only the `bins` named) from Debian when they are missing. */
+export async function ensurePeers(bins = ["restic", "borg"]): Promise<void> {
   const missing: string[] = [];
-  for (const [bin, pkg] of [["restic", "restic"], ["borg", "borgbackup"]]) {
+  const peers = [["restic", "restic"], ["borg", "borgbackup"]].filter(([b]) => bins.includes(b));
+  for (const [bin, pkg] of peers) {
     const ok = await new Deno.Command("sh", { args: ["-c", `command -v ${bin}`], stdout: "null" })
       .output().then((o) => o.success);
     if (!ok) missing.push(pkg);
