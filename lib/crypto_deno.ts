@@ -97,6 +97,7 @@ export async function denoSuite(): Promise<Suite & { info: SuiteInfo }> {
     keyedHash,
     deriveKey,
     compress: (zstd ?? nodeZstd).compress,
+    compressTo: zstd?.compressTo,
     decompress: (zstd ?? nodeZstd).decompress,
     scrypt: nodeScrypt,
     randomBytes: (n) => randomFillSync(new Uint8Array(n)),

@@ -233,6 +233,8 @@ export interface NativeAead extends Aead {
 /** zstd through a reused context: compress and decompress one segment at a time. */
 export interface NativeZstd {
   compress(data: Uint8Array, level: number): Uint8Array;
+  /** Compresses into `out`; the bytes written, or -1 when the frame does not fit. */
+  compressTo(data: Uint8Array, level: number, out: Uint8Array): number;
   decompress(data: Uint8Array, maxSize: number): Uint8Array;
 }
 
@@ -264,6 +266,17 @@ export function nativeZstd(): NativeZstd | null {
       const r = lib.ZSTD_compressCCtx(cctx, buf, n, data, n, level);
       if (lib.ZSTD_isError(r)) return data;
       return buf.slice(0, Number(r));
+    },
+    compressTo(data, level, dst) {
+      const r = lib.ZSTD_compressCCtx(
+        cctx,
+        dst,
+        BigInt(dst.length),
+        data,
+        BigInt(data.length),
+        level,
+      );
+      return lib.ZSTD_isError(r) ? -1 : Number(r);
     },
     decompress(data, maxSize) {
       const buf = scratch(maxSize);

@@ -48,6 +48,11 @@ export interface Suite {
    * itself (never smaller) when compression would not make it smaller.
    */
   compress?(data: Uint8Array, level: number): Uint8Array;
+  /**
+   * zstd-compresses `data` into `out` and returns the bytes written, or -1 when the frame does
+   * not fit in `out` (so not worth storing). Optional: suites without it use `compress`.
+   */
+  compressTo?(data: Uint8Array, level: number, out: Uint8Array): number;
   /** Decompresses a zstd frame of at most `maxSize` bytes of output. */
   decompress(data: Uint8Array, maxSize: number): Uint8Array;
   /** scrypt with the given cost parameters. */

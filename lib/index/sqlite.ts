@@ -56,8 +56,8 @@ CREATE TABLE IF NOT EXISTS files (
   pack_offset INTEGER,
   pack_length INTEGER,
   error TEXT,
-  PRIMARY KEY (changeset, path)
-) WITHOUT ROWID;
+  UNIQUE (changeset, path)
+);
 CREATE INDEX IF NOT EXISTS files_blob ON files(blob_id);
 `;
 

@@ -25,9 +25,11 @@ export interface Settled {
   length: number | null;
 }
 
-/** Objects per durable batch, bytes per batch, and seconds a batch may wait. */
+/** Objects per durable batch, bytes per batch, and seconds a batch may wait. Packs make bytes
+ * the usual bound: a group every four packs keeps the syncs running beside the work instead of
+ * leaving one large one (and one large index transaction) for the end. */
 const CONFIRM_OBJECTS = 1000;
-const CONFIRM_BYTES = 256 << 20;
+const CONFIRM_BYTES = 64 << 20;
 const CONFIRM_SECONDS = 5;
 
 /**

@@ -72,55 +72,94 @@ export function chainDigest(
   return toHex(h.digest());
 }
 
-function entryLine(e: ManifestEntry): Uint8Array {
-  return utf8(JSON.stringify(e) + "\n");
+/**
+ * One entry as a JSON line. Written field by field: JSON.stringify of the object and a
+ * TextEncoder per line cost several times more, and a manifest may hold millions of entries.
+ * Strings that are not known to be plain hex, numbers or times go through JSON.stringify.
+ */
+export function entryJson(e: ManifestEntry): string {
+  let s = `{"path":${JSON.stringify(e.path)},"action":${JSON.stringify(e.action)}`;
+  for (const k of Object.keys(e) as (keyof ManifestEntry)[]) {
+    if (k === "path" || k === "action") continue;
+    const v = e[k];
+    if (v === undefined) continue;
+    s += typeof v === "number" ? `,"${k}":${v}` : `,"${k}":${JSON.stringify(v)}`;
+  }
+  return s + "}\n";
+}
+
+const encoder = new TextEncoder();
+
+/** The entry lines, cut into pieces of at most one segment's worth of bytes. */
+function* lineChunks(entries: Iterable<ManifestEntry>): Generator<Uint8Array> {
+  let buf = new Uint8Array(SEGMENT_DATA_MAX);
+  let n = 0;
+  for (const e of entries) {
+    const text = entryJson(e);
+    // Most lines go straight into the piece; one that does not fit is encoded on its own.
+    if (text.length * 3 <= SEGMENT_DATA_MAX - n) {
+      n += encoder.encodeInto(text, buf.subarray(n)).written;
+      continue;
+    }
+    let line = encoder.encode(text);
+    while (line.length > 0) {
+      if (n === SEGMENT_DATA_MAX) {
+        yield buf;
+        buf = new Uint8Array(SEGMENT_DATA_MAX);
+        n = 0;
+      }
+      // A line longer than what is left is split across pieces (and so across segments).
+      const k = Math.min(line.length, SEGMENT_DATA_MAX - n);
+      buf.set(line.subarray(0, k), n);
+      n += k;
+      line = line.subarray(k);
+    }
+  }
+  yield buf.subarray(0, n);
 }
 
 /** Digest of the entry lines, as the chain uses it. */
 export function entriesDigest(repo: Repository, entries: Iterable<ManifestEntry>): Uint8Array {
   const h = repo.suite.newHasher();
-  for (const e of entries) h.update(entryLine(e));
+  for (const c of lineChunks(entries)) h.update(c);
   return h.digest();
 }
 
+/** Encoded entries kept between the digest and the sealing when they take at most this much. */
+const KEEP_LINES = 32 << 20;
+
 /**
- * Writes the manifest of a changeset. `entries` is called twice (digest, then sealing), so the
- * entries are never all held as bytes at once.
+ * Writes the manifest of a changeset. The entry lines are encoded once and kept for sealing
+ * when they are small; `entries` is called a second time (never all held at once) otherwise.
  */
 export async function writeManifest(
   repo: Repository,
   header: Omit<ManifestHeader, "chain" | "v">,
   entries: () => Iterable<ManifestEntry>,
 ): Promise<ManifestHeader> {
+  const h = repo.suite.newHasher();
+  let kept: Uint8Array[] | null = [];
+  for (const c of lineChunks(entries())) {
+    h.update(c);
+    if (kept !== null) kept.push(c);
+    if (kept !== null && kept.length * SEGMENT_DATA_MAX > KEEP_LINES) kept = null;
+  }
   const full: ManifestHeader = {
     v: 2,
     ...header,
-    chain: chainDigest(repo, header.parent_chain, entriesDigest(repo, entries())),
+    chain: chainDigest(repo, header.parent_chain, h.digest()),
   };
   const salt = repo.suite.randomBytes(16);
   const body: Body = {
     async *open() {
       const w = new ContainerWriter(repo.suite, "changeset", repo.master, utf8(full.id), { salt });
       yield w.start(full);
-      let pending: Uint8Array[] = [];
-      let size = 0;
-      for (const e of entries()) {
-        const line = entryLine(e);
-        if (size + line.length > SEGMENT_DATA_MAX && size > 0) {
-          yield w.body(concat(pending), false);
-          pending = [];
-          size = 0;
-        }
-        // A single line longer than a segment is split across segments.
-        let rest = line;
-        while (rest.length > SEGMENT_DATA_MAX) {
-          yield w.body(rest.subarray(0, SEGMENT_DATA_MAX), false);
-          rest = rest.subarray(SEGMENT_DATA_MAX);
-        }
-        pending.push(rest);
-        size += rest.length;
+      let prev: Uint8Array | null = null;
+      for (const c of kept ?? lineChunks(entries())) {
+        if (prev !== null && prev.length > 0) yield w.body(prev, false);
+        prev = c;
       }
-      yield w.body(concat(pending), true);
+      yield w.body(prev ?? new Uint8Array(0), true);
     },
   };
   await repo.backend.put(changesetKey(full.id), body);

@@ -4,7 +4,7 @@
 // (lib/workers/seal_worker.ts) and so does the main thread when no Worker can start.
 
 import type { BlobHeader } from "../format/blob.ts";
-import { concat, concat as join, fromHex, toHex } from "../format/bytes.ts";
+import { concat, concat as join, fromHex, toHex, utf8 } from "../format/bytes.ts";
 import {
   containerKey,
   ContainerWriter,
@@ -78,6 +78,7 @@ export function hashFile(
   root: string,
   path: string,
   buf: Uint8Array,
+  alloc: (n: number) => Uint8Array = (n) => new Uint8Array(n),
 ): { hashed: Hashed; bytes: Uint8Array | null } {
   for (let attempt = 1;; attempt++) {
     let f: Deno.FsFile;
@@ -93,7 +94,7 @@ export function hashFile(
       let total = 0;
       if (st.size <= SMALL_FILE) {
         // One byte more than the size, to see a file that grew.
-        const whole = new Uint8Array(st.size + 1);
+        const whole = alloc(st.size + 1);
         while (total < whole.length) {
           const k = f.readSync(whole.subarray(total));
           if (k === null) break;
@@ -204,10 +205,15 @@ export interface SealedSpan {
   packed: boolean;
 }
 
+/** A thread's scratch space for compressed segments, reused from batch to batch. */
+let scratch = new Uint8Array(0);
+
 /**
  * Seals small files into one buffer: first a pack fragment (each container under `threshold`
  * bytes behind its entry frame, ready to be appended to a pack), then the containers that are
- * not under it (stored as loose objects). One allocation and one transfer per batch.
+ * not under it (stored as loose objects). The bytes are exactly ContainerWriter's for a file of
+ * at most one segment (tests compare them), but every container is sealed straight into the
+ * batch's one buffer: one allocation and one transfer per batch, not several per file.
  */
 export function sealBatch(
   suite: Suite,
@@ -216,39 +222,115 @@ export function sealBatch(
   threshold: number,
   compressLevel: number | undefined,
 ): { buffer: Uint8Array; fragmentEnd: number; spans: SealedSpan[] } {
-  const sealed = items.map((it) => {
-    const parts = sealSmall(suite, keys, it.blobId, it.header, it.bytes, compressLevel);
-    let size = 0;
-    for (const p of parts) size += p.length;
-    return { parts, size, packed: size < threshold };
+  const level = suite.compress ? (compressLevel ?? 3) : 0;
+  let room = 0;
+  for (const it of items) room += it.bytes.length;
+  if (scratch.length < room) scratch = new Uint8Array(Math.max(room, 1 << 20));
+  // Pass 1: each container's header text and body plaintext, and so its exact size.
+  let used = 0;
+  const plan = items.map((it) => {
+    const json = utf8(JSON.stringify(it.header));
+    const data = it.bytes;
+    let body: Uint8Array[] = [];
+    if (data.length > 0) {
+      body = [STORED_BYTE, data];
+      if (level > 0 && data.length >= 64) {
+        let z: Uint8Array | null = null;
+        if (suite.compressTo) {
+          const n = suite.compressTo(data, level, scratch.subarray(used, used + data.length));
+          if (n >= 0) z = scratch.subarray(used, used + n);
+        } else z = suite.compress!(data, level);
+        if (z !== null && z.length + 64 < data.length && z.length < data.length * 0.97) {
+          body = [ZSTD_BYTE, z];
+          used += z.length;
+        }
+      }
+    }
+    const bodyLen = body.length === 0 ? 0 : 1 + body[1].length;
+    const size = 8 + SALT_BYTES + 4 + json.length + TAG_BYTES + 4 + bodyLen + TAG_BYTES;
+    return { json, body, size, packed: size < threshold };
   });
   let fragmentEnd = 0;
   let total = 0;
-  for (const s of sealed) {
-    if (s.packed) fragmentEnd += ENTRY_FRAME_BYTES + s.size;
-    total += s.packed ? ENTRY_FRAME_BYTES + s.size : s.size;
+  for (const p of plan) {
+    if (p.packed) fragmentEnd += ENTRY_FRAME_BYTES + p.size;
+    total += p.packed ? ENTRY_FRAME_BYTES + p.size : p.size;
   }
+  // Pass 2: seal into the buffer.
   const buffer = new Uint8Array(total);
-  const spans: SealedSpan[] = new Array(sealed.length);
+  const view = new DataView(buffer.buffer);
+  const aead = suite.aead as Partial<NativeAead>;
+  const preamble = preambleFor("blob");
+  const aad = new Uint8Array(8 + 32);
+  aad.set(preamble);
+  const sealTo = (key: Uint8Array, i: number, last: boolean, parts: Uint8Array[], at: number) => {
+    let n = 0;
+    for (const p of parts) n += p.length;
+    view.setUint32(at, n + TAG_BYTES, false);
+    const nonce = segmentNonce(i, last);
+    if (aead.sealPartsTo) aead.sealPartsTo(key, nonce, aad, parts, buffer, at + 4);
+    else {
+      const [ct, tag] = suite.aead.seal(
+        key,
+        nonce,
+        aad,
+        parts.length === 1 ? parts[0] : join(parts),
+      );
+      buffer.set(ct, at + 4);
+      buffer.set(tag, at + 4 + ct.length);
+    }
+    return at + 4 + n + TAG_BYTES;
+  };
+  const spans: SealedSpan[] = new Array(plan.length);
   let inPack = 0;
   let loose = fragmentEnd;
-  sealed.forEach((s, k) => {
+  plan.forEach((p, k) => {
+    const { blobId } = items[k];
     let o: number;
-    if (s.packed) {
-      buffer.set(entryFrame(items[k].blobId, s.size), inPack);
+    if (p.packed) {
+      buffer.set(entryFrame(blobId, p.size), inPack);
       o = inPack + ENTRY_FRAME_BYTES;
-      inPack = o + s.size;
+      inPack = o + p.size;
     } else {
       o = loose;
-      loose += s.size;
+      loose += p.size;
     }
-    spans[k] = { start: o, end: o + s.size, packed: s.packed };
-    for (const p of s.parts) {
-      buffer.set(p, o);
-      o += p.length;
-    }
+    spans[k] = { start: o, end: o + p.size, packed: p.packed };
+    const rawId = fromHex(blobId);
+    const salt = suite.randomBytes(SALT_BYTES);
+    aad.set(rawId, 8);
+    const key = containerKey(suite, "blob", keys.master, rawId, salt);
+    buffer.set(preamble, o);
+    buffer.set(salt, o + 8);
+    const at = sealTo(key, 0, false, [p.json], o + 8 + SALT_BYTES);
+    sealTo(key, 1, true, p.body, at);
   });
   return { buffer, fragmentEnd, spans };
+}
+
+/**
+ * Memory that a batch's small files are read into: one buffer, handed out piece by piece and
+ * reused for a later batch once the batch is sealed, instead of a new buffer per file.
+ */
+export class Arena {
+  #buf: Uint8Array;
+  #used = 0;
+  constructor(size: number) {
+    this.#buf = new Uint8Array(size);
+  }
+
+  /** `n` bytes of the arena, or of a buffer of their own once the arena is full. */
+  take(n: number): Uint8Array {
+    if (this.#used + n > this.#buf.length) return new Uint8Array(n);
+    const out = this.#buf.subarray(this.#used, this.#used + n);
+    this.#used += n;
+    return out;
+  }
+
+  /** Makes the whole arena available again (what was handed out must no longer be used). */
+  reset(): void {
+    this.#used = 0;
+  }
 }
 
 /** Thrown while sealing a large file when the file is not the one hashed in pass 1. */
@@ -417,3 +499,4 @@ export async function sealLargeTo(
 
 const STORED_BYTE = Uint8Array.of(CODEC_STORED);
 const ZSTD_BYTE = Uint8Array.of(CODEC_ZSTD);
+const TAG_BYTES = 16;

@@ -9,6 +9,7 @@ import type { BlobHeader } from "../format/blob.ts";
 import { type RepoKeys, repoKeys } from "../format/ids.ts";
 import type { Suite } from "../format/suite.ts";
 import {
+  Arena,
   ChangedError,
   describeReadError,
   hashBytes,
@@ -26,6 +27,8 @@ import { MemoryRelease } from "../perf/memory.ts";
 
 /** Bytes a Worker handles between two returns of free memory to the system. */
 const RELEASE_BYTES = 48 << 20;
+/** An arena for a batch's small files: a batch is cut at 4 MiB, plus one file of up to 1 MiB. */
+const ARENA_BYTES = (5 << 20) + 4096;
 /** The same for the chunks of streamed restores. */
 const STREAM_RELEASE_BYTES = 24 << 20;
 
@@ -159,8 +162,15 @@ export function serve(
   let threshold = 0;
   const kept = new Map<
     number,
-    { paths: string[]; results: Hashed[]; bytes: (Uint8Array | null)[] }
+    { paths: string[]; results: Hashed[]; bytes: (Uint8Array | null)[]; arena: Arena }
   >();
+  // Arenas that batches read their small files into, reused once a batch is sealed.
+  const arenas: Arena[] = [];
+  const takeArena = () => arenas.pop() ?? new Arena(ARENA_BYTES);
+  const giveArena = (a: Arena) => {
+    a.reset();
+    if (arenas.length < 3) arenas.push(a);
+  };
   const streams = new Map<number, Stream>();
   const buf = new Uint8Array(SMALL_FILE);
   const inbound = new Map<number, Inbound>();
@@ -326,16 +336,19 @@ export function serve(
         case "take": {
           const results: Hashed[] = [];
           const bytes: (Uint8Array | null)[] = [];
+          const arena = takeArena();
+          const alloc = (n: number) => arena.take(n);
           m.paths.forEach((p, k) => {
             const r = m.t === "hash"
-              ? hashFile(suite!, keys!, m.root, p, buf)
+              ? hashFile(suite!, keys!, m.root, p, buf, alloc)
               : hashBytes(suite!, keys!, p, m.bytes[k], m.stats[k]);
             results.push(r.hashed);
             bytes.push(r.bytes);
             release?.add(r.hashed.ok ? r.hashed.size : 0);
           });
           const keep = bytes.some((b) => b !== null);
-          if (keep) kept.set(m.id, { paths: m.paths, results, bytes });
+          if (keep) kept.set(m.id, { paths: m.paths, results, bytes, arena });
+          else giveArena(arena);
           post({ t: "hashed", id: m.id, results, kept: keep });
           return;
         }
@@ -358,6 +371,7 @@ export function serve(
             return { blobId: h.blobId, header, bytes: batch!.bytes[i]! };
           });
           const r = sealBatch(suite!, keys!, items, threshold, level);
+          if (batch) giveArena(batch.arena);
           post(
             { t: "sealed", id: m.id, buffer: r.buffer, fragmentEnd: r.fragmentEnd, spans: r.spans },
             [r.buffer.buffer as ArrayBuffer],

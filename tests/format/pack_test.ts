@@ -7,7 +7,7 @@ import { openBlob } from "../../lib/format/blob.ts";
 import { concat, toHex, utf8 } from "../../lib/format/bytes.ts";
 import { blobIdInput, repoKeys } from "../../lib/format/ids.ts";
 import { findPackEntries, isPack, PACK_PREAMBLE } from "../../lib/format/pack.ts";
-import { sealBatch } from "../../lib/workers/seal_jobs.ts";
+import { sealBatch, sealSmall } from "../../lib/workers/seal_jobs.ts";
 import { seededBytes } from "../helpers/fs.ts";
 
 const suite = await denoSuite();
@@ -135,5 +135,55 @@ Deno.test("a pack names no path, no content hash and no unkeyed blob id", () => 
     ) {
       assert.ok(!text.includes(new TextDecoder("latin1").decode(raw)), "raw digest in the pack");
     }
+  }
+});
+
+Deno.test("sealBatch seals each file exactly as ContainerWriter does, framed or loose", () => {
+  const salt = Uint8Array.from({ length: 16 }, (_, i) => 200 - i);
+  const fixed = {
+    ...suite,
+    randomBytes: (n: number) => n === 16 ? salt.slice() : suite.randomBytes(n),
+  };
+  const contents = [
+    new Uint8Array(0),
+    utf8("x"),
+    seededBytes(63, 1),
+    utf8("y".repeat(64)),
+    utf8("compressible text\n".repeat(300)),
+    seededBytes(5000, 2),
+    seededBytes(1 << 20, 3),
+    utf8("z".repeat(1 << 20)),
+  ];
+  const items = contents.map((bytes, i) => {
+    const path = `f${i}`;
+    const fileHash = hash(bytes);
+    return {
+      blobId: toHex(suite.keyedHash(keys.idKey, blobIdInput(path, fileHash))),
+      bytes,
+      header: {
+        v: 2 as const,
+        path,
+        file_hash: fileHash,
+        size: bytes.length,
+        mtime: i,
+        mode: 0o644,
+        source: "s",
+        changeset: "01KB0000000000000000000000",
+        created: "2026-12-02T00:00:00.000Z",
+      },
+    };
+  });
+  for (const level of [0, 3]) {
+    const sealed = sealBatch(fixed, keys, items, 4096, level);
+    items.forEach((it, k) => {
+      const want = concat(sealSmall(fixed, keys, it.blobId, it.header, it.bytes, level));
+      const span = sealed.spans[k];
+      assert.deepEqual(
+        sealed.buffer.subarray(span.start, span.end),
+        want,
+        `item ${k}, level ${level}`,
+      );
+      assert.equal(span.packed, want.length < 4096, `item ${k} packed`);
+    });
   }
 });

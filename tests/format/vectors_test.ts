@@ -49,7 +49,10 @@ Deno.test("the blob and the pack of docs/FORMAT.md open with the portable implem
     }
     return fromUtf8(parts[0]);
   };
-  assert.equal(await open(v.blob_id, fromHex(block("The whole blob object"))), VECTOR_INPUT.content);
+  assert.equal(
+    await open(v.blob_id, fromHex(block("The whole blob object"))),
+    VECTOR_INPUT.content,
+  );
   const pack = fromHex(block("The same blob as the only entry of a pack"));
   const entries = findPackEntries(pack);
   assert.deepEqual(entries, [{ blobId: v.blob_id, offset: 48, length: 326 }]);
