@@ -79,3 +79,56 @@ export class Lane {
     this.group.start(() => task().finally(() => this.#running--));
   }
 }
+
+/**
+ * A bounded queue between a producer and one consumer: `push` waits while `limit` items are
+ * queued, the consumer iterates until `close` (or `fail`, whose error it then throws).
+ */
+export class Queue<T> {
+  readonly #items: T[] = [];
+  #closed = false;
+  #error: { e: unknown } | null = null;
+  #wakeConsumer: (() => void) | null = null;
+  #wakeProducer: (() => void) | null = null;
+
+  constructor(private readonly limit: number) {}
+
+  /** Adds items, waiting while the queue is full. */
+  async push(...items: T[]): Promise<void> {
+    for (const it of items) this.#items.push(it);
+    this.#wakeConsumer?.();
+    while (this.#items.length > this.limit && !this.#closed) {
+      await new Promise<void>((r) => this.#wakeProducer = r);
+    }
+  }
+
+  /** No more items will come. */
+  close(): void {
+    this.#closed = true;
+    this.#wakeConsumer?.();
+    this.#wakeProducer?.();
+  }
+
+  /** The producer failed: the consumer throws `e` once it has taken what was queued. */
+  fail(e: unknown): void {
+    this.#error ??= { e };
+    this.close();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<T> {
+    while (true) {
+      if (this.#items.length > 0) {
+        const it = this.#items.shift()!;
+        if (this.#items.length <= this.limit) this.#wakeProducer?.();
+        yield it;
+        continue;
+      }
+      if (this.#closed) {
+        if (this.#error !== null) throw this.#error.e;
+        return;
+      }
+      await new Promise<void>((r) => this.#wakeConsumer = r);
+      this.#wakeConsumer = null;
+    }
+  }
+}

@@ -349,6 +349,35 @@ export class Index {
     yield* stmt.iterate(changeset) as Iterable<FileRow>;
   }
 
+  /**
+   * What a manifest records of each settled entry of a changeset, in path order, one row at a
+   * time: only the columns it needs (a row object costs per column, and there are millions).
+   */
+  *settledEntriesOf(changeset: string): Generator<
+    Pick<
+      FileRow,
+      | "path"
+      | "action"
+      | "file_hash"
+      | "blob_id"
+      | "size"
+      | "mtime"
+      | "mode"
+      | "target"
+      | "confirmed"
+      | "pack"
+      | "pack_offset"
+      | "pack_length"
+    >
+  > {
+    const stmt = this.#stmt(
+      `SELECT path, action, file_hash, blob_id, size, mtime, mode, target, confirmed, pack,
+          pack_offset, pack_length
+        FROM files WHERE changeset = ? AND status IN ('confirmed', 'present') ORDER BY path`,
+    );
+    yield* stmt.iterate(changeset) as Iterable<never>;
+  }
+
   /** Entries of a changeset still waiting for upload. */
   pendingFiles(changeset: string): FileRow[] {
     return this.#stmt(

@@ -18,8 +18,7 @@ export async function commitChangeset(
   const counts = index.counts(cs.id);
   const completed = isoNow(now());
   const entries = function* (): Iterable<ManifestEntry> {
-    for (const f of index.iterateFilesOf(cs.id)) {
-      if (f.status !== "confirmed" && f.status !== "present") continue;
+    for (const f of index.settledEntriesOf(cs.id)) {
       const e: ManifestEntry = { path: f.path, action: f.action };
       if (f.action === "write") {
         e.file_hash = f.file_hash!;

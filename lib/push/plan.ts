@@ -9,11 +9,13 @@ import { releaseMemory } from "../perf/memory.ts";
 import type { PushProgress, PushResult } from "./types.ts";
 
 /** Rows written to the index per transaction while planning (larger transactions cost less
- * per row: each commit writes the pages it touched to the WAL). */
-const PLAN_BATCH = 10000;
+ * per row: each commit writes the pages it touched to the WAL), and handed to the upload. */
+const PLAN_BATCH = 4000;
 /** Entries walked between two returns of free memory to the system (a full collection costs
  * 50–80 ms once the state of 50,000 files is loaded). */
 const RELEASE_ENTRIES = 65536;
+/** Entries walked between two turns of the event loop. */
+const YIELD_ENTRIES = 256;
 
 /** The source's state after its chain of complete changesets, as a client sees it. */
 export function stateView(index: Index, chain: ChangesetRow[], last?: ChangesetRow): PreviousState {
@@ -95,7 +97,13 @@ export async function planChangeset(
   previous: PreviousState,
   id: string,
   result: PushResult,
-  opts: { now: () => number; onProgress?: (p: PushProgress) => void },
+  opts: {
+    now: () => number;
+    onProgress?: (p: PushProgress) => void;
+    /** Called with each transaction's pending rows once they are in the index, so that their
+     * upload can start while the walk goes on; it may wait (back-pressure) or throw (stop). */
+    onPending?: (rows: FileRow[]) => Promise<void>;
+  },
 ): Promise<Plan> {
   const now = opts.now;
   const seen = new Set<string>();
@@ -103,11 +111,13 @@ export async function planChangeset(
   let plannedBytes = 0;
   let seenSinceRelease = 0;
   let batch: FileRow[] = [];
-  const flush = () => {
+  const flush = async () => {
     if (batch.length === 0) return;
     const rows = batch;
     batch = [];
     index.tx(() => rows.forEach((r) => index.insertFile(r)));
+    const pending = rows.filter((r) => r.status === "pending");
+    if (pending.length > 0) await opts.onPending?.(pending);
   };
   const settledNow = (p: Partial<FileRow> & Pick<FileRow, "path" | "action">) =>
     fileRow(id, { status: "confirmed", confirmed: isoNow(now()), ...p });
@@ -123,6 +133,9 @@ export async function planChangeset(
       seenSinceRelease = 0;
       releaseMemory();
     }
+    // The walk is synchronous work: it lets the upload (messages from its Workers) run now and
+    // then, so that the Workers are not left waiting until the walk ends.
+    if (seen.size % YIELD_ENTRIES === 0) await new Promise((r) => setTimeout(r, 0));
     const prev = previous.get(e.path);
     if (e.action === "delete") {
       if (!prev) continue;
@@ -152,7 +165,7 @@ export async function planChangeset(
       plannedBytes += e.size ?? 0;
     }
     planned++;
-    if (batch.length >= PLAN_BATCH) flush();
+    if (batch.length >= PLAN_BATCH) await flush();
     if (planned % 1000 === 0) {
       opts.onProgress?.({
         phase: "scan",
@@ -182,6 +195,6 @@ export async function planChangeset(
       planned++;
     }
   }
-  flush();
+  await flush();
   return { planned, plannedBytes };
 }

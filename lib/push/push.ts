@@ -7,8 +7,10 @@ import type { ChangesetRow } from "../index/types.ts";
 import { releaseMemory } from "../perf/memory.ts";
 import type { Repository } from "../repository/repository.ts";
 import { commitChangeset } from "./commit.ts";
-import { planChangeset, stateView } from "./plan.ts";
-import type { EntryProblem, PushOptions, PushResult } from "./types.ts";
+import type { FileRow } from "../index/types.ts";
+import { Queue } from "../scheduler.ts";
+import { type Plan, planChangeset, stateView } from "./plan.ts";
+import type { EntryProblem, PushOptions, PushProgress, PushResult } from "./types.ts";
 import { uploadChangeset, type UploadOptions } from "./upload.ts";
 
 /**
@@ -73,21 +75,61 @@ export async function push(
       chain: null,
       info: info === undefined ? null : JSON.stringify(info),
     });
-    const plan = await planChangeset(index, client, previous, id, result, {
-      now,
-      onProgress: opts.onProgress,
-    });
-    index.shrinkMemory();
-    for (const p of client.problems ?? []) {
-      if (p.note) result.notes.push({ path: p.path, message: p.message });
-      else result.problems.push({ path: p.path, message: p.message });
-    }
-
     const forget = () =>
       index.tx(() => {
         index.db.prepare("DELETE FROM files WHERE changeset = ?").run(id);
         index.db.prepare("DELETE FROM changesets WHERE id = ?").run(id);
       });
+    // The upload starts as soon as the key is there and the first entries are planned, and
+    // runs beside the walk; the walk waits when the upload falls behind, and stops if it fails.
+    const planned = new Queue<FileRow[]>(2);
+    const stopped: { e?: unknown; set: boolean } = { set: false };
+    const content = client.open ? { open: client.open.bind(client) } : { root: client.root };
+    const upload = (async () => {
+      const repo = await repoP;
+      return uploadChangeset(repo, index, index.getChangeset(id)!, {
+        content,
+        planned,
+        confirmBatch: opts.confirmBatch,
+        compressLevel: opts.compressLevel,
+        concurrency: opts.concurrency,
+        onProgress: opts.onProgress,
+        now,
+      });
+    })();
+    upload.catch((e) => {
+      if (!stopped.set) Object.assign(stopped, { e, set: true });
+      planned.close();
+    });
+    let plan: Plan;
+    try {
+      plan = await planChangeset(index, client, previous, id, result, {
+        now,
+        onProgress: opts.onProgress,
+        onPending: async (rows) => {
+          if (stopped.set) throw stopped.e;
+          await planned.push(rows);
+        },
+      });
+    } catch (e) {
+      planned.fail(e);
+      await upload.catch(() => {});
+      const failure = stopped.set ? stopped.e : e;
+      if (await repoP.then(() => false, () => true)) forget();
+      throw failure;
+    }
+    // The whole plan is in the index: from here an interruption is resumed from it.
+    index.updateChangeset(id, {
+      status: "uploading",
+      files_planned: plan.planned,
+      bytes_planned: plan.plannedBytes,
+    });
+    planned.close();
+    index.shrinkMemory();
+    for (const p of client.problems ?? []) {
+      if (p.note) result.notes.push({ path: p.path, message: p.message });
+      else result.problems.push({ path: p.path, message: p.message });
+    }
     let repo: Repository;
     try {
       repo = await repoP;
@@ -96,20 +138,13 @@ export async function push(
       forget();
       throw e;
     }
+    const r: { problems: EntryProblem[]; progress: PushProgress } = await upload;
     if (plan.planned === 0 && !client.keepEmpty) {
       forget();
       return result;
     }
-    index.updateChangeset(id, { files_planned: plan.planned, bytes_planned: plan.plannedBytes });
-    const cs = index.getChangeset(id)!;
-    const r = await completeChangeset(repo, index, cs, {
-      content: client.open ? { open: client.open.bind(client) } : { root: client.root },
-      confirmBatch: opts.confirmBatch,
-      compressLevel: opts.compressLevel,
-      concurrency: opts.concurrency,
-      onProgress: opts.onProgress,
-      now,
-    });
+    opts.onProgress?.({ ...r.progress, phase: "commit" });
+    await commitChangeset(repo, index, index.getChangeset(id)!, now);
     result.changeset = id;
     result.problems.push(...r.problems);
     const c = index.counts(id);
@@ -131,6 +166,7 @@ async function completeChangeset(
   cs: ChangesetRow,
   opts: UploadOptions,
 ): Promise<{ problems: EntryProblem[] }> {
+  index.updateChangeset(cs.id, { status: "uploading" });
   const r = await uploadChangeset(repo, index, cs, opts);
   opts.onProgress?.({ ...r.progress, phase: "commit" });
   await commitChangeset(repo, index, cs, opts.now);
@@ -151,6 +187,15 @@ export async function resume(
   const now = opts.now ?? Date.now;
   const out = { resumed: [] as string[], problems: [] as EntryProblem[] };
   for (const cs of index.incomplete(opts.source)) {
+    if (cs.status === "pending") {
+      // Interrupted while its changes were still being listed: its plan is partial (a snapshot
+      // client's changeset would miss changes). What it stored stays known, so the next push
+      // lists the changes again and uploads none of it twice.
+      index.setStatus(cs.id, "failed", {
+        error: "interrupted while its changes were being listed; the next push lists them again",
+      });
+      continue;
+    }
     const r = await completeChangeset(repo, index, cs, {
       content: { root: cs.root ?? "." },
       compressLevel: opts.compressLevel,

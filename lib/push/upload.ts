@@ -24,6 +24,11 @@ import type { EntryProblem, PushProgress } from "./types.ts";
 export interface UploadOptions {
   /** Where content is read: plain files under a directory, or a client's own `open`. */
   content: { root: string } | { open: (path: string) => Promise<ContentFile> };
+  /**
+   * The pending entries as the plan records them, while it is still being made; absent, the
+   * pending entries are read from the index (a resumed changeset).
+   */
+  planned?: AsyncIterable<FileRow[]>;
   confirmBatch?: number;
   compressLevel?: number;
   /** Objects in flight to the backend (default: what the backend says suits it, else 8). */
@@ -40,8 +45,9 @@ const BATCH_FILES = 64;
 const BATCH_BYTES = 4 << 20;
 /** Pending entries read from the index at a time. */
 const PAGE = 200;
-/** Bytes of files handled between two returns of free memory to the system. */
-const RELEASE_BYTES = 32 << 20;
+/** Bytes of files handled between two returns of free memory to the system by this thread (its
+ * garbage is small objects; a full collection costs tens of milliseconds). */
+const RELEASE_BYTES = 64 << 20;
 
 type Ok = Extract<Hashed, { ok: true }>;
 
@@ -72,8 +78,7 @@ export async function uploadChangeset(
   cs: ChangesetRow,
   opts: UploadOptions,
 ): Promise<{ problems: EntryProblem[]; progress: PushProgress }> {
-  index.updateChangeset(cs.id, { status: "uploading" });
-  const totals = index.pendingTotals(cs.id);
+  const totals = opts.planned ? { files: 0, bytes: 0 } : index.pendingTotals(cs.id);
   const flight = Math.max(1, opts.concurrency ?? repo.parallelism ?? DEFAULT_FLIGHT);
   const problems: EntryProblem[] = [];
   const progress: PushProgress = {
@@ -83,7 +88,10 @@ export async function uploadChangeset(
     bytesDone: 0,
     bytesTotal: totals.bytes,
   };
-  if (totals.files === 0) return { problems, progress };
+  // Nothing to read: no Worker is started (a resume with nothing left, or an empty plan).
+  const rows = (opts.planned ?? pages(index, cs.id))[Symbol.asyncIterator]();
+  const first = await rows.next();
+  if (first.done) return { problems, progress };
   releaseMemory();
   const root = "root" in opts.content ? opts.content.root : null;
   // Workers that write large objects into a local repository themselves leave this thread
@@ -116,14 +124,14 @@ export async function uploadChangeset(
           length: b.length,
         })),
         p.info.size,
-      )),
+      ), repo.objectFiles("write") !== null ? 1 : 2),
     puts: new Semaphore(flight),
     problems,
     progress,
     release: new MemoryRelease(RELEASE_BYTES),
   };
   try {
-    await runPipeline(u, flight);
+    await runPipeline(u, flight, first.value, { [Symbol.asyncIterator]: () => rows });
     await u.packs.close();
     await confirmer.flush();
   } catch (fatal) {
@@ -138,13 +146,13 @@ export async function uploadChangeset(
 }
 
 /** The pending entries of a changeset, read from the index a page at a time. */
-function* pendingRows(index: Index, changeset: string): Generator<FileRow> {
+async function* pages(index: Index, changeset: string): AsyncGenerator<FileRow[]> {
   let after: string | null = null;
   while (true) {
     const page = index.pendingFilesAfter(changeset, after, PAGE);
     if (page.length === 0) return;
     after = page[page.length - 1].path;
-    yield* page;
+    yield page;
   }
 }
 
@@ -152,15 +160,25 @@ function* pendingRows(index: Index, changeset: string): Generator<FileRow> {
  * Hands the pending entries to the stages with every queue bounded: batches of small files per
  * Worker, large files in flight, segments per stream, packs being stored, and unconfirmed work.
  */
-async function runPipeline(u: Upload, flight: number): Promise<void> {
+async function runPipeline(
+  u: Upload,
+  flight: number,
+  head: FileRow[],
+  rest: AsyncIterable<FileRow[]>,
+): Promise<void> {
   const group = new TaskGroup();
   const threads = Math.max(1, u.pool.workers);
   const batches = group.lane(2 * threads);
   const larges = group.lane(Math.max(1, Math.min(flight, 2 * threads)));
   let rows: FileRow[] = [];
   let bytes = 0;
-  for (const row of pendingRows(u.index, u.cs.id)) {
+  const planned = !!u.opts.planned;
+  for await (const row of flatten(head, rest)) {
     if (group.failed) break;
+    if (planned) {
+      u.progress.filesTotal++;
+      u.progress.bytesTotal += row.size ?? 0;
+    }
     if ((row.size ?? 0) > SMALL_FILE) {
       await larges.spawn(() => storeRows(u, [row], 1));
       continue;
@@ -176,6 +194,12 @@ async function runPipeline(u: Upload, flight: number): Promise<void> {
   }
   if (rows.length > 0 && !group.failed) await batches.spawn(() => storeRows(u, rows, 1));
   await group.wait();
+}
+
+/** The rows of `head`, then of every page of `rest`. */
+async function* flatten(head: FileRow[], rest: AsyncIterable<FileRow[]>): AsyncGenerator<FileRow> {
+  yield* head;
+  for await (const page of rest) yield* page;
 }
 
 function entryDone(u: Upload, row: FileRow): void {

@@ -28,11 +28,14 @@ export async function sh(cmd: string, ...args: string[]): Promise<string> {
   return dec.decode(out.stdout);
 }
 
-/** A backend that counts blob puts and can fail every put after `failAfter` blobs. */
+/**
+ * A backend that counts the puts of objects holding blobs (packs and loose blobs; makeStore's
+ * repositories have one blob per pack) and can fail every such put after `failAfter`.
+ */
 export function testBackend(dir: string, failAfter = Infinity): Backend & { blobPuts: string[] } {
   const blobPuts: string[] = [];
   const backend = interceptPuts(new LocalBackend(dir), (key) => {
-    if (!key.startsWith("blobs/")) return;
+    if (!key.startsWith("blobs/") && !key.startsWith("packs/")) return;
     if (blobPuts.length >= failAfter) throw new Error("injected failure");
     blobPuts.push(key);
   });
@@ -47,7 +50,8 @@ export async function makeStore(dir: string): Promise<{
 }> {
   const repo = `${dir}/repo`;
   const index = `${dir}/index.db`;
-  const s = await N2S.init({ repository: repo, index, passphrase: "pw", logN: 10 });
+  // Packs of one blob each: the tests count and interrupt uploads blob by blob.
+  const s = await N2S.init({ repository: repo, index, passphrase: "pw", logN: 10, packSize: 1 });
   await s.close();
   return {
     repo,
