@@ -98,6 +98,7 @@ export async function denoSuite(): Promise<Suite & { info: SuiteInfo }> {
     deriveKey,
     compress: (zstd ?? nodeZstd).compress,
     compressTo: zstd?.compressTo,
+    decompressTo: zstd?.decompressTo,
     decompress: (zstd ?? nodeZstd).decompress,
     scrypt: nodeScrypt,
     randomBytes: (n) => randomFillSync(new Uint8Array(n)),

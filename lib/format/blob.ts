@@ -1,7 +1,13 @@
 // Blobs: one file's content at one path, sealed in a container whose header says where it
 // belongs. Sealing streams from a reader in 1 MiB segments; opening verifies everything.
 
-import { ContainerError, ContainerWriter, openContainer, SEGMENT_DATA_MAX } from "./container.ts";
+import {
+  ContainerError,
+  ContainerWriter,
+  openContainer,
+  openContainerSync,
+  SEGMENT_DATA_MAX,
+} from "./container.ts";
 import { fromHex, toHex } from "./bytes.ts";
 import { blobIdFor, isHex256, type RepoKeys } from "./ids.ts";
 import type { Suite } from "./suite.ts";
@@ -149,4 +155,41 @@ export async function* openBlob(
   if (toHex(h.digest()) !== header.file_hash) {
     throw new ContainerError(`${what}: content hash does not match the header`);
   }
+}
+
+/**
+ * Opens a whole blob held in memory, synchronously, with every check openBlob makes, and
+ * returns its header and content parts (the last part may live in a buffer the suite reuses).
+ */
+export function openBlobSync(
+  suite: Suite,
+  keys: RepoKeys,
+  blobId: string,
+  bytes: Uint8Array,
+): { header: BlobHeader; data: Uint8Array[] } {
+  let what = `blob ${blobId}`;
+  const parts = openContainerSync(suite, "blob", keys.master, fromHex(blobId), bytes, what);
+  const first = parts[0];
+  if (first?.type !== "header") throw new ContainerError(`${what}: no header`);
+  const header = parseBlobHeader(first.header, what);
+  what = `blob ${blobId} (${header.path})`;
+  if (blobIdFor(suite, keys.idKey, header.path, header.file_hash) !== blobId) {
+    throw new ContainerError(`${what}: blob id does not match its path and content hash`);
+  }
+  const data: Uint8Array[] = [];
+  const h = suite.newHasher();
+  let size = 0;
+  for (const p of parts) {
+    if (p.type !== "data") continue;
+    h.update(p.data);
+    size += p.data.length;
+    data.push(p.data);
+  }
+  if (size !== header.size) {
+    throw new ContainerError(`${what}: content is ${size} bytes, header says ${header.size}`);
+  }
+  if (toHex(h.digest()) !== header.file_hash) {
+    throw new ContainerError(`${what}: content hash does not match the header`);
+  }
+  return { header, data };
 }

@@ -210,6 +210,119 @@ class ByteQueue {
   }
 }
 
+/** What opening a container keeps from segment to segment. */
+interface Opening {
+  suite: Suite;
+  kind: ContainerKind;
+  key: Uint8Array;
+  aad: Uint8Array;
+  what: string;
+}
+
+function failWith(what: string, why: string): never {
+  throw new ContainerError(`${what}: ${why}`);
+}
+
+/** Checks the preamble and derives the key: what every segment is opened with. */
+function beginOpening(
+  suite: Suite,
+  kind: ContainerKind,
+  master: Uint8Array,
+  rawId: Uint8Array,
+  preamble: Uint8Array,
+  salt: Uint8Array,
+  what: string,
+): Opening {
+  if (preamble.length < PREAMBLE_BYTES) failWith(what, "truncated before the preamble ended");
+  const magic = MAGIC[kind];
+  for (let i = 0; i < 4; i++) {
+    if (preamble[i] !== magic[i]) failWith(what, `not an n2s ${kind} (bad magic)`);
+  }
+  if (preamble[4] !== FORMAT_VERSION) failWith(what, `unsupported format version ${preamble[4]}`);
+  if (preamble[6] !== 0 || preamble[7] !== 0) {
+    failWith(what, "reserved preamble bytes are not zero");
+  }
+  if (salt.length < SALT_BYTES) failWith(what, "truncated in the salt");
+  return {
+    suite,
+    kind,
+    key: containerKey(suite, kind, master, rawId, salt),
+    aad: concat([preamble, rawId]),
+    what,
+  };
+}
+
+/** Checks a segment's length field; returns the sealed length that follows it. */
+function segmentLength(o: Opening, index: number, lenBytes: Uint8Array): number {
+  if (lenBytes.length === 0) failWith(o.what, "truncated: the final segment is missing");
+  if (lenBytes.length < 4) failWith(o.what, "truncated inside a segment length");
+  const len = new DataView(lenBytes.buffer, lenBytes.byteOffset, 4).getUint32(0, false);
+  const max = (index === 0 ? HEADER_MAX : SEGMENT_DATA_MAX + 1) + TAG_BYTES;
+  if (len < TAG_BYTES || len > max) {
+    failWith(o.what, `segment ${index} has an impossible length ${len}`);
+  }
+  return len;
+}
+
+/**
+ * Opens one sealed segment. The last-segment flag is part of the nonce: a segment verifies
+ * only under the flag it was sealed with, so trying both detects truncation and extension. The
+ * flag tried first is the one the stream suggests (last when no byte follows), which saves
+ * decrypting twice.
+ */
+function openSegment(
+  o: Opening,
+  index: number,
+  sealed: Uint8Array,
+  atEnd: boolean,
+): { last: boolean; part: ContainerPart | null } {
+  const ct = sealed.subarray(0, sealed.length - TAG_BYTES);
+  const tag = sealed.subarray(sealed.length - TAG_BYTES);
+  let plain: Uint8Array | undefined;
+  let last = false;
+  for (const flag of atEnd ? [true, false] : [false, true]) {
+    try {
+      plain = o.suite.aead.open(o.key, segmentNonce(index, flag), o.aad, ct, tag);
+      last = flag;
+      break;
+    } catch {
+      // try the other flag
+    }
+  }
+  if (plain === undefined) {
+    failWith(
+      o.what,
+      `segment ${index} does not authenticate (wrong key, or the object was altered)`,
+    );
+  }
+  if (index === 0) {
+    if (last) failWith(o.what, "the header segment is marked final; the body is missing");
+    let header: unknown;
+    try {
+      header = JSON.parse(fromUtf8(plain));
+    } catch {
+      failWith(o.what, "header is not valid JSON");
+    }
+    if (typeof header !== "object" || header === null || Array.isArray(header)) {
+      failWith(o.what, "header is not a JSON object");
+    }
+    return { last, part: { type: "header", header: header as Record<string, unknown> } };
+  }
+  if (plain.length === 0) {
+    if (!last) failWith(o.what, `empty body segment ${index} is not the final one`);
+    return { last, part: null };
+  }
+  const codec = plain[0];
+  const payload = plain.subarray(1);
+  if (codec === CODEC_STORED) return { last, part: { type: "data", data: payload } };
+  if (codec !== CODEC_ZSTD) failWith(o.what, `segment ${index} has unknown codec ${codec}`);
+  try {
+    return { last, part: { type: "data", data: o.suite.decompress(payload, SEGMENT_DATA_MAX) } };
+  } catch (e) {
+    throw new ContainerError(`${o.what}: segment ${index} does not decompress: ${e}`);
+  }
+}
+
 /**
  * Opens a container from a byte stream, authenticating every segment before its plaintext is
  * yielded, and throws ContainerError on any tampering, truncation, extension or wrong key.
@@ -225,84 +338,62 @@ export async function* openContainer(
   what: string,
 ): AsyncGenerator<ContainerPart> {
   const q = new ByteQueue(source[Symbol.asyncIterator]());
-  const fail = (why: string): never => {
-    throw new ContainerError(`${what}: ${why}`);
-  };
   const preamble = await q.take(PREAMBLE_BYTES);
-  if (preamble.length < PREAMBLE_BYTES) fail("truncated before the preamble ended");
-  const magic = MAGIC[kind];
-  for (let i = 0; i < 4; i++) {
-    if (preamble[i] !== magic[i]) fail(`not an n2s ${kind} (bad magic)`);
-  }
-  if (preamble[4] !== FORMAT_VERSION) fail(`unsupported format version ${preamble[4]}`);
-  if (preamble[6] !== 0 || preamble[7] !== 0) fail("reserved preamble bytes are not zero");
-  const salt = await q.take(SALT_BYTES);
-  if (salt.length < SALT_BYTES) fail("truncated in the salt");
-  const key = containerKey(suite, kind, master, rawId, salt);
-  const aad = concat([preamble, rawId]);
-
+  const salt = preamble.length < PREAMBLE_BYTES ? preamble : await q.take(SALT_BYTES);
+  const o = beginOpening(suite, kind, master, rawId, preamble, salt, what);
   let index = 0;
   let last = false;
   while (!last) {
-    const lenBytes = await q.take(4);
-    if (lenBytes.length === 0) fail("truncated: the final segment is missing");
-    if (lenBytes.length < 4) fail("truncated inside a segment length");
-    const len = new DataView(lenBytes.buffer, lenBytes.byteOffset, 4).getUint32(0, false);
-    const max = (index === 0 ? HEADER_MAX : SEGMENT_DATA_MAX + 1) + TAG_BYTES;
-    if (len < TAG_BYTES || len > max) fail(`segment ${index} has an impossible length ${len}`);
+    const len = segmentLength(o, index, await q.take(4));
     const sealed = await q.take(len);
-    if (sealed.length < len) fail(`truncated inside segment ${index}`);
-    const ct = sealed.subarray(0, len - TAG_BYTES);
-    const tag = sealed.subarray(len - TAG_BYTES);
-    let plain: Uint8Array | undefined;
-    // The last-segment flag is part of the nonce: a segment verifies only under the flag it was
-    // sealed with, so trying both detects truncation and extension. The flag tried first is the
-    // one the stream suggests (last when no byte follows), which saves decrypting twice.
-    const atEnd = await q.atEnd();
-    for (const flag of atEnd ? [true, false] : [false, true]) {
-      try {
-        plain = suite.aead.open(key, segmentNonce(index, flag), aad, ct, tag);
-        last = flag;
-        break;
-      } catch {
-        // try the other flag
-      }
-    }
-    if (plain === undefined) {
-      fail(`segment ${index} does not authenticate (wrong key, or the object was altered)`);
-    }
-    if (index === 0) {
-      if (last) fail("the header segment is marked final; the body is missing");
-      let header: unknown;
-      try {
-        header = JSON.parse(fromUtf8(plain!));
-      } catch {
-        fail("header is not valid JSON");
-      }
-      if (typeof header !== "object" || header === null || Array.isArray(header)) {
-        fail("header is not a JSON object");
-      }
-      yield { type: "header", header: header as Record<string, unknown> };
-    } else if (plain!.length === 0) {
-      if (!last) fail(`empty body segment ${index} is not the final one`);
-    } else {
-      const codec = plain![0];
-      const payload = plain!.subarray(1);
-      if (codec === CODEC_STORED) {
-        yield { type: "data", data: payload };
-      } else if (codec === CODEC_ZSTD) {
-        let data: Uint8Array;
-        try {
-          data = suite.decompress(payload, SEGMENT_DATA_MAX);
-        } catch (e) {
-          throw new ContainerError(`${what}: segment ${index} does not decompress: ${e}`);
-        }
-        yield { type: "data", data };
-      } else {
-        fail(`segment ${index} has unknown codec ${codec}`);
-      }
-    }
+    if (sealed.length < len) failWith(what, `truncated inside segment ${index}`);
+    const r = openSegment(o, index, sealed, await q.atEnd());
+    last = r.last;
+    if (r.part) yield r.part;
     index++;
   }
-  if (!(await q.atEnd())) fail("unexpected bytes after the final segment");
+  if (!(await q.atEnd())) failWith(what, "unexpected bytes after the final segment");
+}
+
+/**
+ * Opens a whole container held in memory, synchronously: the same checks as openContainer,
+ * and the parts as a list. The last data part may live in a buffer the suite reuses (the
+ * caller uses it before it opens anything else with that suite); earlier ones are copies.
+ */
+export function openContainerSync(
+  suite: Suite,
+  kind: ContainerKind,
+  master: Uint8Array,
+  rawId: Uint8Array,
+  bytes: Uint8Array,
+  what: string,
+): ContainerPart[] {
+  const o = beginOpening(
+    suite,
+    kind,
+    master,
+    rawId,
+    bytes.subarray(0, PREAMBLE_BYTES),
+    bytes.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + SALT_BYTES),
+    what,
+  );
+  const parts: ContainerPart[] = [];
+  let at = PREAMBLE_BYTES + SALT_BYTES;
+  let index = 0;
+  let last = false;
+  while (!last) {
+    const len = segmentLength(o, index, bytes.subarray(at, at + 4));
+    at += 4;
+    if (at + len > bytes.length) failWith(what, `truncated inside segment ${index}`);
+    // The previous data may live in a buffer this segment is about to reuse: copied first.
+    const prev = parts[parts.length - 1];
+    if (prev?.type === "data") prev.data = prev.data.slice();
+    const r = openSegment(o, index, bytes.subarray(at, at + len), at + len === bytes.length);
+    at += len;
+    last = r.last;
+    if (r.part) parts.push(r.part);
+    index++;
+  }
+  if (at !== bytes.length) failWith(what, "unexpected bytes after the final segment");
+  return parts;
 }

@@ -235,6 +235,8 @@ export interface NativeZstd {
   compress(data: Uint8Array, level: number): Uint8Array;
   /** Compresses into `out`; the bytes written, or -1 when the frame does not fit. */
   compressTo(data: Uint8Array, level: number, out: Uint8Array): number;
+  /** Decompresses into `out` (at most its length); the bytes written. */
+  decompressTo(data: Uint8Array, out: Uint8Array): number;
   decompress(data: Uint8Array, maxSize: number): Uint8Array;
 }
 
@@ -266,6 +268,11 @@ export function nativeZstd(): NativeZstd | null {
       const r = lib.ZSTD_compressCCtx(cctx, buf, n, data, n, level);
       if (lib.ZSTD_isError(r)) return data;
       return buf.slice(0, Number(r));
+    },
+    decompressTo(data, dst) {
+      const r = lib.ZSTD_decompressDCtx(dctx, dst, BigInt(dst.length), data, BigInt(data.length));
+      if (lib.ZSTD_isError(r)) throw new Error(`zstd: ${errorName(r)}`);
+      return Number(r);
     },
     compressTo(data, level, dst) {
       const r = lib.ZSTD_compressCCtx(

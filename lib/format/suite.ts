@@ -55,6 +55,8 @@ export interface Suite {
   compressTo?(data: Uint8Array, level: number, out: Uint8Array): number;
   /** Decompresses a zstd frame of at most `maxSize` bytes of output. */
   decompress(data: Uint8Array, maxSize: number): Uint8Array;
+  /** Decompresses into `out` and returns the bytes written (optional, like compressTo). */
+  decompressTo?(data: Uint8Array, out: Uint8Array): number;
   /** scrypt with the given cost parameters. */
   scrypt(
     passphrase: Uint8Array,

@@ -416,6 +416,42 @@ export class Index {
     return state;
   }
 
+  /**
+   * What a restore needs of the state after `chain`, each row made into what the caller wants
+   * as it is read (the rows themselves are not kept: a restore of millions of files holds one
+   * object per path). Deleted paths are dropped.
+   */
+  restoreStateAt<T>(
+    chain: ChangesetRow[],
+    make: (r: {
+      path: string;
+      action: string;
+      file_hash: string | null;
+      blob_id: string | null;
+      size: number | null;
+      mtime: number | null;
+      mode: number | null;
+      target: string | null;
+      pack: string | null;
+      pack_offset: number | null;
+      pack_length: number | null;
+    }) => T,
+  ): Map<string, T> {
+    const state = new Map<string, T>();
+    const stmt = this.#stmt(
+      `SELECT path, action, file_hash, blob_id, size, mtime, mode, target, pack, pack_offset,
+          pack_length
+         FROM files WHERE changeset = ? AND status IN ('confirmed', 'present')`,
+    );
+    for (const cs of chain) {
+      for (const r of stmt.iterate(cs.id) as Iterable<Parameters<typeof make>[0]>) {
+        if (r.action === "delete") state.delete(r.path);
+        else state.set(r.path, make(r));
+      }
+    }
+    return state;
+  }
+
   /** Per-changeset counts of entries by upload status and bytes uploaded. */
   counts(
     changeset: string,

@@ -30,11 +30,9 @@ export function stateFromIndex(index: Index, changesetId: string): StateEntry[] 
   if (cs.status !== "complete") {
     throw new Error(`changeset ${cs.id} is ${cs.status}, not complete; push again to resume it`);
   }
-  const state = index.stateAt(index.chain(cs.source, cs.id));
-  const out: StateEntry[] = [];
-  for (const [path, s] of state) {
+  const state = index.restoreStateAt(index.chain(cs.source, cs.id), (s): StateEntry => {
     const e: StateEntry = {
-      path,
+      path: s.path,
       action: s.action as "write" | "link",
       file_hash: s.file_hash ?? undefined,
       blob_id: s.blob_id ?? undefined,
@@ -48,8 +46,9 @@ export function stateFromIndex(index: Index, changesetId: string): StateEntry[] 
       e.offset = s.pack_offset!;
       e.length = s.pack_length!;
     }
-    out.push(e);
-  }
+    return e;
+  });
+  const out = [...state.values()];
   state.clear();
   index.shrinkMemory();
   // Reading 50,000 rows leaves tens of MiB of garbage and a grown young generation: give it

@@ -114,6 +114,12 @@ export class Repository {
     return { objects: files.root, key: blobKey(blobId), threshold: this.config.pack_threshold };
   }
 
+  /** The file of a pack, when a Worker may read it itself (a local repository). */
+  packFile(packId: string): string | null {
+    const files = this.objectFiles("read");
+    return files === null ? null : `${files.root}/${packKey(packId)}`;
+  }
+
   /** The file of a loose blob, when a Worker may read it itself (a local repository). */
   objectFile(blobId: string): string | null {
     const files = this.objectFiles("read");

@@ -393,6 +393,23 @@ export class SealPool {
   }
 
   /**
+   * Restores files in one thread from a range of a local repository's pack file, which the
+   * thread reads itself (item k's container at file offsets [spans[2k], spans[2k+1])). Per
+   * item, null or the reason it failed; all items are `unread` when the range could not be read
+   * (nothing was written: read it through the repository).
+   */
+  async restoreFromPack(
+    file: string,
+    items: RestoreItem[],
+    spans: number[],
+  ): Promise<{ results: (string | null)[]; unread: number[] }> {
+    const ep = this.#pick();
+    const r = await this.#request(ep, { t: "rpack", id: ++this.#next, file, items, spans });
+    if (r.t !== "restored") throw new Error(`n2s worker: unexpected answer ${r.t}`);
+    return { results: r.results, unread: r.unread ?? [] };
+  }
+
+  /**
    * Restores one file from a blob stream, a few chunks ahead of the thread that writes it.
    * Returns null or the reason it failed; an error of the stream itself is thrown.
    */

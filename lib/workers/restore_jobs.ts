@@ -3,7 +3,7 @@
 // temporary file beside the target, set mode and mtime, and rename it into place. A Worker runs
 // them (lib/workers/seal_worker.ts) and so does the main thread when no Worker can start.
 
-import { openBlob } from "../format/blob.ts";
+import { openBlob, openBlobSync } from "../format/blob.ts";
 import type { RepoKeys } from "../format/ids.ts";
 import { SALT_BYTES, SEGMENT_DATA_MAX } from "../format/container.ts";
 import type { NativeAead } from "../format/native_crypto.ts";
@@ -22,6 +22,9 @@ export function reusingSuite(suite: Suite): Suite {
   if (!aead.openTo) return suite;
   let out = new Uint8Array(SEGMENT_DATA_MAX + 64);
   const openTo = aead.openTo.bind(aead);
+  // Decompressed segments go to a buffer of their own, reused the same way.
+  const unzip = suite.decompressTo?.bind(suite);
+  const plain = unzip ? new Uint8Array(SEGMENT_DATA_MAX) : null;
   return {
     ...suite,
     aead: {
@@ -31,6 +34,9 @@ export function reusingSuite(suite: Suite): Suite {
         return openTo(key, nonce, aad, cipher, tag, out);
       },
     },
+    decompress: unzip
+      ? (data, maxSize) => plain!.subarray(0, unzip(data, plain!.subarray(0, maxSize)))
+      : suite.decompress,
   };
 }
 
@@ -70,6 +76,52 @@ function finish(item: RestoreItem): void {
 }
 
 /**
+ * Restores one small file from its blob held whole in memory, synchronously: verified in full
+ * before its file exists, then written straight under its name when nothing is there yet (a
+ * restore into an empty directory), which saves the rename; an existing file is replaced
+ * through the temporary name, so that it is never seen half written. Synchronous, so that a
+ * thread's reused buffers (`suite`'s, and the one `bytes` lies in) cannot be taken by another
+ * restore in between: Deno delivers a Worker's messages between any two awaits.
+ */
+export function restoreWhole(
+  suite: Suite,
+  keys: RepoKeys,
+  item: RestoreItem,
+  bytes: Uint8Array,
+): void {
+  const { header, data } = openBlobSync(suite, keys, item.blobId, bytes);
+  if (header.path !== item.path || header.file_hash !== item.fileHash) {
+    throw new Error(`blob ${item.blobId} belongs to ${header.path}, not to this path`);
+  }
+  writeVerified(item, data);
+}
+
+/** Writes a verified file's content: see restoreWhole. */
+function writeVerified(item: RestoreItem, parts: Uint8Array[]): void {
+  let direct = true;
+  let out: Deno.FsFile;
+  try {
+    out = Deno.openSync(item.full, { write: true, createNew: true, mode: 0o600 });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    direct = false;
+    out = Deno.openSync(item.tmp, { write: true, createNew: true, mode: 0o600 });
+  }
+  const path = direct ? item.full : item.tmp;
+  let ok = false;
+  try {
+    for (const p of parts) writeAll(out, p);
+    setTimes(out, item);
+    ok = true;
+  } finally {
+    out.close();
+    if (!ok) removeQuietly(path);
+  }
+  if (item.mode !== undefined) Deno.chmodSync(path, item.mode & 0o7777);
+  if (!direct) Deno.renameSync(item.tmp, item.full);
+}
+
+/**
  * Restores one file from a blob's bytes or stream. Small blobs (one piece) are verified whole
  * before any file is created; a large one is written to the temporary file as its segments
  * authenticate and renamed into place only once the whole content has verified.
@@ -87,36 +139,13 @@ export async function restoreBlob(
     }
   };
   if (whole) {
-    // The data may live in a decryption buffer that the next segment reuses: copied out.
+    // The data may live in a buffer that the next segment reuses: copied out.
     const parts: Uint8Array[] = [];
     for await (const part of openBlob(suite, keys, item.blobId, source)) {
       if ("header" in part) check(part.header);
       else parts.push(part.data.slice());
     }
-    // Verified: written straight under its name when nothing is there yet (a restore into an
-    // empty directory), which saves the rename; an existing file is replaced through the
-    // temporary name, so that it is never seen half written.
-    let direct = true;
-    let out: Deno.FsFile;
-    try {
-      out = Deno.openSync(item.full, { write: true, createNew: true, mode: 0o600 });
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
-      direct = false;
-      out = Deno.openSync(item.tmp, { write: true, createNew: true, mode: 0o600 });
-    }
-    const path = direct ? item.full : item.tmp;
-    let ok = false;
-    try {
-      for (const p of parts) writeAll(out, p);
-      setTimes(out, item);
-      ok = true;
-    } finally {
-      out.close();
-      if (!ok) removeQuietly(path);
-    }
-    if (item.mode !== undefined) Deno.chmodSync(path, item.mode & 0o7777);
-    if (!direct) Deno.renameSync(item.tmp, item.full);
+    writeVerified(item, parts);
     return;
   }
   const out = Deno.openSync(item.tmp, { write: true, createNew: true, mode: 0o600 });

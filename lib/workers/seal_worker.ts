@@ -22,7 +22,13 @@ import {
   SMALL_FILE,
 } from "./seal_jobs.ts";
 import { DirMaker } from "../backends/local_files.ts";
-import { alignedChunks, restoreBlob, type RestoreItem, reusingSuite } from "./restore_jobs.ts";
+import {
+  alignedChunks,
+  restoreBlob,
+  type RestoreItem,
+  restoreWhole,
+  reusingSuite,
+} from "./restore_jobs.ts";
 import { MemoryRelease } from "../perf/memory.ts";
 
 /** Bytes a Worker handles between two returns of free memory to the system. */
@@ -76,6 +82,11 @@ export type ToWorker =
   | { t: "rstart"; id: number; item: RestoreItem }
   /** Restores files from the object files of a local repository (each item's `object`). */
   | { t: "rfiles"; id: number; items: RestoreItem[] }
+  /**
+   * Restores files from one range of a pack file of a local repository, which the thread reads
+   * itself: item k's container is at file offsets [spans[2k], spans[2k+1]).
+   */
+  | { t: "rpack"; id: number; file: string; items: RestoreItem[]; spans: number[] }
   | { t: "rdata"; id: number; data: Uint8Array }
   | { t: "rend"; id: number }
   | { t: "rabort"; id: number; message: string };
@@ -108,7 +119,8 @@ export type FromWorker =
     t: "restored";
     id: number;
     results: (string | null)[];
-    /** For "rfiles": the items whose object file could not be read (nothing was written). */
+    /** For "rfiles" and "rpack": the items whose object could not be read (nothing was
+     * written for them). */
     unread?: number[];
   }
   | { t: "rack"; id: number }
@@ -132,10 +144,6 @@ interface Inbound {
   ended: boolean;
   error: string | null;
   wake: (() => void) | null;
-}
-
-async function* once(data: Uint8Array): AsyncGenerator<Uint8Array> {
-  yield data;
 }
 
 async function* toAsync<T>(it: Iterable<T>): AsyncGenerator<T> {
@@ -183,15 +191,18 @@ export function serve(
   const chunks = inWorker ? new MemoryRelease(STREAM_RELEASE_BYTES, 0) : null;
 
   const why = (e: unknown) => e instanceof Error ? e.message : String(e);
+  // One decryption buffer for every small file this thread restores whole: such files are
+  // restored synchronously (restoreWhole), so no other restore can run in between and reuse it.
+  let whole: Suite | null = null;
+  const wholeSuite = () => whole ??= reusingSuite(suite!);
 
-  async function restore(m: Extract<ToWorker, { t: "restore" }>): Promise<void> {
+  function restore(m: Extract<ToWorker, { t: "restore" }>): void {
     const results: (string | null)[] = [];
-    // One decryption buffer for the batch: each file is verified and written before the next.
-    const batchSuite = reusingSuite(suite!);
+    const batchSuite = wholeSuite();
     for (let k = 0; k < m.items.length; k++) {
       const piece = m.buffer.subarray(m.spans[2 * k], m.spans[2 * k + 1]);
       try {
-        await restoreBlob(batchSuite, keys!, m.items[k], once(piece), true);
+        restoreWhole(batchSuite, keys!, m.items[k], piece);
         results.push(null);
       } catch (e) {
         results.push(why(e));
@@ -209,10 +220,57 @@ export function serve(
    * verified before their file is created, large ones are streamed. An object file that cannot
    * be opened is reported as unread, for the main thread to fetch through the backend.
    */
+  // The buffer a thread reads ranges of packs into, reused (see wholeSuite for why it can be).
+  let rangeBuf = new Uint8Array(0);
+
+  function restorePackRange(m: Extract<ToWorker, { t: "rpack" }>): void {
+    const start = m.spans[0];
+    const end = m.spans[m.spans.length - 1];
+    const n = end - start;
+    let got = 0;
+    try {
+      if (rangeBuf.length < n) rangeBuf = new Uint8Array(Math.max(n, 2 << 20));
+      using f = Deno.openSync(m.file, { read: true });
+      f.seekSync(start, Deno.SeekMode.Start);
+      while (got < n) {
+        const k = f.readSync(rangeBuf.subarray(got, n));
+        if (k === null) break;
+        got += k;
+      }
+    } catch {
+      got = -1;
+    }
+    if (got !== n) {
+      // Not read here (a short pack reads short through the repository too, with its message).
+      post({
+        t: "restored",
+        id: m.id,
+        results: m.items.map(() => null),
+        unread: m.items.map((_, k) => k),
+      });
+      return;
+    }
+    const results: (string | null)[] = [];
+    const batchSuite = wholeSuite();
+    let bytes = n;
+    for (let k = 0; k < m.items.length; k++) {
+      const piece = rangeBuf.subarray(m.spans[2 * k] - start, m.spans[2 * k + 1] - start);
+      try {
+        restoreWhole(batchSuite, keys!, m.items[k], piece);
+        results.push(null);
+      } catch (e) {
+        results.push(why(e));
+      }
+      bytes += 2048 + (m.items[k].size ?? 0);
+    }
+    release?.add(bytes);
+    post({ t: "restored", id: m.id, results, unread: [] });
+  }
+
   async function restoreFiles(m: Extract<ToWorker, { t: "rfiles" }>): Promise<void> {
     const results: (string | null)[] = [];
     const unread: number[] = [];
-    const batchSuite = reusingSuite(suite!);
+    const batchSuite = wholeSuite();
     for (let k = 0; k < m.items.length; k++) {
       const item = m.items[k];
       let f: Deno.FsFile;
@@ -238,7 +296,7 @@ export function serve(
           f.close();
           open = false;
           release?.add(size + 2048);
-          await restoreBlob(batchSuite, keys!, item, once(data), true);
+          restoreWhole(batchSuite, keys!, item, data);
         } else {
           const file = f;
           const readFull = (into: Uint8Array) => {
@@ -395,6 +453,9 @@ export function serve(
           return;
         case "rfiles":
           restoreFiles(m);
+          return;
+        case "rpack":
+          restorePackRange(m);
           return;
         case "rstart": {
           const q: Inbound = { chunks: [], ended: false, error: null, wake: null };
