@@ -2,13 +2,27 @@
 // component, `**` crosses components, `[...]` is a character class. A pattern without "/" matches
 // a name at any depth; a pattern with "/" matches the whole relative path (a leading "/" anchors
 // it at the root). Matching ignores Unicode normalization (NFC/NFD), so a name typed on one
-// system finds the same name stored by another; stored paths keep their bytes.
+// system finds the same name stored by another; stored paths keep their bytes. A byte that is
+// not UTF-8 is written `\xHH`, as n2s prints such names (lib/format/names.ts).
 
 /** A compiled glob. */
 export interface Glob {
   readonly pattern: string;
   /** True when the relative path (or, for patterns without "/", its last component) matches. */
   matches(path: string): boolean;
+}
+
+/** The character a byte stands for in a path string: ASCII, or the lone surrogate of a raw byte. */
+function byteChar(b: number): string {
+  return String.fromCharCode(b < 0x80 ? b : 0xdc00 + b);
+}
+
+/** A plain path argument with `\xHH` (a byte) and `\\` (a backslash) as n2s prints them. */
+export function unescapePath(s: string): string {
+  return s.replace(
+    /\\(x[0-9a-fA-F]{2}|\\)/g,
+    (_, e: string) => e === "\\" ? "\\" : byteChar(parseInt(e.slice(1), 16)),
+  );
 }
 
 function escapeRe(c: string): string {
@@ -40,6 +54,9 @@ function toRegExp(p: string): RegExp {
       body = body.replace(/\\/g, "\\\\").replace(/\]/g, "\\]");
       re += neg ? `[^/${body}]` : `[${body}]`;
       i = end;
+    } else if (c === "\\" && /^x[0-9a-fA-F]{2}/.test(p.slice(i + 1, i + 4))) {
+      re += escapeRe(byteChar(parseInt(p.slice(i + 2, i + 4), 16)));
+      i += 3;
     } else if (c === "\\" && i + 1 < p.length) {
       re += escapeRe(p[++i]);
     } else re += escapeRe(c);
@@ -87,7 +104,7 @@ export function pathMatcher(patterns: readonly string[]): (path: string) => bool
       const g = compileGlob(clean);
       return (path: string) => g.matches(path);
     }
-    const n = clean.replace(/^\//, "").normalize("NFC");
+    const n = unescapePath(clean.replace(/^\//, "")).normalize("NFC");
     return (path: string) => {
       const q = path.normalize("NFC");
       return q === n || q.startsWith(n + "/");

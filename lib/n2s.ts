@@ -9,7 +9,7 @@ import type { Suite } from "./format/suite.ts";
 import { Index } from "./index/sqlite.ts";
 import type { ChangesetRow } from "./index/types.ts";
 import type { Client } from "./clients/client.ts";
-import { compileGlob, isGlob } from "./glob.ts";
+import { compileGlob, isGlob, unescapePath } from "./glob.ts";
 import {
   initRepository,
   openRepository,
@@ -190,6 +190,8 @@ export class N2S {
       patterns?: string[];
       concurrency?: number;
       onProgress?: Parameters<typeof restoreState>[2]["onProgress"];
+      /** Restore owner and group (default: when running as root). */
+      owner?: boolean;
     } = {},
   ): Promise<PullResult & { changeset: string }> {
     const repo = await this.repository();
@@ -246,7 +248,7 @@ export class N2S {
   /** Every stored version of the paths matching a glob (or containing a plain string). */
   find(pattern: string): FindHit[] {
     const glob = isGlob(pattern) ? compileGlob(pattern) : undefined;
-    const needle = pattern.normalize("NFC");
+    const needle = unescapePath(pattern).normalize("NFC");
     const test = glob
       ? (p: string) => glob.matches(p)
       : (p: string) => p.normalize("NFC").includes(needle);

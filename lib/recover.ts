@@ -31,6 +31,7 @@ import {
   listManifests,
   type ManifestEntry,
   type ManifestHeader,
+  metaOfEntry,
   readManifest,
 } from "./repository/manifest.ts";
 import {
@@ -273,7 +274,9 @@ export async function rebuildIndex(
           }
           seen.add(e.blob_id);
         }
-        const loc = e.action === "write" ? entryLocation(e) : { pack: null };
+        const loc = e.action === "write" || e.action === "hardlink"
+          ? entryLocation(e)
+          : { pack: null };
         const stored = e.blob_id
           ? (loc.pack === null ? blobs.get(e.blob_id) : packs.get(loc.pack))
           : undefined;
@@ -297,6 +300,8 @@ export async function rebuildIndex(
           pack: loc.pack,
           pack_offset: loc.pack === null ? null : loc.offset,
           pack_length: loc.pack === null ? null : loc.length,
+          meta: metaOfEntry(e),
+          ctime: null,
           error: null,
         });
         result.files++;
@@ -367,6 +372,8 @@ export async function rebuildIndex(
           pack: o.loc.pack,
           pack_offset: packed ? (o.loc as { offset: number }).offset : null,
           pack_length: packed ? (o.loc as { length: number }).length : null,
+          meta: null,
+          ctime: null,
           error: null,
         });
         result.orphanBlobs++;

@@ -1,5 +1,6 @@
 // The core commands: init, push, pull, status, ls, find, log.
 
+import { displayPath } from "../format/names.ts";
 import { hostname } from "node:os";
 import { N2S } from "../n2s.ts";
 import { scanClient } from "../clients/scan.ts";
@@ -114,7 +115,7 @@ async function openForPush(
 }
 
 function printProblems(problems: { path: string; message: string }[]): void {
-  for (const p of problems) note(`n2s: ${p.path}: ${p.message}`);
+  for (const p of problems) note(`n2s: ${displayPath(p.path)}: ${p.message}`);
 }
 
 /** Builds the client a push names: paths, --scan, --btrfs, --zfs or --dsg. */
@@ -246,7 +247,7 @@ const push: Command = {
         onProgress: (p) => bar.update(p),
       });
       bar.done();
-      for (const n of r.notes) note(`n2s: note: ${n.path}: ${n.message}`);
+      for (const n of r.notes) note(`n2s: note: ${displayPath(n.path)}: ${n.message}`);
       printProblems(r.problems);
       if (values.json) printJson({ source, ...r });
       else {
@@ -273,13 +274,14 @@ const push: Command = {
 
 const pull: Command = {
   summary: "restore a changeset (or some of its paths) into a directory",
-  usage: "n2s pull --changeset-id ID --target-path DIR [PATH|GLOB...]",
+  usage: "n2s pull --changeset-id ID --target-path DIR [--no-owner] [PATH|GLOB...]",
   async run(args) {
     const { values, positionals } = parse(args, {
       ...REPO_OPTIONS,
       "changeset-id": { type: "string" },
       "target-path": { type: "string" },
       concurrency: { type: "string" },
+      "no-owner": { type: "boolean" },
     }, this.usage);
     if (!values["changeset-id"] || !values["target-path"]) {
       throw new UsageError(`--changeset-id and --target-path are required\nusage: ${this.usage}`);
@@ -291,14 +293,20 @@ const pull: Command = {
         patterns: positionals,
         concurrency: values.concurrency ? Number(values.concurrency) : undefined,
         onProgress: (p) => bar.update(p),
+        owner: values["no-owner"] ? false : undefined,
       });
       bar.done();
       printProblems(r.problems);
       if (values.json) printJson(r);
       else {
+        const other = [
+          r.dirs ? `${r.dirs} directories` : "",
+          r.specials ? `${r.specials} special files` : "",
+        ].filter((x) => x !== "").join(", ");
         out(
-          `restored ${r.files} files (${formatBytes(r.bytes)}) and ${r.links} links of changeset ` +
-            `${r.changeset} into ${values["target-path"]}` +
+          `restored ${r.files} files (${formatBytes(r.bytes)}), ${r.links} links` +
+            (other ? `, ${other}` : "") + ` of changeset ${r.changeset} into ` +
+            `${values["target-path"]}` +
             (r.problems.length ? `; ${r.problems.length} could not be restored` : ""),
         );
       }
@@ -368,8 +376,10 @@ const ls: Command = {
         out(table(
           ["PATH", "ACTION", "SIZE", "BLOB", "CONFIRMED"],
           rows.map((f) => [
-            f.path,
-            f.action === "link" ? `link -> ${f.target}` : f.action,
+            displayPath(f.path),
+            f.action === "link" || f.action === "hardlink"
+              ? `${f.action} -> ${displayPath(f.target ?? "")}`
+              : f.action,
             f.size === null ? "-" : String(f.size),
             f.blob_id?.slice(0, 16) ?? "-",
             f.confirmed ?? f.status,
@@ -398,7 +408,7 @@ const find: Command = {
           rows.map((
             f,
           ) => [
-            f.path,
+            displayPath(f.path),
             f.changeset,
             f.action,
             f.size === null ? "-" : String(f.size),

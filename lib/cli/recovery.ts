@@ -1,6 +1,7 @@
 // The recovery commands: rebuild the index, restore blob and pack files with a key file, manage
 // keys, and print the offline recovery page.
 
+import { displayPath } from "../format/names.ts";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { openBackend } from "../backends/open.ts";
@@ -141,7 +142,9 @@ const decryptBlob: Command = {
         for (const i of infos) {
           if ("error" in i) note(`n2s: ${i.file}: ${i.error}`);
           else {out(
-              `${i.file}  ${i.header.path}  ${formatBytes(i.header.size)}  ${i.header.source}`,
+              `${i.file}  ${displayPath(i.header.path)}  ${
+                formatBytes(i.header.size)
+              }  ${i.header.source}`,
             );}
         }
       }
@@ -151,8 +154,10 @@ const decryptBlob: Command = {
     const r = await decryptBlobFiles(suite, master, keyFile, positionals, target, {
       patterns: values.path,
     });
-    for (const p of r.problems) note(`n2s: ${p.path}: ${p.message}`);
-    for (const s of r.skipped) note(`n2s: ${s.file}: an older version of ${s.path}; not restored`);
+    for (const p of r.problems) note(`n2s: ${displayPath(p.path)}: ${p.message}`);
+    for (const s of r.skipped) {
+      note(`n2s: ${s.file}: an older version of ${displayPath(s.path)}; not restored`);
+    }
     if (values.json) printJson(r);
     else {
       out(

@@ -1,6 +1,7 @@
 // The btrfs client: changed paths between two read-only snapshots from
 // `btrfs send --no-data -p PARENT SNAP | btrfs receive --dump`, content read from the snapshot.
 
+import { pathText } from "../format/names.ts";
 import { basename, resolve } from "node:path";
 import type { Client, PreviousState, SourceEntry } from "./client.ts";
 import { type Runner, systemRunner } from "./runner.ts";
@@ -22,7 +23,7 @@ const SIMPLE_ESCAPES: Record<string, number> = {
 
 /**
  * Decodes a path as `btrfs receive --dump` prints it: C escapes (`\n`, `\t`, `\ `, `\\`, …) and
- * three-digit octal escapes for other bytes, the result read as UTF-8.
+ * three-digit octal escapes for other bytes; bytes that are not UTF-8 stay bytes (names.ts).
  */
 export function unescapeDumpPath(s: string): string {
   if (!s.includes("\\")) return s;
@@ -46,7 +47,7 @@ export function unescapeDumpPath(s: string): string {
       i += 1;
     }
   }
-  return new TextDecoder().decode(new Uint8Array(bytes));
+  return pathText(new Uint8Array(bytes));
 }
 
 /** One line of `btrfs receive --dump`: the operation, its path and its key=value fields. */

@@ -2,13 +2,19 @@
 // A push takes any client; scan, btrfs, zfs and dsg are the built-in ones.
 
 import type { ChunkReader } from "../format/blob.ts";
-import type { Action, ChangesetRow, PathState } from "../index/types.ts";
+import type { Action, ChangesetRow, EntryMeta, PathState } from "../index/types.ts";
 
-/** One thing a client found: a file to store, a symlink, or a deletion. */
+/**
+ * One thing a client found: a file to store, a symlink, a directory, a FIFO or device, or a
+ * deletion. (Hard links are found by the push from `nlink` and the inode.)
+ */
 export interface SourceEntry {
-  /** POSIX path relative to the source root: no leading "/", no "." or ".." components. */
+  /**
+   * POSIX path relative to the source root: no leading "/", no "." or ".." components; bytes
+   * that are not UTF-8 as lone surrogates (lib/format/names.ts).
+   */
   path: string;
-  action: Action;
+  action: Exclude<Action, "hardlink">;
   /** For writes: size in bytes, as the client saw it. */
   size?: number;
   /** For writes and links: modification time, milliseconds since the epoch. */
@@ -19,6 +25,10 @@ export interface SourceEntry {
   inode?: number;
   /** For links: the symlink's target, as stored in the link. */
   target?: string;
+  /** For files: the number of hard links (more than 1: the push stores the content once). */
+  nlink?: number;
+  /** Owner, nanoseconds, extended attributes, device numbers, holes (see EntryMeta). */
+  meta?: EntryMeta;
 }
 
 /** An open file to read content from. */

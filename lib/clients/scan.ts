@@ -99,8 +99,10 @@ export function scanClient(opts: ScanOptions): ScanClient {
   const include = (opts.include ?? []).map(compileGlob);
   const problems: Problem[] = [];
 
+  // Include globs choose files (directories stay, so that the tree restores); since applies to
+  // every entry.
   const keep = (e: SourceEntry): boolean => {
-    if (include.length > 0 && !anyMatch(include, e.path)) return false;
+    if (e.action !== "dir" && include.length > 0 && !anyMatch(include, e.path)) return false;
     if (since !== undefined && (e.mtime ?? 0) < since) return false;
     return true;
   };
@@ -118,7 +120,11 @@ export function scanClient(opts: ScanOptions): ScanClient {
           if (keep(found.entry)) yield found.entry;
         } else if (found.kind === "special") {
           problems.push({ path: start, message: `${found.what} skipped`, note: true });
+        } else if (found.kind === "unreadable") {
+          problems.push({ path: start, message: `${found.why}; it was not stored` });
         } else if (found.kind === "dir") {
+          // A directory given by name is an entry of its own; the root is not.
+          if (start !== "" && keep(found.entry)) yield found.entry;
           for await (
             const e of walkTree(root, start, {
               skipDir: (p) => anyMatch(exclude, p),

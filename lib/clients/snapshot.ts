@@ -48,7 +48,12 @@ export async function* resolveChanges(
   const walks = [...changes.walk].sort(compareNames);
   for (const dir of walks) {
     if (within(changes.walk, dir) && !changes.walk.has("")) continue; // inside another walk
-    if (dir !== "" && (await lstatPath(root, dir)).kind !== "dir") continue;
+    if (dir !== "") {
+      const found = await lstatPath(root, dir);
+      if (found.kind !== "dir") continue;
+      yielded.add(dir);
+      yield found.entry;
+    }
     for await (const e of walkTree(root, dir, { problems })) {
       yielded.add(e.path);
       yield e;
@@ -58,16 +63,18 @@ export async function* resolveChanges(
   for (const path of [...changes.changed].sort(compareNames)) {
     if (path === "" || yielded.has(path) || within(changes.walk, path)) continue;
     const found = await lstatPath(root, path);
-    if (found.kind === "entry") {
+    if (found.kind === "entry" || found.kind === "dir") {
       yielded.add(path);
       yield found.entry;
     } else if (found.kind === "special") {
       problems.push({ path, message: `${found.what} skipped`, note: true });
+    } else if (found.kind === "unreadable") {
+      problems.push({ path, message: `${found.why}; it was not stored` });
     } else gone.add(path);
   }
   const dirs = [...changes.goneDirs].filter((d) => {
     const p = previous.get(d);
-    return !p || p.action === "delete";
+    return !p || p.action === "delete" || p.action === "dir";
   });
   if (dirs.length > 0) {
     const set = new Set(dirs);
@@ -76,7 +83,7 @@ export async function* resolveChanges(
   for (const path of [...gone].sort(compareNames)) {
     if (path === "" || yielded.has(path)) continue;
     const found = await lstatPath(root, path);
-    if (found.kind === "entry") {
+    if (found.kind === "entry" || found.kind === "dir") {
       yielded.add(path);
       yield found.entry;
       continue;

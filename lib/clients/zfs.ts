@@ -1,6 +1,7 @@
 // The ZFS client: changed paths from `zfs diff -FHt`, content read from the snapshot directory
 // `<mountpoint>/.zfs/snapshot/<snap>` or, where that is absent, a temporary read-only clone.
 
+import { pathText } from "../format/names.ts";
 import { tmpdir } from "node:os";
 import type { Client, PreviousState, SourceEntry } from "./client.ts";
 import { CommandError, runChecked, type Runner, systemRunner } from "./runner.ts";
@@ -49,7 +50,7 @@ export function unescapeZfsPath(s: string, digits?: 3 | 4): string {
     }
     bytes.push(...enc.encode(c));
   }
-  return new TextDecoder().decode(new Uint8Array(bytes));
+  return pathText(new Uint8Array(bytes));
 }
 
 /** Picks the escape width of a whole `zfs diff` output: 4 when every escape has four digits. */

@@ -1,6 +1,7 @@
 // Identifiers: file hashes, keyed blob ids and time-sortable changeset ids (ULIDs).
 
 import { concat, toHex, utf8 } from "./bytes.ts";
+import { pathBytes } from "./names.ts";
 import type { Suite } from "./suite.ts";
 
 const COLON = utf8(":");
@@ -13,9 +14,12 @@ export function idKeyFor(suite: Suite, master: Uint8Array): Uint8Array {
   return suite.deriveKey(ID_KEY_CONTEXT, master);
 }
 
-/** The bytes a blob id is computed from: the path's bytes, ":", and the hex content hash. */
+/**
+ * The bytes a blob id is computed from: the path's bytes (exactly the file system's, see
+ * names.ts), ":", and the hex content hash.
+ */
 export function blobIdInput(path: string | Uint8Array, fileHash: string): Uint8Array {
-  return concat([typeof path === "string" ? utf8(path) : path, COLON, utf8(fileHash)]);
+  return concat([typeof path === "string" ? pathBytes(path) : path, COLON, utf8(fileHash)]);
 }
 
 /**

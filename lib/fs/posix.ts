@@ -1,7 +1,7 @@
 // Exact file system access for backup and restore: libc through Deno.dlopen on raw path bytes
-// (lib/fs/names.ts strings), synchronous, never following a final symlink unless named so.
+// (lib/format/names.ts strings), synchronous, never following a final symlink unless named so.
 
-import { pathText } from "./names.ts";
+import { pathText } from "../format/names.ts";
 import {
   AT,
   cstr,

@@ -1,7 +1,7 @@
 // The libc symbols behind lib/fs/posix.ts, loaded once per thread through Deno.dlopen, with errno,
 // the errors they raise, per-architecture constants and reusable C-string buffers for paths.
 
-import { displayPath, pathBytes } from "./names.ts";
+import { displayPath, pathBytes } from "../format/names.ts";
 
 const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },

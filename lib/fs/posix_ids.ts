@@ -1,7 +1,7 @@
 // User and group names for ids and back (getpwuid_r and friends, so NSS is honoured), cached per
 // thread: a backup records names beside ids, and a restore maps names back where they exist.
 
-import { pathText } from "./names.ts";
+import { pathText } from "../format/names.ts";
 import { cstr, E, fail, lib } from "./posix_ffi.ts";
 
 const SC_GETGR_R_SIZE_MAX = 69;

@@ -39,7 +39,7 @@ CREATE INDEX IF NOT EXISTS changesets_source ON changesets(source, seq);
 CREATE TABLE IF NOT EXISTS files (
   changeset TEXT NOT NULL REFERENCES changesets(id),
   path TEXT NOT NULL,
-  action TEXT NOT NULL CHECK (action IN ('write','link','delete')),
+  action TEXT NOT NULL CHECK (action IN ('write','link','dir','special','hardlink','delete')),
   file_hash TEXT,
   blob_id TEXT,
   size INTEGER,
@@ -55,11 +55,39 @@ CREATE TABLE IF NOT EXISTS files (
   pack TEXT,
   pack_offset INTEGER,
   pack_length INTEGER,
+  meta TEXT,
+  ctime TEXT,
   error TEXT,
   UNIQUE (changeset, path)
 );
 CREATE INDEX IF NOT EXISTS files_blob ON files(blob_id);
 `;
+
+/** Marks a path or link target stored escaped (see toDb). U+FFFF is a noncharacter. */
+const ESCAPED = 0xffff;
+
+/**
+ * A path or link target as the index stores it. SQLite's text would turn the lone surrogates
+ * that carry bytes which are not UTF-8 (lib/format/names.ts) into U+FFFD: such a string, or one
+ * that starts with the marker, is stored as the marker and the string's JSON escape, which
+ * round-trips every string. Every other string is stored as it is.
+ */
+export function toDb(s: string): string {
+  if (s.isWellFormed() && s.charCodeAt(0) !== ESCAPED) return s;
+  return String.fromCharCode(ESCAPED) + JSON.stringify(s).slice(1, -1);
+}
+
+/** The path or link target a stored string stands for (see toDb). */
+export function fromDb(t: string): string {
+  return t.charCodeAt(0) === ESCAPED ? JSON.parse(`"${t.slice(1)}"`) : t;
+}
+
+/** A row read from the index with its path and target as they stand for (see toDb). */
+function decodeRow<T extends { path: string; target?: string | null }>(r: T): T {
+  if (r.path.charCodeAt(0) === ESCAPED) r.path = fromDb(r.path);
+  if (r.target && r.target.charCodeAt(0) === ESCAPED) r.target = fromDb(r.target);
+  return r;
+}
 
 /** UTC ISO-8601 with milliseconds and Z. */
 export function isoNow(now: number = Date.now()): string {
@@ -243,11 +271,11 @@ export class Index {
     this.#stmt(
       `INSERT OR REPLACE INTO files (changeset, path, action, file_hash, blob_id, size, mtime, mode,
         inode, target, status, started, confirmed, stored_size, ref, pack, pack_offset,
-        pack_length, error)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        pack_length, meta, ctime, error)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       row.changeset,
-      row.path,
+      toDb(row.path),
       row.action,
       row.file_hash,
       row.blob_id,
@@ -255,7 +283,7 @@ export class Index {
       row.mtime,
       row.mode,
       row.inode,
-      row.target,
+      row.target === null ? null : toDb(row.target),
       row.status,
       row.started,
       row.confirmed,
@@ -264,6 +292,8 @@ export class Index {
       row.pack,
       row.pack_offset,
       row.pack_length,
+      row.meta,
+      row.ctime,
       row.error,
     );
   }
@@ -313,14 +343,14 @@ export class Index {
       f.pack_length ?? null,
       f.error ?? null,
       changeset,
-      path,
+      toDb(path),
     );
   }
 
   filesOf(changeset: string): FileRow[] {
-    return this.#stmt("SELECT * FROM files WHERE changeset = ? ORDER BY path").all(
+    return (this.#stmt("SELECT * FROM files WHERE changeset = ? ORDER BY path").all(
       changeset,
-    ) as unknown as FileRow[];
+    ) as unknown as FileRow[]).map(decodeRow);
   }
 
   /**
@@ -328,10 +358,11 @@ export class Index {
    * `after` (all when null), in path order: a push pages through them in bounded memory.
    */
   pendingFilesAfter(changeset: string, after: string | null, limit: number): FileRow[] {
-    return this.#stmt(
+    return (this.#stmt(
       `SELECT * FROM files WHERE changeset = ? AND status = 'pending' AND path > ?
         ORDER BY path LIMIT ?`,
-    ).all(changeset, after ?? "", limit) as unknown as FileRow[];
+    ).all(changeset, after === null ? "" : toDb(after), limit) as unknown as FileRow[])
+      .map(decodeRow);
   }
 
   /** How many entries of a changeset wait for upload, and their bytes. */
@@ -346,7 +377,7 @@ export class Index {
   /** Every entry of a changeset in path order, one row at a time (bounded memory). */
   *iterateFilesOf(changeset: string): Generator<FileRow> {
     const stmt = this.db.prepare("SELECT * FROM files WHERE changeset = ? ORDER BY path");
-    yield* stmt.iterate(changeset) as Iterable<FileRow>;
+    for (const r of stmt.iterate(changeset) as Iterable<FileRow>) yield decodeRow(r);
   }
 
   /**
@@ -368,21 +399,56 @@ export class Index {
       | "pack"
       | "pack_offset"
       | "pack_length"
+      | "meta"
     >
   > {
     const stmt = this.#stmt(
       `SELECT path, action, file_hash, blob_id, size, mtime, mode, target, confirmed, pack,
-          pack_offset, pack_length
+          pack_offset, pack_length, meta
         FROM files WHERE changeset = ? AND status IN ('confirmed', 'present') ORDER BY path`,
     );
-    yield* stmt.iterate(changeset) as Iterable<never>;
+    for (const r of stmt.iterate(changeset) as Iterable<never>) yield decodeRow(r);
+  }
+
+  /** One entry of a changeset. */
+  getFile(changeset: string, path: string): FileRow | undefined {
+    const r = this.#stmt("SELECT * FROM files WHERE changeset = ? AND path = ?").get(
+      changeset,
+      toDb(path),
+    ) as FileRow | undefined;
+    return r ? decodeRow(r) : undefined;
+  }
+
+  /** Hard links of a changeset planned before the content they share was stored. */
+  unresolvedHardlinks(changeset: string): FileRow[] {
+    return (this.#stmt(
+      `SELECT * FROM files WHERE changeset = ? AND action = 'hardlink' AND blob_id IS NULL
+        AND status = 'confirmed'`,
+    ).all(changeset) as unknown as FileRow[]).map(decodeRow);
+  }
+
+  /** Gives a hard link the content of the file it links to. */
+  resolveHardlink(changeset: string, path: string, lead: FileRow): void {
+    this.#stmt(
+      `UPDATE files SET file_hash = ?, blob_id = ?, size = ?, pack = ?, pack_offset = ?,
+        pack_length = ? WHERE changeset = ? AND path = ?`,
+    ).run(
+      lead.file_hash,
+      lead.blob_id,
+      lead.size,
+      lead.pack,
+      lead.pack_offset,
+      lead.pack_length,
+      changeset,
+      toDb(path),
+    );
   }
 
   /** Entries of a changeset still waiting for upload. */
   pendingFiles(changeset: string): FileRow[] {
-    return this.#stmt(
+    return (this.#stmt(
       "SELECT * FROM files WHERE changeset = ? AND status = 'pending' ORDER BY path",
-    ).all(changeset) as unknown as FileRow[];
+    ).all(changeset) as unknown as FileRow[]).map(decodeRow);
   }
 
   /** Where and when a blob's upload was confirmed, when some changeset confirmed it. */
@@ -394,26 +460,39 @@ export class Index {
   }
 
   /**
-   * The state of a source after the given chain: for each path, its newest entry (deleted paths
-   * are dropped). Only entries that were settled (confirmed or present) or are links/deletions
-   * count; failed entries leave the earlier state in place.
+   * The state of a source after the given chain, as a push compares a walk with it: for each
+   * path, what its newest entry says of it (deleted paths are dropped). Only the columns that
+   * tell whether a path changed are read (a push of millions of files holds all of them);
+   * `storedOf` gives a path's content and location when they are needed. Only entries that
+   * were settled (confirmed or present) count; failed entries leave the earlier state.
    */
   stateAt(chain: ChangesetRow[]): Map<string, PathState> {
     const state = new Map<string, PathState>();
     const stmt = this.#stmt(
-      `SELECT path, action, size, mtime, inode, mode, file_hash, blob_id, target, changeset, confirmed,
-          pack, pack_offset, pack_length
+      `SELECT path, action, size, mtime, inode, mode, target, changeset, ctime
          FROM files WHERE changeset = ? AND status IN ('confirmed', 'present')`,
     );
     for (const cs of chain) {
       // The rows are kept as they come (with their path too): copying 50,000 of them into
       // objects without it cost as much as reading them.
       for (const r of stmt.iterate(cs.id) as Iterable<PathState & { path: string }>) {
+        decodeRow(r);
         if (r.action === "delete") state.delete(r.path);
         else state.set(r.path, r);
       }
     }
     return state;
+  }
+
+  /** The content and location of a path's entry in one changeset. */
+  storedOf(
+    changeset: string,
+    path: string,
+  ): Pick<FileRow, "file_hash" | "blob_id" | "pack" | "pack_offset" | "pack_length"> | undefined {
+    return this.#stmt(
+      `SELECT file_hash, blob_id, pack, pack_offset, pack_length FROM files
+        WHERE changeset = ? AND path = ?`,
+    ).get(changeset, toDb(path)) as never;
   }
 
   /**
@@ -435,16 +514,18 @@ export class Index {
       pack: string | null;
       pack_offset: number | null;
       pack_length: number | null;
+      meta: string | null;
     }) => T,
   ): Map<string, T> {
     const state = new Map<string, T>();
     const stmt = this.#stmt(
       `SELECT path, action, file_hash, blob_id, size, mtime, mode, target, pack, pack_offset,
-          pack_length
+          pack_length, meta
          FROM files WHERE changeset = ? AND status IN ('confirmed', 'present')`,
     );
     for (const cs of chain) {
       for (const r of stmt.iterate(cs.id) as Iterable<Parameters<typeof make>[0]>) {
+        decodeRow(r);
         if (r.action === "delete") state.delete(r.path);
         else state.set(r.path, make(r));
       }
@@ -468,7 +549,7 @@ export class Index {
       `SELECT count(*) AS files, coalesce(sum(CASE WHEN action = 'write' THEN size END), 0) AS bytes,
         sum(status = 'confirmed' AND action = 'write') AS uploaded, sum(status = 'present') AS present,
         sum(status = 'failed') AS failed, sum(status = 'pending') AS pending,
-        coalesce(sum(CASE WHEN status = 'confirmed' THEN size END), 0) AS uploadedBytes
+        coalesce(sum(CASE WHEN status = 'confirmed' AND action = 'write' THEN size END), 0) AS uploadedBytes
        FROM files WHERE changeset = ?`,
     ).get(changeset) as Record<string, number | null>;
     return {
@@ -489,6 +570,7 @@ export class Index {
         WHERE f.status IN ('confirmed', 'present') ORDER BY c.seq, f.path`,
     );
     for (const r of stmt.iterate() as Iterable<FileRow & { seq: number }>) {
+      decodeRow(r);
       if (match(r.path)) yield r;
     }
   }

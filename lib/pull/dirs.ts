@@ -1,11 +1,64 @@
 // Directories of a restore target, made one component at a time, refusing to pass through
-// anything but real directories, so that nothing is ever written outside the target.
+// anything but real directories, so that nothing is ever written outside the target. New
+// directories are made private (0700) and get their own mode only at the end of the restore.
 
 import { dirname } from "node:path";
+import { isRawName } from "../format/names.ts";
+import {
+  lstatRaw,
+  mkdirRaw,
+  posixAvailable,
+  PosixError,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
+} from "../fs/posix.ts";
+
+type Kind = "dir" | "link" | "other" | "none";
+
+function kindOf(path: string): Kind {
+  if (posixAvailable()) {
+    try {
+      const t = lstatRaw(path).mode & S_IFMT;
+      return t === S_IFDIR ? "dir" : t === S_IFLNK ? "link" : "other";
+    } catch (e) {
+      if (e instanceof PosixError && e.code === "ENOENT") return "none";
+      throw e;
+    }
+  }
+  try {
+    const st = Deno.lstatSync(path);
+    return st.isSymlink ? "link" : st.isDirectory ? "dir" : "other";
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return "none";
+    throw e;
+  }
+}
+
+function makeDir(path: string): void {
+  if (posixAvailable()) {
+    try {
+      mkdirRaw(path, 0o700);
+    } catch (e) {
+      if (!(e instanceof PosixError && e.code === "EEXIST")) throw e;
+    }
+    return;
+  }
+  if (isRawName(path)) {
+    throw new Error("its name is not UTF-8, which n2s writes only with --allow-ffi");
+  }
+  try {
+    Deno.mkdirSync(path, { mode: 0o700 });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+  }
+}
 
 /** Creates directories under the target, refusing to pass through anything but directories. */
 export class DirGuard {
   #ok = new Set<string>();
+  /** Directories this restore created (their metadata is the restore's to set). */
+  readonly made = new Set<string>();
   constructor(private readonly target: string) {
     this.#ok.add(target);
   }
@@ -17,21 +70,15 @@ export class DirGuard {
       throw new Error("refused: outside the target");
     }
     this.ensure(dirname(dir));
-    try {
-      const st = Deno.lstatSync(dir);
-      if (st.isSymlink) {
-        throw new Error(`refused: ${rel} is a symlink in the target; not writing through it`);
-      }
-      if (!st.isDirectory) throw new Error(`refused: ${rel} exists and is not a directory`);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-      try {
-        Deno.mkdirSync(dir);
-      } catch (err) {
-        if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
-      }
-      const st = Deno.lstatSync(dir);
-      if (!st.isDirectory) throw new Error(`refused: ${rel} is not a directory`);
+    const kind = kindOf(dir);
+    if (kind === "link") {
+      throw new Error(`refused: ${rel} is a symlink in the target; not writing through it`);
+    }
+    if (kind === "other") throw new Error(`refused: ${rel} exists and is not a directory`);
+    if (kind === "none") {
+      makeDir(dir);
+      if (kindOf(dir) !== "dir") throw new Error(`refused: ${rel} is not a directory`);
+      this.made.add(dir);
     }
     this.#ok.add(dir);
   }

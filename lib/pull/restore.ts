@@ -11,6 +11,23 @@ import { TaskGroup } from "../scheduler.ts";
 import { SealPool } from "../workers/pool.ts";
 import type { RestoreItem } from "../workers/restore_jobs.ts";
 import { DirGuard } from "./dirs.ts";
+import { isRawName } from "../format/names.ts";
+import { applyMeta, type FileMeta } from "../fs/meta.ts";
+import {
+  geteuid,
+  linkRaw,
+  makedev,
+  mkfifoRaw,
+  mknodRaw,
+  posixAvailable,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  symlinkRaw,
+  unlinkRaw,
+} from "../fs/posix.ts";
 import type { StateEntry } from "./state.ts";
 
 /** Options of a pull. */
@@ -24,6 +41,8 @@ export interface PullOptions {
   onProgress?: (
     p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number },
   ) => void;
+  /** Restore owner and group (default: when running as root, as tar and restic do). */
+  owner?: boolean;
 }
 
 /** What a pull did. */
@@ -31,6 +50,9 @@ export interface PullResult {
   files: number;
   bytes: number;
   links: number;
+  /** Directories, FIFOs and devices restored (hard links count as files). */
+  dirs?: number;
+  specials?: number;
   problems: { path: string; message: string }[];
 }
 
@@ -109,7 +131,7 @@ export async function restoreState(
   const chosen = entries.filter((e) => match(e.path)).sort((a, b) => a.path < b.path ? -1 : 1);
   const result: PullResult = { files: 0, bytes: 0, links: 0, problems: [] };
   const dirs = new DirGuard(target);
-  const files = chosen.filter((e) => e.action === "write");
+  const files = chosen.filter((e) => e.action === "write" || e.action === "hardlink");
   const progress = {
     filesDone: 0,
     filesTotal: files.length,
@@ -123,6 +145,7 @@ export async function restoreState(
     if (err === null) {
       result.files++;
       result.bytes += e.size ?? 0;
+      restored.add(e.path);
     } else {
       result.problems.push({
         path: e.path,
@@ -138,7 +161,27 @@ export async function restoreState(
   const packed: StateEntry[] = [];
   const looseSmall: StateEntry[] = [];
   const looseLarge: StateEntry[] = [];
+  // Directories first, empty ones included: made private now, given their metadata last.
+  for (const e of chosen) {
+    if (e.action !== "dir") continue;
+    try {
+      const bad = badPath(e.path);
+      if (bad) throw new Error(`refused: ${bad} would escape the target`);
+      dirs.ensure(join(target, e.path));
+    } catch (err) {
+      result.problems.push({ path: e.path, message: messageOf(err) });
+    }
+  }
+  // A hard link whose file is restored too becomes a link to it, after the files; the others
+  // are restored as files of their own, from the same blob.
+  const restored = new Set<string>();
+  const linkLater: StateEntry[] = [];
+  const chosenPaths = new Set(files.filter((e) => e.action === "write").map((e) => e.path));
   for (const e of files) {
+    if (e.action === "hardlink" && chosenPaths.has(e.target!)) {
+      linkLater.push(e);
+      continue;
+    }
     if (e.pack !== undefined) packed.push(e);
     else if ((e.size ?? 0) <= SMALL_BLOB) looseSmall.push(e);
     else looseLarge.push(e);
@@ -149,7 +192,7 @@ export async function restoreState(
     const jobs: Job[] = [];
     for (const e of list) {
       try {
-        jobs.push({ e, item: prepare(repo, target, dirs, e) });
+        jobs.push({ e, item: prepare(repo, target, dirs, e, opts.owner) });
       } catch (err) {
         settle(e, err);
       }
@@ -192,49 +235,180 @@ export async function restoreState(
   } finally {
     pool.close();
   }
-  // Links last, so that no file is ever written through a restored link.
+  for (const e of linkLater) {
+    try {
+      if (!restored.has(e.target!)) throw new Error(`its file ${e.target} was not restored`);
+      linkFile(join(target, e.target!), join(target, e.path));
+      result.files++;
+      result.bytes += e.size ?? 0;
+    } catch (err) {
+      result.problems.push({ path: e.path, message: messageOf(err) });
+    }
+  }
+  // FIFOs and devices, then links: no file is ever written through a restored link.
   for (const e of chosen) {
-    if (e.action !== "link") continue;
+    if (e.action !== "special" && e.action !== "link") continue;
     try {
       const bad = badPath(e.path);
       if (bad) throw new Error(`refused: ${bad} would escape the target`);
       const full = join(target, e.path);
       dirs.ensure(dirname(full));
-      try {
-        Deno.removeSync(full);
-      } catch {
-        // nothing there
+      if (e.action === "link") {
+        makeLink(e.target ?? "", full);
+        result.links++;
+      } else {
+        makeSpecial(e, full);
+        result.specials = (result.specials ?? 0) + 1;
       }
-      Deno.symlinkSync(e.target ?? "", full);
-      result.links++;
+      reportMeta(e, full, e.action === "link" ? S_IFLNK : S_IFIFO, opts.owner, result);
     } catch (err) {
-      result.problems.push({
-        path: e.path,
-        message: err instanceof Error ? err.message : String(err),
-      });
+      result.problems.push({ path: e.path, message: messageOf(err) });
+    }
+  }
+  // Directories' metadata last, deepest first: their mode may forbid writing into them, and
+  // every file made in them changed their mtime.
+  const dirEntries = chosen.filter((e) => e.action === "dir").sort((a, b) =>
+    a.path < b.path ? 1 : a.path > b.path ? -1 : 0
+  );
+  for (const e of dirEntries) {
+    const full = join(target, e.path);
+    try {
+      reportMeta(e, full, S_IFDIR, opts.owner, result);
+      result.dirs = (result.dirs ?? 0) + 1;
+    } catch (err) {
+      result.problems.push({ path: e.path, message: messageOf(err) });
     }
   }
   return result;
 }
 
-/** Checks an entry's path, makes its directories and names its temporary file. */
-function prepare(repo: Repository, target: string, dirs: DirGuard, e: StateEntry): RestoreItem {
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The metadata to give back, from an entry. */
+function fileMeta(e: StateEntry): FileMeta | undefined {
+  if (e.mode === undefined || e.mtime === undefined) return undefined;
+  const m: FileMeta = {
+    mode: e.mode,
+    mtime: e.mtime,
+    nsec: e.nsec ?? (((e.mtime % 1000) + 1000) % 1000) * 1_000_000,
+    uid: e.uid ?? -1,
+    gid: e.gid ?? -1,
+  };
+  if (e.user !== undefined) m.user = e.user;
+  if (e.group !== undefined) m.group = e.group;
+  if (e.xattrs !== undefined) m.xattrs = e.xattrs;
+  return m;
+}
+
+/** Gives an object its metadata back; what could not be given back is a problem. */
+function reportMeta(
+  e: StateEntry,
+  full: string,
+  type: number,
+  owner: boolean | undefined,
+  result: PullResult,
+): void {
+  const meta = fileMeta(e);
+  if (!meta) return;
+  if (!posixAvailable()) {
+    if (type === S_IFLNK) return;
+    Deno.chmodSync(full, meta.mode & 0o7777);
+    const t = new Date(meta.mtime);
+    Deno.utimeSync(full, t, t);
+    return;
+  }
+  const problems = applyMeta(full, meta, type, { owner: owner && meta.uid >= 0 });
+  if (problems.length > 0) {
+    result.problems.push({ path: e.path, message: `restored, but ${problems.join("; ")}` });
+  }
+}
+
+/** Replaces whatever is at `full` (never a directory) with a symlink to `target`. */
+function makeLink(target: string, full: string): void {
+  if (posixAvailable()) {
+    try {
+      unlinkRaw(full);
+    } catch {
+      // nothing there
+    }
+    symlinkRaw(target, full);
+    return;
+  }
+  if (isRawName(full) || isRawName(target)) {
+    throw new Error("its name or target is not UTF-8, which n2s writes only with --allow-ffi");
+  }
+  try {
+    Deno.removeSync(full);
+  } catch {
+    // nothing there
+  }
+  Deno.symlinkSync(target, full);
+}
+
+/** Makes `member` a hard link of the restored file `leader`. */
+function linkFile(leader: string, member: string): void {
+  if (!posixAvailable()) {
+    try {
+      Deno.removeSync(member);
+    } catch {
+      // nothing there
+    }
+    Deno.linkSync(leader, member);
+    return;
+  }
+  try {
+    unlinkRaw(member);
+  } catch {
+    // nothing there
+  }
+  linkRaw(leader, member);
+}
+
+/** Makes a FIFO, or (as root) a device. */
+function makeSpecial(e: StateEntry, full: string): void {
+  if (!posixAvailable()) throw new Error("special files are restored only with --allow-ffi");
+  try {
+    unlinkRaw(full);
+  } catch {
+    // nothing there
+  }
+  if (e.kind === "fifo") mkfifoRaw(full, 0o600);
+  else if (geteuid() !== 0) {
+    throw new Error(`a ${e.kind} device (${e.major}:${e.minor}); only root can make one`);
+  } else {
+    const type = e.kind === "char" ? S_IFCHR : S_IFBLK;
+    mknodRaw(full, type | 0o600, makedev(e.major ?? 0, e.minor ?? 0));
+  }
+}
+
+/** Checks an entry's path, makes its directories, and says how to restore it. */
+function prepare(
+  repo: Repository,
+  target: string,
+  dirs: DirGuard,
+  e: StateEntry,
+  owner: boolean | undefined,
+): RestoreItem {
   const bad = badPath(e.path);
   if (bad) throw new Error(`refused: ${bad} would escape the target`);
   if (!e.blob_id) throw new Error("the changeset names no blob for this file");
   const full = join(target, e.path);
   dirs.ensure(dirname(full));
-  return {
+  const item: RestoreItem = {
     blobId: e.blob_id,
     object: e.pack === undefined ? repo.objectFile(e.blob_id) ?? undefined : undefined,
-    path: e.path,
+    // A hard link's blob names the path it links to.
+    path: e.action === "hardlink" ? e.target! : e.path,
     fileHash: e.file_hash,
     full,
-    tmp: join(dirname(full), `.n2s-pull-${crypto.randomUUID().slice(0, 8)}`),
-    mode: e.mode,
-    mtime: e.mtime,
     size: e.size,
+    meta: fileMeta(e),
   };
+  if (e.holes) item.holes = e.holes;
+  if (owner !== undefined) item.owner = owner;
+  return item;
 }
 
 /** Jobs of one read cut into restore batches (at most BATCH_FILES files or BATCH_BYTES). */

@@ -4,24 +4,13 @@
 import type { Index } from "../index/sqlite.ts";
 import type { Action } from "../index/types.ts";
 import { releaseMemory } from "../perf/memory.ts";
-import { type ManifestEntry, readManifest } from "../repository/manifest.ts";
+import { addMeta, type ManifestEntry, readManifest } from "../repository/manifest.ts";
 import type { Repository } from "../repository/repository.ts";
 
-/** One path of a restored state. */
-export interface StateEntry {
-  path: string;
+/** One path of a restored state: a manifest entry's fields, without its confirmation time. */
+export type StateEntry = Omit<ManifestEntry, "confirmed" | "action"> & {
   action: Exclude<Action, "delete">;
-  file_hash?: string;
-  blob_id?: string;
-  size?: number;
-  mtime?: number;
-  mode?: number;
-  target?: string;
-  /** For a blob in a pack: the pack, and its container's offset and length there. */
-  pack?: string;
-  offset?: number;
-  length?: number;
-}
+};
 
 /** The state of a source at a changeset, from the index. */
 export function stateFromIndex(index: Index, changesetId: string): StateEntry[] {
@@ -31,21 +20,19 @@ export function stateFromIndex(index: Index, changesetId: string): StateEntry[] 
     throw new Error(`changeset ${cs.id} is ${cs.status}, not complete; push again to resume it`);
   }
   const state = index.restoreStateAt(index.chain(cs.source, cs.id), (s): StateEntry => {
-    const e: StateEntry = {
-      path: s.path,
-      action: s.action as "write" | "link",
-      file_hash: s.file_hash ?? undefined,
-      blob_id: s.blob_id ?? undefined,
-      size: s.size ?? undefined,
-      mtime: s.mtime ?? undefined,
-      mode: s.mode ?? undefined,
-      target: s.target ?? undefined,
-    };
+    const e: StateEntry = { path: s.path, action: s.action as StateEntry["action"] };
+    if (s.file_hash !== null) e.file_hash = s.file_hash;
+    if (s.blob_id !== null) e.blob_id = s.blob_id;
+    if (s.size !== null) e.size = s.size;
+    if (s.mtime !== null) e.mtime = s.mtime;
+    if (s.mode !== null) e.mode = s.mode;
+    if (s.target !== null) e.target = s.target;
     if (s.pack !== null) {
       e.pack = s.pack;
       e.offset = s.pack_offset!;
       e.length = s.pack_length!;
     }
+    addMeta(e, s.meta);
     return e;
   });
   const out = [...state.values()];

@@ -4,40 +4,64 @@
 
 import { type Index, isoNow } from "../index/sqlite.ts";
 import type { ChangesetRow } from "../index/types.ts";
-import { type ManifestEntry, writeManifest } from "../repository/manifest.ts";
+import { addMeta, type ManifestEntry, writeManifest } from "../repository/manifest.ts";
 import type { Repository } from "../repository/repository.ts";
 
-/** Writes the manifest of a changeset whose entries are all settled, and marks it complete. */
+/**
+ * Gives the hard links whose content was not yet stored when they were planned the content of
+ * the path they link to, now that it is settled. Returns the problems of those whose content
+ * was not stored (they are settled as failed, and left out of the changeset).
+ */
+function resolveHardlinks(index: Index, cs: ChangesetRow): { path: string; message: string }[] {
+  const problems: { path: string; message: string }[] = [];
+  index.tx(() => {
+    for (const h of index.unresolvedHardlinks(cs.id)) {
+      const lead = index.getFile(cs.id, h.target!);
+      if (lead && (lead.status === "confirmed" || lead.status === "present") && lead.blob_id) {
+        index.resolveHardlink(cs.id, h.path, lead);
+      } else {
+        const message = `a hard link of ${h.target}, which was not stored; it was not stored`;
+        index.settleFile(cs.id, h.path, { status: "failed", error: message });
+        problems.push({ path: h.path, message });
+      }
+    }
+  });
+  return problems;
+}
+
+/**
+ * Writes the manifest of a changeset whose entries are all settled, and marks it complete.
+ * Returns the entries that could not be stored after all (hard links of files that failed).
+ */
 export async function commitChangeset(
   repo: Repository,
   index: Index,
   cs: ChangesetRow,
   now: () => number,
-): Promise<void> {
+): Promise<{ problems: { path: string; message: string }[] }> {
+  const problems = resolveHardlinks(index, cs);
   const parent = cs.parent ? index.getChangeset(cs.parent) : undefined;
   const counts = index.counts(cs.id);
   const completed = isoNow(now());
   const entries = function* (): Iterable<ManifestEntry> {
     for (const f of index.settledEntriesOf(cs.id)) {
       const e: ManifestEntry = { path: f.path, action: f.action };
-      if (f.action === "write") {
+      if (f.action === "write" || f.action === "hardlink") {
         e.file_hash = f.file_hash!;
         e.blob_id = f.blob_id!;
         e.size = f.size!;
-        e.mtime = f.mtime!;
-        e.mode = f.mode!;
-        e.confirmed = f.confirmed!;
         if (f.pack !== null) {
           e.pack = f.pack;
           e.offset = f.pack_offset!;
           e.length = f.pack_length!;
         }
-      } else if (f.action === "link") {
-        e.target = f.target!;
-        if (f.mtime !== null) e.mtime = f.mtime;
       }
-      // Links and deletions carry their time too, so a rebuilt index answers exactly as before.
-      if (f.action !== "write" && f.confirmed) e.confirmed = f.confirmed;
+      if (f.action === "link" || f.action === "hardlink") e.target = f.target!;
+      if (f.mtime !== null) e.mtime = f.mtime;
+      if (f.mode !== null) e.mode = f.mode;
+      addMeta(e, f.meta);
+      // Every entry carries its time, so a rebuilt index answers exactly as before.
+      if (f.confirmed) e.confirmed = f.confirmed;
       yield e;
     }
   };
@@ -56,4 +80,5 @@ export async function commitChangeset(
   }, entries);
   await repo.flush();
   index.setStatus(cs.id, "complete", { completed, chain: header.chain, error: null });
+  return { problems };
 }

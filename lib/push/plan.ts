@@ -2,10 +2,14 @@
 // every change recorded in the index as a pending row before anything is read, so that the
 // plan survives a crash and an interrupted push can be completed from it.
 
-import { badPath, type Client, type PreviousState } from "../clients/client.ts";
+import { badPath, type Client, type PreviousState, type SourceEntry } from "../clients/client.ts";
 import { type Index, isoNow } from "../index/sqlite.ts";
 import type { ChangesetRow, FileRow, PathState } from "../index/types.ts";
 import { releaseMemory } from "../perf/memory.ts";
+import { turn } from "../scheduler.ts";
+import { joinRoot } from "../clients/tree.ts";
+import { readXattrs } from "../fs/meta.ts";
+import { posixAvailable } from "../fs/posix.ts";
 import type { PushProgress, PushResult } from "./types.ts";
 
 /** Rows written to the index per transaction while planning (larger transactions cost less
@@ -36,21 +40,33 @@ export function stateView(index: Index, chain: ChangesetRow[], last?: ChangesetR
   };
 }
 
-/** True when an entry says the same as the last known state of its path. */
-function unchanged(prev: PathState | undefined, e: {
-  action: string;
-  size?: number;
-  mtime?: number;
-  inode?: number;
-  mode?: number;
-  target?: string;
-}): boolean {
-  if (!prev || prev.action !== e.action) return false;
-  if (e.action === "link") return prev.target === e.target;
+/**
+ * True when an entry says the same as the last known state of its path. The change time
+ * counts where both have one: chmod, chown and new extended attributes change it, not mtime.
+ * A hard link is stored as `hardlink` and found again as `write`: the same, unless it changed.
+ */
+function unchanged(prev: PathState | undefined, e: SourceEntry): boolean {
+  if (!prev) return false;
+  const action = prev.action === "hardlink" ? "write" : prev.action;
+  if (action !== e.action) return false;
+  if (e.meta?.ctime !== undefined && prev.ctime !== null && prev.ctime !== e.meta.ctime) {
+    return false;
+  }
+  if (e.action === "link") return prev.target === e.target && prev.mtime === (e.mtime ?? null);
+  if (e.action === "dir" || e.action === "special") {
+    return prev.mtime === (e.mtime ?? null) && prev.mode === (e.mode ?? null);
+  }
   if (e.action !== "write") return false;
   return prev.size === e.size && prev.mtime === e.mtime &&
     (e.inode === undefined || prev.inode === null || prev.inode === e.inode) &&
     (e.mode === undefined || prev.mode === null || prev.mode === e.mode);
+}
+
+/** The metadata an entry's row keeps as JSON (change time and device have columns or none). */
+export function storedMeta(e: SourceEntry): string | null {
+  if (!e.meta) return null;
+  const { ctime: _c, dev: _d, ...rest } = e.meta;
+  return Object.keys(rest).length > 0 ? JSON.stringify(rest) : null;
 }
 
 /** A files row with every column not given set to null. */
@@ -74,6 +90,8 @@ export function fileRow(
     pack: null,
     pack_offset: null,
     pack_length: null,
+    meta: null,
+    ctime: null,
     error: null,
     ...p,
   };
@@ -121,6 +139,12 @@ export async function planChangeset(
   };
   const settledNow = (p: Partial<FileRow> & Pick<FileRow, "path" | "action">) =>
     fileRow(id, { status: "confirmed", confirmed: isoNow(now()), ...p });
+  // Files with more than one link, by device and inode: the first path seen holds the content,
+  // the others are stored as its hard links (the walk is in a stable order).
+  const linked = new Map<string, string>();
+  // A client that reads a directory tree (no `open` of its own) has its xattrs read here.
+  const readXattrsOf = !client.open && posixAvailable();
+  const seenUnchanged = new Set<string>();
   for await (const e of client.entries(previous)) {
     const bad = badPath(e.path);
     if (bad) {
@@ -135,30 +159,67 @@ export async function planChangeset(
     }
     // The walk is synchronous work: it lets the upload (messages from its Workers) run now and
     // then, so that the Workers are not left waiting until the walk ends.
-    if (seen.size % YIELD_ENTRIES === 0) await new Promise((r) => setTimeout(r, 0));
+    if (seen.size % YIELD_ENTRIES === 0) await turn();
     const prev = previous.get(e.path);
+    let leader: string | undefined;
+    if (e.action === "write" && (e.nlink ?? 1) > 1 && e.inode !== undefined) {
+      const key = `${e.meta?.dev ?? ""}:${e.inode}`;
+      leader = linked.get(key);
+      if (leader === undefined) linked.set(key, e.path);
+    }
+    const common = () => {
+      // Extended attributes are read only now, for what changed (see ReadOptions.xattrs).
+      if (readXattrsOf && e.meta && e.meta.xattrs === undefined && e.action !== "delete") {
+        const xs = readXattrs(joinRoot(client.root, e.path));
+        if (xs) e.meta.xattrs = xs;
+      }
+      return {
+        path: e.path,
+        mtime: e.mtime ?? null,
+        mode: e.mode ?? null,
+        meta: storedMeta(e),
+        ctime: e.meta?.ctime ?? null,
+      };
+    };
     if (e.action === "delete") {
       if (!prev) continue;
       batch.push(settledNow({ path: e.path, action: "delete" }));
       result.deleted++;
     } else if (unchanged(prev, e)) {
       result.unchanged++;
+      if (leader === undefined && e.action === "write" && (e.nlink ?? 1) > 1) {
+        seenUnchanged.add(e.path);
+      }
       continue;
     } else if (e.action === "link") {
-      batch.push(settledNow({
-        path: e.path,
-        action: "link",
-        target: e.target ?? "",
-        mtime: e.mtime ?? null,
-      }));
+      batch.push(settledNow({ ...common(), action: "link", target: e.target ?? "" }));
       result.links++;
+    } else if (e.action === "dir" || e.action === "special") {
+      batch.push(settledNow({ ...common(), action: e.action }));
+    } else if (leader !== undefined) {
+      // Its content is the leader's: copied now when the leader is stored already, else at
+      // the commit, once the leader's upload is confirmed.
+      const had = previous.get(leader);
+      const stored = had && seenUnchanged.has(leader) && had.action === "write"
+        ? index.storedOf(had.changeset, leader)
+        : undefined;
+      batch.push(settledNow({
+        ...common(),
+        action: "hardlink",
+        target: leader,
+        size: e.size ?? null,
+        inode: e.inode ?? null,
+        file_hash: stored?.file_hash ?? null,
+        blob_id: stored?.blob_id ?? null,
+        pack: stored?.pack ?? null,
+        pack_offset: stored?.pack_offset ?? null,
+        pack_length: stored?.pack_length ?? null,
+      }));
     } else {
       batch.push(fileRow(id, {
-        path: e.path,
+        ...common(),
         action: "write",
         size: e.size ?? null,
-        mtime: e.mtime ?? null,
-        mode: e.mode ?? null,
         inode: e.inode ?? null,
         status: "pending",
       }));

@@ -144,7 +144,8 @@ export async function push(
       return result;
     }
     opts.onProgress?.({ ...r.progress, phase: "commit" });
-    await commitChangeset(repo, index, index.getChangeset(id)!, now);
+    const committed = await commitChangeset(repo, index, index.getChangeset(id)!, now);
+    result.problems.push(...committed.problems);
     result.changeset = id;
     result.problems.push(...r.problems);
     const c = index.counts(id);
@@ -169,8 +170,8 @@ async function completeChangeset(
   index.updateChangeset(cs.id, { status: "uploading" });
   const r = await uploadChangeset(repo, index, cs, opts);
   opts.onProgress?.({ ...r.progress, phase: "commit" });
-  await commitChangeset(repo, index, cs, opts.now);
-  return { problems: r.problems };
+  const committed = await commitChangeset(repo, index, cs, opts.now);
+  return { problems: [...r.problems, ...committed.problems] };
 }
 
 /** Completes interrupted changesets (all sources, or one) without a new scan. */

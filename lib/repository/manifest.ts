@@ -37,20 +37,70 @@ export interface ManifestHeader {
 
 /** One entry of a manifest. */
 export interface ManifestEntry {
+  /** The path; bytes that are not UTF-8 as lone surrogates (lib/format/names.ts). */
   path: string;
   action: Action;
   file_hash?: string;
   blob_id?: string;
   size?: number;
+  /** Modification time, milliseconds since 1970 UTC, and the nanoseconds within its second. */
   mtime?: number;
+  nsec?: number;
+  /** st_mode & 07777. */
   mode?: number;
+  /** A link's target, or the path a hard link shares its content with. */
   target?: string;
-  /** When the blob's upload was confirmed. */
+  uid?: number;
+  gid?: number;
+  user?: string;
+  group?: string;
+  /** Extended attributes: name → value (base64). */
+  xattrs?: Record<string, string>;
+  /** A special file: "fifo", "char" or "block", and a device's numbers. */
+  kind?: "fifo" | "char" | "block";
+  major?: number;
+  minor?: number;
+  /** A sparse file's holes: [start, end) byte ranges. */
+  holes?: [number, number][];
+  /** When the blob's upload was confirmed (or the entry settled). */
   confirmed?: string;
   /** For a blob in a pack: the pack id, and the container's offset and length in it. */
   pack?: string;
   offset?: number;
   length?: number;
+}
+
+/** Metadata fields of an entry kept in the index's `meta` column as JSON. */
+export const META_FIELDS = [
+  "nsec",
+  "uid",
+  "gid",
+  "user",
+  "group",
+  "xattrs",
+  "kind",
+  "major",
+  "minor",
+  "holes",
+] as const;
+
+/** Copies the fields of a row's `meta` JSON onto an entry. */
+export function addMeta(
+  e: Omit<ManifestEntry, "action"> & { action: string },
+  meta: string | null,
+): void {
+  if (meta === null) return;
+  const m = JSON.parse(meta) as Record<string, unknown>;
+  for (const f of META_FIELDS) {
+    if (m[f] !== undefined) (e as Record<string, unknown>)[f] = m[f];
+  }
+}
+
+/** The `meta` JSON of an entry's metadata fields, or null when it has none. */
+export function metaOfEntry(e: ManifestEntry): string | null {
+  const m: Record<string, unknown> = {};
+  for (const f of META_FIELDS) if (e[f] !== undefined) m[f] = e[f];
+  return Object.keys(m).length > 0 ? JSON.stringify(m) : null;
 }
 
 /** Where an entry's blob is stored, from its location fields. */
@@ -210,7 +260,7 @@ export async function listManifests(repo: Repository): Promise<string[]> {
   return ids.sort();
 }
 
-const ACTIONS = new Set(["write", "link", "delete"]);
+const ACTIONS = new Set(["write", "link", "dir", "special", "hardlink", "delete"]);
 
 /** Checks the fields a reader relies on, so a hostile manifest fails here with a message. */
 function checkEntry(raw: unknown): ManifestEntry {
@@ -220,9 +270,9 @@ function checkEntry(raw: unknown): ManifestEntry {
   const e = raw as ManifestEntry;
   if (typeof e.path !== "string" || e.path === "") throw new Error("no path");
   if (!ACTIONS.has(e.action)) throw new Error(`unknown action ${JSON.stringify(e.action)}`);
-  if (e.action === "write") {
+  if (e.action === "write" || e.action === "hardlink") {
     if (typeof e.blob_id !== "string" || typeof e.file_hash !== "string") {
-      throw new Error(`${e.path}: a write without blob_id or file_hash`);
+      throw new Error(`${e.path}: a ${e.action} without blob_id or file_hash`);
     }
     for (const f of ["size", "mtime", "mode"] as const) {
       if (!Number.isSafeInteger(e[f])) throw new Error(`${e.path}: ${f} is not an integer`);
@@ -234,8 +284,29 @@ function checkEntry(raw: unknown): ManifestEntry {
       if (!ok) throw new Error(`${e.path}: malformed pack location`);
     }
   }
-  if (e.action === "link" && typeof e.target !== "string") {
-    throw new Error(`${e.path}: a link without a target`);
+  if ((e.action === "link" || e.action === "hardlink") && typeof e.target !== "string") {
+    throw new Error(`${e.path}: a ${e.action} without a target`);
+  }
+  if (e.action === "special" && !["fifo", "char", "block"].includes(e.kind ?? "")) {
+    throw new Error(`${e.path}: a special file of unknown kind ${JSON.stringify(e.kind)}`);
+  }
+  for (const f of ["nsec", "uid", "gid", "major", "minor"] as const) {
+    if (e[f] !== undefined && !Number.isSafeInteger(e[f])) {
+      throw new Error(`${e.path}: ${f} is not an integer`);
+    }
+  }
+  if (e.holes !== undefined) {
+    const ok = Array.isArray(e.holes) &&
+      e.holes.every((h) =>
+        Array.isArray(h) && h.length === 2 && Number.isSafeInteger(h[0]) &&
+        Number.isSafeInteger(h[1]) && 0 <= h[0] && h[0] < h[1] && h[1] <= (e.size ?? 0)
+      );
+    if (!ok) throw new Error(`${e.path}: malformed holes`);
+  }
+  if (e.xattrs !== undefined) {
+    const ok = e.xattrs !== null && typeof e.xattrs === "object" &&
+      Object.values(e.xattrs).every((v) => typeof v === "string");
+    if (!ok) throw new Error(`${e.path}: malformed extended attributes`);
   }
   return e;
 }

@@ -8,6 +8,8 @@ import type { RepoKeys } from "../format/ids.ts";
 import { SALT_BYTES, SEGMENT_DATA_MAX } from "../format/container.ts";
 import type { NativeAead } from "../format/native_crypto.ts";
 import type { Suite } from "../format/suite.ts";
+import { FileOut } from "../fs/out.ts";
+import type { FileMeta } from "../fs/meta.ts";
 
 /**
  * For one stream of segments (one streamed blob, or one batch of small blobs restored one after
@@ -45,43 +47,35 @@ export interface RestoreItem {
   blobId: string;
   /** The blob's object file, for a thread that reads a local repository itself. */
   object?: string;
-  /** The path the blob must say it belongs to, and its content hash. */
+  /**
+   * The path the blob must say it belongs to (for a hard link restored as a copy: the path it
+   * links to), and its content hash.
+   */
   path: string;
   fileHash?: string;
-  /** Absolute target path, and the temporary name beside it. */
+  /** Absolute target path. */
   full: string;
-  tmp: string;
-  mode?: number;
-  mtime?: number;
-  /** The file's size, for the thread's accounting of the memory it went through. */
+  /** The file's size (and the thread's accounting of the memory it went through). */
   size?: number;
+  /** Mode, times, owner, extended attributes to give back. */
+  meta?: FileMeta;
+  /** A sparse file's holes, left as holes. */
+  holes?: [number, number][];
+  /** Restore owner and group (default: when running as root). */
+  owner?: boolean;
 }
 
-function writeAll(f: Deno.FsFile, data: Uint8Array): void {
-  let o = 0;
-  while (o < data.length) o += f.writeSync(o === 0 ? data : data.subarray(o));
-}
-
-/** Sets the file's times through its open handle (after its last write). */
-function setTimes(f: Deno.FsFile, item: RestoreItem): void {
-  if (item.mtime !== undefined) {
-    const t = new Date(item.mtime);
-    f.utimeSync(t, t);
-  }
-}
-
-function finish(item: RestoreItem): void {
-  if (item.mode !== undefined) Deno.chmodSync(item.tmp, item.mode & 0o7777);
-  Deno.renameSync(item.tmp, item.full);
+/** Finishes a restored file; metadata that could not be given back fails it, by name. */
+function finishFile(out: FileOut): void {
+  const problems = out.finish();
+  if (problems.length > 0) throw new Error(`restored, but ${problems.join("; ")}`);
 }
 
 /**
  * Restores one small file from its blob held whole in memory, synchronously: verified in full
- * before its file exists, then written straight under its name when nothing is there yet (a
- * restore into an empty directory), which saves the rename; an existing file is replaced
- * through the temporary name, so that it is never seen half written. Synchronous, so that a
- * thread's reused buffers (`suite`'s, and the one `bytes` lies in) cannot be taken by another
- * restore in between: Deno delivers a Worker's messages between any two awaits.
+ * before its file exists, then written (see FileOut). Synchronous, so that a thread's reused
+ * buffers (`suite`'s, and the one `bytes` lies in) cannot be taken by another restore in
+ * between: Deno delivers a Worker's messages between any two awaits.
  */
 export function restoreWhole(
   suite: Suite,
@@ -98,33 +92,20 @@ export function restoreWhole(
 
 /** Writes a verified file's content: see restoreWhole. */
 function writeVerified(item: RestoreItem, parts: Uint8Array[]): void {
-  let direct = true;
-  let out: Deno.FsFile;
+  const out = FileOut.create(item);
   try {
-    out = Deno.openSync(item.full, { write: true, createNew: true, mode: 0o600 });
+    for (const p of parts) out.write(p);
   } catch (e) {
-    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
-    direct = false;
-    out = Deno.openSync(item.tmp, { write: true, createNew: true, mode: 0o600 });
+    out.abort();
+    throw e;
   }
-  const path = direct ? item.full : item.tmp;
-  let ok = false;
-  try {
-    for (const p of parts) writeAll(out, p);
-    setTimes(out, item);
-    ok = true;
-  } finally {
-    out.close();
-    if (!ok) removeQuietly(path);
-  }
-  if (item.mode !== undefined) Deno.chmodSync(path, item.mode & 0o7777);
-  if (!direct) Deno.renameSync(item.tmp, item.full);
+  finishFile(out);
 }
 
 /**
  * Restores one file from a blob's bytes or stream. Small blobs (one piece) are verified whole
- * before any file is created; a large one is written to the temporary file as its segments
- * authenticate and renamed into place only once the whole content has verified.
+ * before any file is created; a large one is written to a file under a temporary name as its
+ * segments authenticate and put under its name only once the whole content has verified.
  */
 export async function restoreBlob(
   suite: Suite,
@@ -148,20 +129,18 @@ export async function restoreBlob(
     writeVerified(item, parts);
     return;
   }
-  const out = Deno.openSync(item.tmp, { write: true, createNew: true, mode: 0o600 });
-  let ok = false;
+  // Never straight under its name: the content is unverified until the last segment.
+  const out = FileOut.create(item, true);
   try {
     for await (const part of openBlob(reusingSuite(suite), keys, item.blobId, source)) {
       if ("header" in part) check(part.header);
-      else writeAll(out, part.data);
+      else out.write(part.data);
     }
-    setTimes(out, item);
-    ok = true;
-  } finally {
-    out.close();
-    if (!ok) removeQuietly(item.tmp);
+  } catch (e) {
+    out.abort();
+    throw e;
   }
-  finish(item);
+  finishFile(out);
 }
 
 /** Bytes before a container's first segment: the 8-byte preamble and the salt. */
@@ -214,13 +193,5 @@ export function* alignedChunks(
     turn ^= 1;
     bufs[turn].set(buf.subarray(p, n));
     carry = n - p;
-  }
-}
-
-function removeQuietly(path: string): void {
-  try {
-    Deno.removeSync(path);
-  } catch {
-    // already gone
   }
 }

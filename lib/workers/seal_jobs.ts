@@ -18,6 +18,8 @@ import { ENTRY_FRAME_BYTES, entryFrame } from "../format/pack.ts";
 import type { NativeAead } from "../format/native_crypto.ts";
 import { type DirMaker, ObjectFileWriter } from "../backends/local_files.ts";
 import { CODEC_STORED, CODEC_ZSTD, type Suite } from "../format/suite.ts";
+import { type FileIn, isDenied, isNotFound, openIn } from "../fs/in.ts";
+import { PosixError } from "../fs/posix.ts";
 
 /** Files up to this size are read whole and sealed from memory in one body segment. */
 export const SMALL_FILE = SEGMENT_DATA_MAX;
@@ -39,32 +41,16 @@ export type Hashed =
 
 /** Why a file could not be read, in words for the user. */
 export function describeReadError(e: unknown): string {
-  if (e instanceof Deno.errors.NotFound) return "vanished before it could be read";
-  if (e instanceof Deno.errors.PermissionDenied) return "permission denied; it was not stored";
+  if (isNotFound(e)) return "vanished before it could be read";
+  if (isDenied(e)) return "permission denied; it was not stored";
   if (e instanceof Deno.errors.IsADirectory) return "is a directory now; it was not stored";
+  if (e instanceof PosixError && e.code === "ELOOP") return "is a symlink now; it was not stored";
   return e instanceof Error ? e.message : String(e);
 }
 
 /** `root/path` with one slash between them. */
 export function fullPath(root: string, path: string): string {
   return root.endsWith("/") ? root + path : `${root}/${path}`;
-}
-
-interface Stat {
-  size: number;
-  mtime: number;
-  mode: number;
-  inode: number | null;
-}
-
-function statOf(f: Deno.FsFile): Stat {
-  const st = f.statSync();
-  return {
-    size: st.size,
-    mtime: st.mtime?.getTime() ?? 0,
-    mode: (st.mode ?? 0o644) & 0o7777,
-    inode: st.ino ?? null,
-  };
 }
 
 /**
@@ -81,14 +67,14 @@ export function hashFile(
   alloc: (n: number) => Uint8Array = (n) => new Uint8Array(n),
 ): { hashed: Hashed; bytes: Uint8Array | null } {
   for (let attempt = 1;; attempt++) {
-    let f: Deno.FsFile;
+    let f: FileIn;
     try {
-      f = Deno.openSync(fullPath(root, path), { read: true });
+      f = openIn(fullPath(root, path));
     } catch (e) {
       return { hashed: { ok: false, message: describeReadError(e) }, bytes: null };
     }
     try {
-      const st = statOf(f);
+      const st = f.stat();
       let bytes: Uint8Array | null = null;
       let fileHash: string;
       let total = 0;
@@ -96,8 +82,8 @@ export function hashFile(
         // One byte more than the size, to see a file that grew.
         const whole = alloc(st.size + 1);
         while (total < whole.length) {
-          const k = f.readSync(whole.subarray(total));
-          if (k === null) break;
+          const k = f.read(whole.subarray(total));
+          if (k === 0) break;
           total += k;
         }
         bytes = whole.subarray(0, total);
@@ -107,8 +93,8 @@ export function hashFile(
         while (true) {
           let n = 0;
           while (n < buf.length) {
-            const k = f.readSync(n === 0 ? buf : buf.subarray(n));
-            if (k === null) break;
+            const k = f.read(n === 0 ? buf : buf.subarray(n));
+            if (k === 0) break;
             n += k;
           }
           if (n === 0) break;
@@ -117,7 +103,7 @@ export function hashFile(
         }
         fileHash = toHex(h.digest());
       }
-      const after = statOf(f);
+      const after = f.stat();
       if (after.size !== st.size || after.mtime !== st.mtime || total !== st.size) {
         if (attempt < CHANGE_RETRIES) continue;
         return {
@@ -358,9 +344,9 @@ export async function* sealLarge(
   buf: Uint8Array = new Uint8Array(SEGMENT_DATA_MAX),
   reuse = false,
 ): AsyncGenerator<Uint8Array[]> {
-  let f: Deno.FsFile;
+  let f: FileIn;
   try {
-    f = Deno.openSync(fullPath(root, header.path), { read: true });
+    f = openIn(fullPath(root, header.path));
   } catch (e) {
     throw new ChangedError(describeReadError(e));
   }
@@ -386,13 +372,13 @@ export async function* sealLarge(
     const read = (into: Uint8Array) => {
       let n = 0;
       while (n < into.length) {
-        let k: number | null;
+        let k: number;
         try {
-          k = f.readSync(n === 0 ? into : into.subarray(n));
+          k = f.read(n === 0 ? into : into.subarray(n));
         } catch (e) {
           throw new ChangedError(describeReadError(e));
         }
-        if (k === null) break;
+        if (k === 0) break;
         n += k;
       }
       return n;

@@ -31,12 +31,20 @@ Deno.test("since accepts durations and ISO-8601 times", () => {
 async function collect(client: ReturnType<typeof scanClient>): Promise<string[]> {
   const out: string[] = [];
   for await (const e of client.entries(emptyPrevious())) {
-    out.push(e.action === "link" ? `${e.path} -> ${e.target}` : e.path);
+    out.push(
+      e.action === "link"
+        ? `${e.path} -> ${e.target}`
+        : e.action === "dir"
+        ? `${e.path}/`
+        : e.action === "special"
+        ? `${e.path} (${e.meta?.kind})`
+        : e.path,
+    );
   }
   return out;
 }
 
-Deno.test("a scan walks files and links, skips excluded paths and notes special files", async () => {
+Deno.test("a scan walks directories, files, links and FIFOs, skips excluded paths and notes sockets", async () => {
   const dir = await Deno.makeTempDir();
   try {
     await Deno.mkdir(`${dir}/a/cache`, { recursive: true });
@@ -48,20 +56,26 @@ Deno.test("a scan walks files and links, skips excluded paths and notes special 
     await Deno.writeTextFile(`${dir}/name with\nnewline`, "n");
     await Deno.symlink("a/one.csv", `${dir}/link`);
     await sh("mkfifo", `${dir}/pipe`);
+    const sock = Deno.listen({ transport: "unix", path: `${dir}/sock` });
     const client = scanClient({ dir, exclude: ["*.tmp", "cache"] });
     assert.deepEqual(await collect(client), [
+      "a/",
+      "b/",
       "link -> a/one.csv",
       "name with\nnewline",
+      "pipe (fifo)",
       "a/one.csv",
       "b/two.txt",
     ]);
-    assert.deepEqual(client.problems, [{ path: "pipe", message: "FIFO skipped", note: true }]);
+    sock.close();
+    assert.deepEqual(client.problems, [{ path: "sock", message: "socket skipped", note: true }]);
     assert.deepEqual(client.completeWithin, [""]);
+    // Include globs choose files; directories stay, so that the tree restores.
     const only = scanClient({ dir, include: ["*.csv"] });
-    assert.deepEqual(await collect(only), ["a/one.csv"]);
+    assert.deepEqual(await collect(only), ["a/", "b/", "a/cache/", "a/one.csv"]);
     const paths = scanClient({ paths: [`${dir}/a/one.csv`, `${dir}/b`] });
     assert.equal(paths.root, dir);
-    assert.deepEqual(await collect(paths), ["a/one.csv", "b/two.txt"]);
+    assert.deepEqual(await collect(paths), ["a/one.csv", "b/", "b/two.txt"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -115,7 +129,7 @@ Deno.test("scan pushes: deletions recorded, resumed after interruption, no-chang
     s = await store.open(again);
     const r2 = await s.push({ client: scanClient({ dir }), source: "scan" });
     assert.equal(r2.changeset, null);
-    assert.equal(r2.unchanged, 9);
+    assert.equal(r2.unchanged, 10, "8 files, the link and the directory sub");
     assert.equal(again.blobPuts.length, 0);
 
     await Deno.remove(`${dir}/sub/f3`);
@@ -123,16 +137,20 @@ Deno.test("scan pushes: deletions recorded, resumed after interruption, no-chang
     const r3 = await s.push({ client: scanClient({ dir }), source: "scan" });
     assert.deepEqual(
       s.ls(r3.changeset!).map((f) => `${f.action} ${f.path}`).sort(),
-      ["delete sub/f3", "write sub/f4"],
+      ["delete sub/f3", "dir sub", "write sub/f4"],
     );
     await s.pull(r3.changeset!, `${work}/pull3`);
     await assertSameTree(`${work}/pull3`, dir, "third");
 
-    // With since, an older deletion is not recorded: only modified files are pushed.
+    // With since, a deletion is not recorded: only what was modified is pushed (the file, and
+    // the directory the deletion changed).
     await Deno.remove(`${dir}/sub/f5`);
     await Deno.writeTextFile(`${dir}/sub/f6`, "edited again, longer still\n");
     const r4 = await s.push({ client: scanClient({ dir, since: "1h" }), source: "scan" });
-    assert.deepEqual(s.ls(r4.changeset!).map((f) => `${f.action} ${f.path}`), ["write sub/f6"]);
+    assert.deepEqual(s.ls(r4.changeset!).map((f) => `${f.action} ${f.path}`), [
+      "dir sub",
+      "write sub/f6",
+    ]);
     await s.close();
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});

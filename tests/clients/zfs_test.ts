@@ -89,14 +89,9 @@ function previousOf(paths: string[], info: unknown): PreviousState {
         mtime: 0,
         inode: null,
         mode: null,
-        file_hash: null,
-        blob_id: null,
         target: null,
         changeset: "c",
-        confirmed: null,
-        pack: null,
-        pack_offset: null,
-        pack_length: null,
+        ctime: null,
       }
       : undefined;
   return { changeset: {} as never, info, get: st, paths: () => paths };
@@ -140,6 +135,8 @@ Deno.test("an incremental ZFS push reads .zfs/snapshot and follows recorded zfs 
       "delete dir a/kept",
       "delete old name",
       "delete removed.txt",
+      "dir dir b",
+      "dir newdir",
       "link link",
       "write dir b/kept",
       "write edited.csv",

@@ -45,7 +45,8 @@ Deno.test("push, change, push again, and pull each changeset byte for byte", asy
   const second = JSON.parse(await n2sOk(["push", src, "--json", ...args], ENV));
   assert.equal(second.deleted, 1);
   assert.equal(second.uploaded, 2);
-  assert.equal(second.unchanged, 5);
+  // Five files and links, and the directories data and names (docs and new changed).
+  assert.equal(second.unchanged, 7);
 
   await n2sOk([
     "pull",
@@ -95,7 +96,7 @@ Deno.test("status, ls, find and log answer in JSON with the documented fields", 
   assert.equal(status[0].name, "one");
   assert.equal(status[0].source, "reports");
   assert.equal(status[0].status, "complete");
-  assert.equal(status[0].files, 2);
+  assert.equal(status[0].files, 3, "two files and the directory x");
   assert.equal(status[0].bytes, 5);
   assert.match(status[0].created, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   assert.match(status[0].completed, /Z$/);
@@ -106,12 +107,13 @@ Deno.test("status, ls, find and log answer in JSON with the documented fields", 
   assert.equal(one[0].id, p2.changeset);
 
   const ls = JSON.parse(await n2sOk(["ls", p1.changeset, "--json", ...args]));
-  assert.deepEqual(ls.map((f: { path: string }) => f.path), ["x/report.csv", "y.txt"]);
+  assert.deepEqual(ls.map((f: { path: string }) => f.path), ["x", "x/report.csv", "y.txt"]);
+  assert.deepEqual(ls.map((f: { action: string }) => f.action), ["dir", "write", "write"]);
   for (const k of ["path", "action", "size", "blob_id", "confirmed"]) {
-    assert.ok(k in ls[0], `ls has ${k}`);
+    assert.ok(k in ls[1], `ls has ${k}`);
   }
-  assert.match(ls[0].blob_id, /^[0-9a-f]{64}$/);
-  assert.match(ls[0].confirmed, /Z$/);
+  assert.match(ls[1].blob_id, /^[0-9a-f]{64}$/);
+  assert.match(ls[1].confirmed, /Z$/);
 
   const found = JSON.parse(await n2sOk(["find", "**/*.csv", "--json", ...args]));
   assert.equal(found.length, 2);
@@ -138,7 +140,7 @@ Deno.test("a second push with no change creates nothing and uploads nothing", as
   const before = readTree(repo);
   const r = JSON.parse(await n2sOk(["push", src, "--json", ...args], ENV));
   assert.equal(r.changeset, null);
-  assert.equal(r.unchanged, 2);
+  assert.equal(r.unchanged, 3, "two files and the directory b");
   assert.deepEqual(readTree(repo), before);
 });
 

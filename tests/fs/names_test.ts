@@ -1,4 +1,4 @@
-// The surrogateescape convention of lib/fs/names.ts, on all single bytes and seeded random byte
+// The surrogateescape convention of lib/format/names.ts, on all single bytes and seeded random byte
 // strings: exact round trips through strings, JSON and displayPath/parseDisplayPath.
 
 import assert from "node:assert/strict";
@@ -8,7 +8,7 @@ import {
   parseDisplayPath,
   pathBytes,
   pathText,
-} from "../../lib/fs/names.ts";
+} from "../../lib/format/names.ts";
 
 /** mulberry32: small, seeded, good enough to spread test cases. */
 function prng(seed: number): () => number {

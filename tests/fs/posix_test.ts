@@ -2,7 +2,7 @@
 // trusted.* xattrs); nothing outside those directories is touched.
 
 import assert from "node:assert/strict";
-import { displayPath, pathBytes, pathText } from "../../lib/fs/names.ts";
+import { displayPath, pathBytes, pathText } from "../../lib/format/names.ts";
 import {
   _shrinkBuffers,
   _statBackend,
