@@ -8,6 +8,7 @@
 //   deno task bench --datasets small --tools n2s,restic --repeat 3
 //   deno task bench --n2s "deno run -A dist/n2s.js"   measure another n2s build
 //   deno task bench --backends            also run scripts/bench_backends.ts when present
+//   deno task bench --memory              also run scripts/bench_memory.ts (zeros, sparse, text)
 //   deno task bench --ceilings            measure the disk's ceilings (lib/perf/ceilings.c) only
 //   deno task bench --quick --no-wait     do not wait out recent deletions (development only)
 //
@@ -63,6 +64,7 @@ const { values } = parseArgs({
     out: { type: "string" },
     "no-verify": { type: "boolean" },
     backends: { type: "boolean" },
+    memory: { type: "boolean" },
     ceilings: { type: "boolean" },
     "no-wait": { type: "boolean" },
     "ceiling-files": { type: "string", default: "20000" },
@@ -364,20 +366,23 @@ await Deno.writeTextFile(
 );
 if (values.out) await Deno.writeTextFile(values.out, report + "\n");
 
-if (values.backends) {
-  const script = new URL("./bench_backends.ts", import.meta.url);
-  try {
-    await Deno.stat(script);
-    const o = await new Deno.Command("deno", {
-      args: ["run", "--allow-all", script.pathname, ...(quick ? ["--quick"] : [])],
-      stdout: "inherit",
-      stderr: "inherit",
-    }).output();
-    if (!o.success) Deno.exitCode = 1;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) log("scripts/bench_backends.ts is not there; skipped");
-    else throw e;
-  }
+/** Runs another benchmark script of this folder; a failure fails this run. */
+async function runScript(name: string, args: string[]): Promise<void> {
+  const script = new URL(`./${name}`, import.meta.url);
+  const o = await new Deno.Command("deno", {
+    args: ["run", "--allow-all", script.pathname, ...args],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!o.success) Deno.exitCode = 1;
+}
+if (values.backends) await runScript("bench_backends.ts", quick ? ["--quick"] : []);
+if (values.memory) {
+  await runScript("bench_memory.ts", [
+    "--tools",
+    toolNames.filter((t) => t !== "borg").join(","),
+    ...(quick ? ["--scale", "0.1"] : []),
+  ]);
 }
 
 /** Builds lib/perf/ceilings.c and prints the disk's ceilings as a table. */

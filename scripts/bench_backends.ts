@@ -212,14 +212,18 @@ async function runN2s(t: Target, work: string, spec: DatasetSpec, info: DatasetI
   const loc = t.location(`repo-${spec.name}`);
   const index = join(work, `index-${spec.name}.sqlite`);
   const env = { ...Deno.env.toObject(), ...t.env, N2S_PASSPHRASE: PASS };
+  delete (env as Record<string, string>).N2S_KDF_LOG_N; // the default key derivation is measured
   const args = ["--repo", loc, "--index", index];
   const out = join(work, `restore-n2s-${spec.name}`);
   let id = "";
   const steps: Record<Op, () => Promise<Measured>> = {
-    init: () => measure([...cli, "init", ...args], { env }),
-    push: () => measure([...cli, "push", info.dir, "--json", ...args], { env }),
+    init: () => measure([...cli, "init", ...args], { env, clearEnv: true }),
+    push: () => measure([...cli, "push", info.dir, "--json", ...args], { env, clearEnv: true }),
     pull: () =>
-      measure([...cli, "pull", "--changeset-id", id, "--target-path", out, ...args], { env }),
+      measure([...cli, "pull", "--changeset-id", id, "--target-path", out, ...args], {
+        env,
+        clearEnv: true,
+      }),
   };
   const done: Partial<Record<Op, Measured>> = {};
   for (const op of OPS) {

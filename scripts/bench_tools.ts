@@ -54,6 +54,8 @@ export interface Tool {
   init(): Promise<Measured>;
   backup(src: string): Promise<Measured>;
   restore(src: string, target: string): Promise<Measured>;
+  /** Opens the repository and lists what it holds (the memory floor of any command). */
+  open(): Promise<Measured>;
   /** Where the restored copy of `src` lands under `target`. */
   restoredPath(src: string, target: string): string;
   repoDir: string;
@@ -63,24 +65,25 @@ export interface Tool {
 export function n2sTool(work: string, cmd: string[]): Tool {
   const repo = join(work, "repo");
   const index = join(work, "index.sqlite");
+  // The whole environment is passed with clearEnv, or a deleted variable would still be inherited:
+  // a benchmark measures the default key derivation, never a test's cheap one.
   const env = { ...Deno.env.toObject(), N2S_PASSPHRASE: PASS };
   delete (env as Record<string, string>).N2S_KDF_LOG_N;
+  const run = (args: string[]) => measure([...cmd, ...args], { env, clearEnv: true });
   let last = "";
   return {
     name: "n2s",
     repoDir: repo,
-    init: () => measure([...cmd, "init", "--repo", repo, "--index", index], { env }),
+    init: () => run(["init", "--repo", repo, "--index", index]),
+    open: () => run(["status", "--repo", repo, "--index", index]),
     async backup(src) {
-      const m = await measure([...cmd, "push", src, "--repo", repo, "--index", index, "--json"], {
-        env,
-      });
+      const m = await run(["push", src, "--repo", repo, "--index", index, "--json"]);
       const id = JSON.parse(m.stdout).changeset;
       if (id) last = id;
       return m;
     },
     restore: (_src, target) =>
-      measure([
-        ...cmd,
+      run([
         "pull",
         "--changeset-id",
         last,
@@ -90,7 +93,7 @@ export function n2sTool(work: string, cmd: string[]): Tool {
         repo,
         "--index",
         index,
-      ], { env }),
+      ]),
     restoredPath: (_src, target) => target,
   };
 }
@@ -108,6 +111,7 @@ export function resticTool(work: string): Tool {
     name: "restic",
     repoDir: repo,
     init: () => measure(["restic", "init"], { env }),
+    open: () => measure(["restic", "snapshots", "--quiet"], { env }),
     backup: (src) =>
       measure(["restic", "backup", "--compression", "auto", "--quiet", resolve(src)], { env }),
     restore: (_src, target) =>
@@ -130,6 +134,7 @@ export function borgTool(work: string): Tool {
     name: "borg",
     repoDir: repo,
     init: () => measure(["borg", "init", "-e", "repokey-blake2", repo], { env }),
+    open: () => measure(["borg", "list", repo], { env }),
     backup: (src) => measure(["borg", "create", `${repo}::a${++n}`, "."], { env, cwd: src }),
     restore: (_src, target) => measure(["borg", "extract", `${repo}::a${n}`], { env, cwd: target }),
     restoredPath: (_src, target) => target,

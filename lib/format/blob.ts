@@ -5,7 +5,7 @@ import {
   ContainerError,
   ContainerWriter,
   openContainer,
-  openContainerSync,
+  containerPartsSync,
   SEGMENT_DATA_MAX,
 } from "./container.ts";
 import { fromHex, toHex } from "./bytes.ts";
@@ -158,38 +158,41 @@ export async function* openBlob(
 }
 
 /**
- * Opens a whole blob held in memory, synchronously, with every check openBlob makes, and
- * returns its header and content parts (the last part may live in a buffer the suite reuses).
+ * Opens a whole blob held in memory, synchronously, one part at a time, with every check
+ * openBlob makes: its header, then its content. A data part may live in a buffer the suite
+ * reuses, valid until the next part is asked for; content is unverified until the generator
+ * finishes without an error.
  */
-export function openBlobSync(
+export function* blobPartsSync(
   suite: Suite,
   keys: RepoKeys,
   blobId: string,
   bytes: Uint8Array,
-): { header: BlobHeader; data: Uint8Array[] } {
+): Generator<{ header: BlobHeader } | { data: Uint8Array }> {
   let what = `blob ${blobId}`;
-  const parts = openContainerSync(suite, "blob", keys.master, fromHex(blobId), bytes, what);
-  const first = parts[0];
-  if (first?.type !== "header") throw new ContainerError(`${what}: no header`);
-  const header = parseBlobHeader(first.header, what);
-  what = `blob ${blobId} (${header.path})`;
-  if (blobIdFor(suite, keys.idKey, header.path, header.file_hash) !== blobId) {
-    throw new ContainerError(`${what}: blob id does not match its path and content hash`);
-  }
-  const data: Uint8Array[] = [];
+  let header: BlobHeader | undefined;
   const h = suite.newHasher();
   let size = 0;
-  for (const p of parts) {
-    if (p.type !== "data") continue;
+  for (const p of containerPartsSync(suite, "blob", keys.master, fromHex(blobId), bytes, what)) {
+    if (p.type === "header") {
+      header = parseBlobHeader(p.header, what);
+      what = `blob ${blobId} (${header.path})`;
+      if (blobIdFor(suite, keys.idKey, header.path, header.file_hash) !== blobId) {
+        throw new ContainerError(`${what}: blob id does not match its path and content hash`);
+      }
+      yield { header };
+      continue;
+    }
+    if (!header) throw new ContainerError(`${what}: no header`);
     h.update(p.data);
     size += p.data.length;
-    data.push(p.data);
+    yield { data: p.data };
   }
+  if (!header) throw new ContainerError(`${what}: no header`);
   if (size !== header.size) {
     throw new ContainerError(`${what}: content is ${size} bytes, header says ${header.size}`);
   }
   if (toHex(h.digest()) !== header.file_hash) {
     throw new ContainerError(`${what}: content hash does not match the header`);
   }
-  return { header, data };
 }

@@ -356,18 +356,18 @@ export async function* openContainer(
 }
 
 /**
- * Opens a whole container held in memory, synchronously: the same checks as openContainer,
- * and the parts as a list. The last data part may live in a buffer the suite reuses (the
- * caller uses it before it opens anything else with that suite); earlier ones are copies.
+ * Opens a whole container held in memory, synchronously, one part at a time: the same checks as
+ * openContainer. A data part may live in a buffer the suite reuses: it is valid until the next
+ * part is asked for. Data is unverified until the generator finishes without an error.
  */
-export function openContainerSync(
+export function* containerPartsSync(
   suite: Suite,
   kind: ContainerKind,
   master: Uint8Array,
   rawId: Uint8Array,
   bytes: Uint8Array,
   what: string,
-): ContainerPart[] {
+): Generator<ContainerPart> {
   const o = beginOpening(
     suite,
     kind,
@@ -377,7 +377,6 @@ export function openContainerSync(
     bytes.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + SALT_BYTES),
     what,
   );
-  const parts: ContainerPart[] = [];
   let at = PREAMBLE_BYTES + SALT_BYTES;
   let index = 0;
   let last = false;
@@ -385,15 +384,11 @@ export function openContainerSync(
     const len = segmentLength(o, index, bytes.subarray(at, at + 4));
     at += 4;
     if (at + len > bytes.length) failWith(what, `truncated inside segment ${index}`);
-    // The previous data may live in a buffer this segment is about to reuse: copied first.
-    const prev = parts[parts.length - 1];
-    if (prev?.type === "data") prev.data = prev.data.slice();
     const r = openSegment(o, index, bytes.subarray(at, at + len), at + len === bytes.length);
     at += len;
     last = r.last;
-    if (r.part) parts.push(r.part);
+    if (r.part) yield r.part;
     index++;
   }
   if (at !== bytes.length) failWith(what, "unexpected bytes after the final segment");
-  return parts;
 }

@@ -1,10 +1,13 @@
 // Directories of a restore target, made one component at a time, refusing to pass through
 // anything but real directories, so that nothing is ever written outside the target. New
-// directories are made private (0700) and get their own mode only at the end of the restore.
+// directories are made private (0700) and get their own mode only at the end of the restore;
+// those no entry describes (a client that records no directories, such as dsg) end as `mkdir -p`
+// leaves them: 0777 less the umask.
 
 import { dirname } from "node:path";
 import { isRawName } from "../format/names.ts";
 import {
+  fchmodatRaw,
   lstatRaw,
   mkdirRaw,
   posixAvailable,
@@ -81,5 +84,26 @@ export class DirGuard {
       this.made.add(dir);
     }
     this.#ok.add(dir);
+  }
+}
+
+/** The process's umask, from /proc (Deno.umask is unstable); 0o022 where it cannot be read. */
+export function umask(): number {
+  try {
+    const m = Deno.readTextFileSync("/proc/self/status").match(/^Umask:\s*([0-7]+)/m);
+    if (m) return parseInt(m[1], 8);
+  } catch {
+    // not Linux, or no /proc
+  }
+  return 0o022;
+}
+
+/** Gives directories this restore made and no entry describes the mode `mkdir -p` gives. */
+export function finishImplicitDirs(guard: DirGuard, described: Set<string>): void {
+  const mode = 0o777 & ~umask();
+  for (const dir of guard.made) {
+    if (described.has(dir)) continue;
+    if (posixAvailable()) fchmodatRaw(dir, mode);
+    else Deno.chmodSync(dir, mode);
   }
 }

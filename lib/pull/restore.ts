@@ -10,7 +10,7 @@ import type { Repository } from "../repository/repository.ts";
 import { TaskGroup } from "../scheduler.ts";
 import { SealPool } from "../workers/pool.ts";
 import type { RestoreItem } from "../workers/restore_jobs.ts";
-import { DirGuard } from "./dirs.ts";
+import { DirGuard, finishImplicitDirs } from "./dirs.ts";
 import { isRawName } from "../format/names.ts";
 import { applyMeta, type FileMeta } from "../fs/meta.ts";
 import {
@@ -270,14 +270,21 @@ export async function restoreState(
   const dirEntries = chosen.filter((e) => e.action === "dir").sort((a, b) =>
     a.path < b.path ? 1 : a.path > b.path ? -1 : 0
   );
+  const described = new Set<string>();
   for (const e of dirEntries) {
     const full = join(target, e.path);
+    described.add(full);
     try {
       reportMeta(e, full, S_IFDIR, opts.owner, result);
       result.dirs = (result.dirs ?? 0) + 1;
     } catch (err) {
       result.problems.push({ path: e.path, message: messageOf(err) });
     }
+  }
+  try {
+    finishImplicitDirs(dirs, described);
+  } catch (err) {
+    result.problems.push({ path: ".", message: `directory modes: ${messageOf(err)}` });
   }
   return result;
 }

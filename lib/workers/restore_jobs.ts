@@ -3,7 +3,7 @@
 // temporary file beside the target, set mode and mtime, and rename it into place. A Worker runs
 // them (lib/workers/seal_worker.ts) and so does the main thread when no Worker can start.
 
-import { openBlob, openBlobSync } from "../format/blob.ts";
+import { blobPartsSync, openBlob } from "../format/blob.ts";
 import type { RepoKeys } from "../format/ids.ts";
 import { SALT_BYTES, SEGMENT_DATA_MAX } from "../format/container.ts";
 import type { NativeAead } from "../format/native_crypto.ts";
@@ -72,10 +72,13 @@ function finishFile(out: FileOut): void {
 }
 
 /**
- * Restores one small file from its blob held whole in memory, synchronously: verified in full
- * before its file exists, then written (see FileOut). Synchronous, so that a thread's reused
- * buffers (`suite`'s, and the one `bytes` lies in) cannot be taken by another restore in
- * between: Deno delivers a Worker's messages between any two awaits.
+ * Restores one file from its blob held whole in memory, synchronously. A small content is
+ * verified in full before its file exists, then written (see FileOut); a large one (a blob
+ * that compressed well: zeros, a sparse file, repetitive text) is written segment by segment
+ * under a temporary name and put under its own only once it has verified, so that memory stays
+ * one segment whatever the content. Synchronous, so that a thread's reused buffers (`suite`'s,
+ * and the one `bytes` lies in) cannot be taken by another restore in between: Deno delivers a
+ * Worker's messages between any two awaits.
  */
 export function restoreWhole(
   suite: Suite,
@@ -83,11 +86,32 @@ export function restoreWhole(
   item: RestoreItem,
   bytes: Uint8Array,
 ): void {
-  const { header, data } = openBlobSync(suite, keys, item.blobId, bytes);
+  const parts = blobPartsSync(suite, keys, item.blobId, bytes);
+  const first = parts.next();
+  if (first.done || !("header" in first.value)) throw new Error(`blob ${item.blobId}: no header`);
+  const header = first.value.header;
   if (header.path !== item.path || header.file_hash !== item.fileHash) {
     throw new Error(`blob ${item.blobId} belongs to ${header.path}, not to this path`);
   }
-  writeVerified(item, data);
+  if (header.size <= SEGMENT_DATA_MAX) {
+    const data: Uint8Array[] = [];
+    for (const p of parts) {
+      if (!("data" in p)) continue;
+      // The previous part may live in a buffer this one reuses: copied first.
+      if (data.length > 0) data[data.length - 1] = data[data.length - 1].slice();
+      data.push(p.data);
+    }
+    writeVerified(item, data);
+    return;
+  }
+  const out = FileOut.create(item, true);
+  try {
+    for (const p of parts) if ("data" in p) out.write(p.data);
+  } catch (e) {
+    out.abort();
+    throw e;
+  }
+  finishFile(out);
 }
 
 /** Writes a verified file's content: see restoreWhole. */

@@ -9,6 +9,8 @@ import {
   unescapeDumpPath,
 } from "../../lib/clients/btrfs.ts";
 import { replayRunner } from "../../lib/clients/runner.ts";
+import { closeFd, mkdirRaw, openRaw, renameRaw, writeFd } from "../../lib/fs/posix.ts";
+import { pathText } from "../../lib/format/names.ts";
 import { assertSameTree, makeStore, requireTool, sh, testBackend } from "./helpers.ts";
 
 Deno.test("btrfs dump paths decode C escapes, escaped spaces and octal UTF-8 bytes", () => {
@@ -16,6 +18,9 @@ Deno.test("btrfs dump paths decode C escapes, escaped spaces and octal UTF-8 byt
   assert.equal(unescapeDumpPath("./s2/new\\nline"), "./s2/new\nline");
   assert.equal(unescapeDumpPath("./s2/\\303\\274n\\303\\257"), "./s2/ünï");
   assert.equal(unescapeDumpPath("a\\\\b\\tc"), "a\\b\tc");
+  // Bytes that are not UTF-8 stay bytes (lone surrogates, lib/format/names.ts).
+  assert.equal(unescapeDumpPath("./s2/caf\\351"), `./s2/${LATIN1}`);
+  assert.equal(unescapeDumpPath("./s2/d\\377\\nx"), `./s2/${RAW_DIR}`);
   const op = parseDumpLine("rename          ./s2/o261-8-0                   dest=./s2/new\\nline");
   assert.deepEqual(op, {
     op: "rename",
@@ -89,6 +94,20 @@ async function write(path: string, text: string | Uint8Array) {
   else await Deno.writeFile(path, text);
 }
 
+/** Writes a file whose name may hold bytes that are not UTF-8 (see lib/format/names.ts). */
+function writeRaw(path: string, text: string) {
+  const fd = openRaw(path, "write-new", 0o644);
+  try {
+    writeFd(fd, new TextEncoder().encode(text));
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** Latin-1 "café" and a lone 0xff: names a UTF-8 decoder cannot read. */
+const LATIN1 = pathText(new Uint8Array([0x63, 0x61, 0x66, 0xe9]));
+const RAW_DIR = pathText(new Uint8Array([0x64, 0xff, 0x0a, 0x78]));
+
 Deno.test("btrfs snapshots pushed in a chain pull back byte for byte", async () => {
   await requireTool("mkfs.btrfs", "btrfs-progs");
   const work = await Deno.makeTempDir({ prefix: "n2s-btrfs-" });
@@ -151,6 +170,9 @@ Deno.test("btrfs snapshots pushed in a chain pull back byte for byte", async () 
     await write(`${v}/new file.txt`, "new\n");
     await write(`${v}/new\nline`, "newline\n");
     await write(`${v}/tab\tand\\backslash`, "tab\n");
+    writeRaw(`${v}/${LATIN1}`, "latin-1 name\n");
+    mkdirRaw(`${v}/${RAW_DIR}`, 0o750);
+    writeRaw(`${v}/${RAW_DIR}/in\nside`, "raw dir, newline name\n");
     await Deno.writeTextFile(`${v}/d/a.txt`, "more\n", { append: true });
     await Deno.remove(`${v}/keep.txt`);
     await Deno.rename(`${v}/dir to rename`, `${v}/renamed dir`);
@@ -173,6 +195,8 @@ Deno.test("btrfs snapshots pushed in a chain pull back byte for byte", async () 
     assert.ok(p2.files.includes("delete gone/z"));
     assert.ok(p2.files.includes("delete dir to rename/inner/y"));
     assert.ok(p2.files.includes("write renamed dir/inner/y"));
+    assert.ok(p2.files.includes(`write ${LATIN1}`), "a Latin-1 name is stored as its bytes");
+    assert.ok(p2.files.includes(`write ${RAW_DIR}/in\nside`));
 
     // s3: a directory with a subdirectory renamed, a file replaced by a directory, a hard link,
     // a truncation, a removed symlink.
@@ -181,12 +205,15 @@ Deno.test("btrfs snapshots pushed in a chain pull back byte for byte", async () 
     await Deno.mkdir(`${v}/spaced out.txt`);
     await write(`${v}/spaced out.txt/inside`, "inside\n");
     await Deno.link(`${v}/d2/a.txt`, `${v}/hard`);
+    renameRaw(`${v}/${RAW_DIR}`, `${v}/${RAW_DIR}2`);
     await Deno.truncate(`${v}/new file.txt`, 0);
     await Deno.remove(`${v}/l2`);
     await snap("s3");
     const p3 = await pushAndCheck("s3");
     assert.ok(p3.files.includes("delete d/sub/big.bin"));
     assert.ok(p3.files.includes("write d2/sub/big.bin"));
+    assert.ok(p3.files.includes(`delete ${RAW_DIR}/in\nside`));
+    assert.ok(p3.files.includes(`write ${RAW_DIR}2/in\nside`));
 
     // The same snapshot again: nothing to do, nothing uploaded.
     {

@@ -136,7 +136,9 @@ async function removeFile(repo: string, path: string) {
 /** The working tree as dsg tracks it: everything but dsg's own files. */
 async function tracked(repo: string): Promise<Map<string, string>> {
   const t = await snapshotTree(repo);
-  for (const k of [...t.keys()]) if (k.startsWith(".dsg/") || k === ".dsgconfig.yml") t.delete(k);
+  for (const k of [...t.keys()]) {
+    if (k === ".dsg" || k.startsWith(".dsg/") || k === ".dsgconfig.yml") t.delete(k);
+  }
   return t;
 }
 

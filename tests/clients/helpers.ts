@@ -6,6 +6,18 @@ import assert from "node:assert/strict";
 import { LocalBackend } from "../../lib/backends/local.ts";
 import type { Backend } from "../../lib/backends/backend.ts";
 import { N2S } from "../../lib/n2s.ts";
+import {
+  closeFd,
+  lstatRaw,
+  openRaw,
+  readDirRaw,
+  readFd,
+  readlinkRaw,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+} from "../../lib/fs/posix.ts";
 
 /** Fails (never skips) when a command is missing, saying what to install. */
 export async function requireTool(cmd: string, pkg: string): Promise<void> {
@@ -60,25 +72,44 @@ export async function makeStore(dir: string): Promise<{
   };
 }
 
-/** Every file and symlink under root: path → "file <mode> <hex bytes>" or "link <target>". */
-export async function snapshotTree(root: string): Promise<Map<string, string>> {
+/**
+ * Every directory, file and symlink under root, read through the libc layer so that names that
+ * are not UTF-8 are compared too: path → "dir <mode>", "file <mode> <hex bytes>" or
+ * "link <target>".
+ */
+export function snapshotTree(root: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  const walk = async (rel: string) => {
-    for await (const e of Deno.readDir(rel === "" ? root : `${root}/${rel}`)) {
+  const walk = (rel: string) => {
+    for (const e of readDirRaw(rel === "" ? root : `${root}/${rel}`)) {
       const r = rel === "" ? e.name : `${rel}/${e.name}`;
       const full = `${root}/${r}`;
-      const st = await Deno.lstat(full);
-      if (st.isSymlink) out.set(r, `link ${await Deno.readLink(full)}`);
-      else if (st.isDirectory) await walk(r);
-      else if (st.isFile) {
-        const bytes = await Deno.readFile(full);
+      const st = lstatRaw(full);
+      const type = st.mode & S_IFMT;
+      const mode = (st.mode & 0o7777).toString(8);
+      if (type === S_IFLNK) out.set(r, `link ${readlinkRaw(full)}`);
+      else if (type === S_IFDIR) {
+        out.set(r, `dir ${mode}`);
+        walk(r);
+      } else if (type === S_IFREG) {
+        const bytes = new Uint8Array(st.size);
+        const fd = openRaw(full, "read");
+        try {
+          let at = 0;
+          while (at < bytes.length) {
+            const n = readFd(fd, bytes.subarray(at));
+            if (n === 0) break;
+            at += n;
+          }
+        } finally {
+          closeFd(fd);
+        }
         const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-        out.set(r, `file ${((st.mode ?? 0) & 0o777).toString(8)} ${hex}`);
+        out.set(r, `file ${mode} ${hex}`);
       }
     }
   };
-  await walk("");
-  return out;
+  walk("");
+  return Promise.resolve(out);
 }
 
 /** Asserts that two trees hold the same files, links, modes and bytes. */

@@ -2,6 +2,7 @@
 // and snapshot reading and first pushes on real pools from zfs-fuse (which has no `zfs diff`).
 
 import assert from "node:assert/strict";
+import { pathBytes } from "../../lib/format/names.ts";
 import { parseZfsDiff, unescapeZfsPath, zfsChanges, zfsClient } from "../../lib/clients/zfs.ts";
 import { replayRunner } from "../../lib/clients/runner.ts";
 import type { PreviousState } from "../../lib/clients/client.ts";
@@ -54,6 +55,12 @@ Deno.test("zfs diff escapes: three-digit octal of older releases, four-digit of 
   const old = parseZfsDiff("-\tF\t/p/x\\040y\\0401\n+\tF\t/p/\\303\\251\n");
   assert.deepEqual(old.map((l) => l.path), ["/p/x y 1", "/p/é"]);
   assert.equal(old[0].time, undefined);
+  // A byte that is not UTF-8 (Latin-1 é) stays that byte: a lone surrogate, not U+FFFD.
+  const raw = parseZfsDiff("M\tF\t/p/caf\\0351\n+\tF\t/p/d\\0377\\0012x\n");
+  assert.deepEqual(raw.map((l) => pathBytes(l.path)), [
+    new Uint8Array([...new TextEncoder().encode("/p/caf"), 0xe9]),
+    new Uint8Array([...new TextEncoder().encode("/p/d"), 0xff, 0x0a, 0x78]),
+  ]);
 });
 
 Deno.test("zfs diff lines become changed, walked and gone paths", () => {

@@ -174,6 +174,55 @@ Deno.test("one destroyed pack entry costs only its file: the pull restores the r
   }
 });
 
+Deno.test("a large file that compresses into a pack streams out of it; a damaged one leaves nothing", async () => {
+  using t = tempDir();
+  const line = "2026-12-02,region-07,verified,witness statement on file\n";
+  writeTree(`${t.path}/src`, {
+    "zeros.bin": new Uint8Array(24 << 20),
+    "text.csv": line.repeat(Math.ceil((12 << 20) / line.length)),
+    "small.txt": "small\n",
+  });
+  const s = await store(t.path);
+  let id: string;
+  try {
+    id = (await s.push({ client: scanClient({ paths: [`${t.path}/src`] }), source: "s" }))
+      .changeset!;
+    const rows = s.index.filesOf(id);
+    for (const name of ["zeros.bin", "text.csv"]) {
+      const row = rows.find((f) => f.path.endsWith(name))!;
+      assert.ok(row.pack, `${name} compresses below the pack threshold and is packed`);
+    }
+    // Through the repository (a remote backend's path) and through the CLI (Workers reading the
+    // local pack themselves).
+    await s.pull(id, `${t.path}/api`);
+    assertSameTree(`${t.path}/api`, `${t.path}/src`);
+    const row = rows.find((f) => f.path.endsWith("zeros.bin"))!;
+    const where = blobBytes(`${t.path}/repo`, row);
+    const bytes = Deno.readFileSync(where.file);
+    bytes[where.offset + where.length - 30] ^= 1; // in the last segment: the rest verifies first
+    Deno.writeFileSync(where.file, bytes);
+  } finally {
+    await s.close();
+  }
+  const out = `${t.path}/cli`;
+  const r = await n2s([
+    "pull",
+    "--changeset-id",
+    id,
+    "--target-path",
+    out,
+    "--repo",
+    `${t.path}/repo`,
+    "--index",
+    `${t.path}/index.sqlite`,
+  ], { N2S_PASSPHRASE: "pw" });
+  assert.equal(r.code, 1, r.stderr);
+  assert.ok(r.stderr.includes("zeros.bin"), r.stderr);
+  // Nothing of the damaged file, not even under a temporary name.
+  assert.deepEqual(Object.keys(readTree(out)).sort(), ["small.txt", "text.csv"]);
+  assert.deepEqual(readTree(out)["text.csv"], readTree(`${t.path}/src`)["text.csv"]);
+});
+
 Deno.test("a format-1 repository is refused with one line that names its format", async () => {
   using t = tempDir();
   Deno.mkdirSync(`${t.path}/repo/keys`, { recursive: true });
