@@ -3,9 +3,9 @@
 
 import {
   ContainerError,
+  containerPartsSync,
   ContainerWriter,
   openContainer,
-  containerPartsSync,
   SEGMENT_DATA_MAX,
 } from "./container.ts";
 import { fromHex, toHex } from "./bytes.ts";
