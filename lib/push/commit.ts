@@ -6,6 +6,7 @@ import { type Index, isoNow } from "../index/sqlite.ts";
 import type { ChangesetRow } from "../index/types.ts";
 import { addMeta, type ManifestEntry, writeManifest } from "../repository/manifest.ts";
 import type { Repository } from "../repository/repository.ts";
+import { crashPoint } from "../testing/crash.ts";
 
 /**
  * Gives the hard links whose content was not yet stored when they were planned the content of
@@ -65,6 +66,7 @@ export async function commitChangeset(
       yield e;
     }
   };
+  crashPoint("manifest");
   const header = await writeManifest(repo, {
     id: cs.id,
     name: cs.name,
@@ -79,6 +81,7 @@ export async function commitChangeset(
     info: cs.info ? JSON.parse(cs.info) : null,
   }, entries);
   await repo.flush();
+  crashPoint("status");
   index.setStatus(cs.id, "complete", { completed, chain: header.chain, error: null });
   return { problems };
 }

@@ -5,6 +5,7 @@
 
 import { type Index, isoNow } from "../index/sqlite.ts";
 import type { Repository } from "../repository/repository.ts";
+import { crashPoint } from "../testing/crash.ts";
 
 /** One uploaded blob waiting for confirmation, with what its row will record. */
 export interface Settled {
@@ -87,7 +88,9 @@ export class Confirmer {
         await this.repo.flush();
         const at = isoNow(this.now());
         this.index.tx(() => {
-          for (const s of batch) {
+          batch.forEach((s, i) => {
+            // Half the rows written, the transaction not committed.
+            if (i === batch.length >> 1) crashPoint("confirm");
             this.index.settleFile(this.changeset, s.path, {
               status: "confirmed",
               file_hash: s.fileHash,
@@ -104,8 +107,9 @@ export class Confirmer {
               pack_offset: s.offset,
               pack_length: s.length,
             });
-          }
+          });
         });
+        crashPoint("confirmed");
       } catch (e) {
         this.#error ??= { e };
       } finally {

@@ -16,6 +16,7 @@ import type { Repository } from "../repository/repository.ts";
 import { Semaphore, TaskGroup } from "../scheduler.ts";
 import { DirectWriteError, SealPool } from "../workers/pool.ts";
 import { CHANGE_RETRIES, type Hashed, SMALL_FILE } from "../workers/seal_jobs.ts";
+import { crashPoint } from "../testing/crash.ts";
 import { Confirmer, type Settled } from "./confirm.ts";
 import { clientFiles, type ContentSource, filesUnder } from "./sources.ts";
 import type { EntryProblem, PushProgress } from "./types.ts";
@@ -255,6 +256,7 @@ function settled(row: FileRow, h: Ok, started: string): Settled {
  */
 async function storeRows(u: Upload, rows: FileRow[], attempt: number): Promise<void> {
   const { batch, results } = await u.source.hash(rows.map((r) => r.path));
+  for (let i = 0; i < results.length; i++) crashPoint("hash");
   const small: number[] = [];
   const large: number[] = [];
   u.index.tx(() => {
@@ -304,7 +306,9 @@ async function storeRows(u: Upload, rows: FileRow[], attempt: number): Promise<v
       } else {
         const body = bytesBody(sealed.buffer.subarray(span.start, span.end));
         loose.push(u.puts.run(async () => {
+          crashPoint("put-start");
           const info = await u.repo.putBlob(blobId, body);
+          crashPoint("put-end");
           await u.confirmer.add(
             [{ ...item, storedSize: info.size, ref: info.ref ?? null }],
             info.size,
@@ -334,8 +338,10 @@ async function storeLarge(u: Upload, row: FileRow, h: Ok, attempt: number): Prom
     let written = false;
     if (direct !== null) {
       try {
+        crashPoint("put-start");
         const r = await u.pool.largeTo(u.source.root!, header, direct);
         if ("size" in r) {
+          crashPoint("put-end");
           await u.confirmer.add([{ ...item, storedSize: r.size }], r.size);
           written = true;
         } else container = r.container;
@@ -390,6 +396,7 @@ async function putLarge(u: Upload, header: BlobHeader, item: Settled): Promise<U
     }
     // The first attempt continues the stream begun here; a retry seals the file again.
     let first = true;
+    crashPoint("put-start");
     const info = await u.puts.run(() =>
       u.repo.putBlob(item.blobId, {
         open() {
@@ -406,6 +413,7 @@ async function putLarge(u: Upload, header: BlobHeader, item: Settled): Promise<U
         },
       })
     );
+    crashPoint("put-end");
     await u.confirmer.add([{ ...item, storedSize: info.size, ref: info.ref ?? null }], info.size);
     return null;
   } finally {

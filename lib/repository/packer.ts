@@ -6,6 +6,7 @@
 import type { ObjectInfo } from "../backends/backend.ts";
 import { ENTRY_FRAME_BYTES, PACK_PREAMBLE } from "../format/pack.ts";
 import { TaskGroup } from "../scheduler.ts";
+import { crashPoint } from "../testing/crash.ts";
 import type { Repository } from "./repository.ts";
 
 /** A blob in a stored pack, with whatever the caller attached to it. */
@@ -101,7 +102,9 @@ export class PackWriter<T> {
     this.#blobs = [];
     const packId = this.repo.newPackId();
     await this.#uploads.spawn(async () => {
+      crashPoint("put-start");
       const info = await this.repo.putPack(packId, parts);
+      crashPoint("put-end");
       await this.onStored({ packId, info, blobs });
     });
     this.#group.check();
