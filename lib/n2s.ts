@@ -1,7 +1,6 @@
 // The library's front door: open a repository with its index, then push, pull, list, search
 // and read status. The CLI is a thin layer over this class.
 
-import { dirname } from "node:path";
 import type { Backend } from "./backends/backend.ts";
 import { openBackend, type OpenOptions as BackendOpenOptions } from "./backends/open.ts";
 import { denoSuite } from "./crypto_deno.ts";
@@ -150,9 +149,8 @@ export class N2S {
     suite: Suite,
     opts: OpenOptions,
   ): N2S {
-    const indexPath = opts.index ?? defaultIndexPath(config.id);
-    Deno.mkdirSync(dirname(indexPath), { recursive: true });
-    const index = Index.open(indexPath, config.id);
+    // The index layer makes the file and its directory, both private.
+    const index = Index.open(opts.index ?? defaultIndexPath(config.id), config.id);
     return new N2S(backend, config, index, suite, opts.passphrase);
   }
 

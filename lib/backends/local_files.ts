@@ -2,7 +2,9 @@
 // backend uses it, and so do the seal Workers when a push writes objects straight into a local
 // repository (the objectFiles capability). One layout and one atomicity rule for both: an object is
 // written under a temporary name beside its final one and renamed into place, so a reader
-// never sees a partial object, and listings skip the temporary names.
+// never sees a partial object, and listings skip the temporary names. A repository n2s creates
+// is private (directories 0700, files 0600); in a directory that already existed, objects take
+// that directory's permissions, so a repository shared through its group stays shared.
 
 import { dirname, join } from "node:path";
 
@@ -17,8 +19,8 @@ export function tempName(path: string): string {
 }
 
 /** Creates `path` (which must not exist) holding `data`. */
-export function writeNew(path: string, data: Uint8Array): void {
-  const f = Deno.openSync(path, { write: true, createNew: true });
+export function writeNew(path: string, data: Uint8Array, mode = 0o600): void {
+  const f = Deno.openSync(path, { write: true, createNew: true, mode });
   try {
     let o = 0;
     while (o < data.length) o += f.writeSync(o === 0 ? data : data.subarray(o));
@@ -27,12 +29,38 @@ export function writeNew(path: string, data: Uint8Array): void {
   }
 }
 
+/** Permissions of a repository's directories and object files. */
+export interface ObjectModes {
+  dir: number;
+  file: number;
+}
+
 /** Makes the directories that objects go into, once per directory and writer. */
 export class DirMaker {
   #made = new Set<string>();
-  ensure(dir: string): void {
+  #modes = new Map<string, ObjectModes>();
+
+  /** The modes of objects under `root` (see the module comment); makes the root when absent. */
+  modes(root: string): ObjectModes {
+    let m = this.#modes.get(root);
+    if (m === undefined) {
+      let dir = 0o700;
+      try {
+        dir = ((Deno.statSync(root).mode ?? 0) & 0o777) | 0o700;
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+        Deno.mkdirSync(root, { recursive: true, mode: dir });
+      }
+      m = { dir, file: dir & 0o666 };
+      this.#modes.set(root, m);
+    }
+    return m;
+  }
+
+  /** Makes `dir`, a directory under `root`, and its parents. */
+  ensure(root: string, dir: string): void {
     if (this.#made.has(dir)) return;
-    Deno.mkdirSync(dir, { recursive: true });
+    Deno.mkdirSync(dir, { recursive: true, mode: this.modes(root).dir });
     this.#made.add(dir);
   }
 }
@@ -40,10 +68,10 @@ export class DirMaker {
 /** Stores a whole object held in memory: temporary file, one write, rename. */
 export function putFileSync(root: string, key: string, data: Uint8Array, dirs: DirMaker): void {
   const path = join(root, key);
-  dirs.ensure(dirname(path));
+  dirs.ensure(root, dirname(path));
   const tmp = tempName(path);
   try {
-    writeNew(tmp, data);
+    writeNew(tmp, data, dirs.modes(root).file);
     Deno.renameSync(tmp, path);
   } catch (e) {
     try {
@@ -70,9 +98,13 @@ export class ObjectFileWriter {
 
   constructor(root: string, key: string, dirs: DirMaker) {
     this.#path = join(root, key);
-    dirs.ensure(dirname(this.#path));
+    dirs.ensure(root, dirname(this.#path));
     this.#tmp = tempName(this.#path);
-    this.#file = Deno.openSync(this.#tmp, { write: true, createNew: true });
+    this.#file = Deno.openSync(this.#tmp, {
+      write: true,
+      createNew: true,
+      mode: dirs.modes(root).file,
+    });
   }
 
   /** Writes `p` completely; the caller may reuse `p` as soon as this returns. */

@@ -84,7 +84,7 @@ const recover: Command = {
     const repo = await openRepo(values);
     try {
       const path = resolve(indexLocation(values.index) ?? defaultIndexPath(repo.id));
-      await Deno.mkdir(resolve(path, ".."), { recursive: true });
+      await Deno.mkdir(resolve(path, ".."), { recursive: true, mode: 0o700 });
       const r = await rebuildIndexFile(repo, path, { force: values.force });
       for (const p of r.problems) note(`n2s: ${p.object}: ${p.message}`);
       if (values.json) printJson(r);

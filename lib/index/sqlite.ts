@@ -2,6 +2,8 @@
 // mode, with the schema version in a small meta table and every time in UTC ISO-8601.
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { openGuarded } from "./errors.ts";
+import { preparePrivateFile, warnOnStderr } from "./files.ts";
 import type {
   ChangesetRow,
   ChangesetStatus,
@@ -100,15 +102,33 @@ export class Index {
   readonly #stmts = new Map<string, StatementSync>();
 
   private constructor(readonly path: string) {
-    this.db = new DatabaseSync(path);
-    this.db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;");
-    // 16 MiB of page cache: the operating system caches the file too, and a larger cache only
-    // grows the process (a push must stay within 200 MiB).
-    this.db.exec("PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384;");
+    // Every SQLite error of this database names the file and says what to do (errors.ts).
+    this.db = openGuarded(path, () => new DatabaseSync(path));
+    try {
+      // The busy timeout first: switching to WAL waits for a process that opens the file at the
+      // same moment (and recovers its WAL) instead of failing at once.
+      this.db.exec(
+        "PRAGMA busy_timeout=10000; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+      );
+      // 16 MiB of page cache: the operating system caches the file too, and a larger cache only
+      // grows the process (a push must stay within 200 MiB).
+      this.db.exec("PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384;");
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
   }
 
-  /** Opens (creating when absent) the index at `path` for repository `repositoryId`. */
-  static open(path: string, repositoryId: string): Index {
+  /**
+   * Opens (creating when absent, private) the index at `path` for repository `repositoryId`.
+   * An existing file that other users can read is named to `onWarning` (default: stderr).
+   */
+  static open(
+    path: string,
+    repositoryId: string,
+    opts: { onWarning?: (message: string) => void } = {},
+  ): Index {
+    preparePrivateFile(path, opts.onWarning ?? warnOnStderr);
     const ix = new Index(path);
     try {
       ix.db.exec(SCHEMA);
@@ -165,7 +185,11 @@ export class Index {
       this.db.exec("COMMIT");
       return r;
     } catch (e) {
-      this.db.exec("ROLLBACK");
+      try {
+        this.db.exec("ROLLBACK");
+      } catch {
+        // SQLite already rolled back (it does on a full disk): the first error is the one to tell.
+      }
       throw e;
     }
   }
