@@ -296,6 +296,12 @@ const pull: Command = {
         owner: values["no-owner"] ? false : undefined,
       });
       bar.done();
+      if (r.leftovers) {
+        note(
+          `n2s: removed ${r.leftovers} temporary file${r.leftovers === 1 ? "" : "s"} that an ` +
+            `interrupted pull left in ${values["target-path"]}`,
+        );
+      }
       printProblems(r.problems);
       if (values.json) printJson(r);
       else {

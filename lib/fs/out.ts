@@ -29,11 +29,14 @@ export interface OutSpec {
   owner?: boolean;
 }
 
-/** A temporary name beside `full`, in the same directory. */
+/** A temporary name beside `full`, in the same directory (see PULL_TEMP_NAME). */
 export function tempBeside(full: string): string {
   const i = full.lastIndexOf("/");
   return `${full.slice(0, i + 1)}.n2s-pull-${crypto.randomUUID().slice(0, 8)}`;
 }
+
+/** The names tempBeside gives: what a pull that was killed can leave behind. */
+export const PULL_TEMP_NAME = /^\.n2s-pull-[0-9a-f]{8}$/;
 
 /** One file being written; see the module comment. */
 export class FileOut {

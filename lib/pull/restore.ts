@@ -11,6 +11,7 @@ import { TaskGroup } from "../scheduler.ts";
 import { SealPool } from "../workers/pool.ts";
 import type { RestoreItem } from "../workers/restore_jobs.ts";
 import { DirGuard, finishImplicitDirs } from "./dirs.ts";
+import { removePullLeftovers } from "./leftovers.ts";
 import { isRawName } from "../format/names.ts";
 import { applyMeta, type FileMeta } from "../fs/meta.ts";
 import {
@@ -53,6 +54,8 @@ export interface PullResult {
   /** Directories, FIFOs and devices restored (hard links count as files). */
   dirs?: number;
   specials?: number;
+  /** Temporary files that an interrupted pull left in the target, removed first. */
+  leftovers?: number;
   problems: { path: string; message: string }[];
 }
 
@@ -130,6 +133,8 @@ export async function restoreState(
   const match = pathMatcher(opts.patterns ?? []);
   const chosen = entries.filter((e) => match(e.path)).sort((a, b) => a.path < b.path ? -1 : 1);
   const result: PullResult = { files: 0, bytes: 0, links: 0, problems: [] };
+  const leftovers = removePullLeftovers(target);
+  if (leftovers > 0) result.leftovers = leftovers;
   const dirs = new DirGuard(target);
   const files = chosen.filter((e) => e.action === "write" || e.action === "hardlink");
   const progress = {
