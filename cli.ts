@@ -3,10 +3,15 @@
 
 import { CORE_COMMANDS } from "./lib/cli/commands.ts";
 import { RECOVERY_COMMANDS } from "./lib/cli/recovery.ts";
+import { CHECK_COMMANDS } from "./lib/cli/check.ts";
 import type { Command } from "./lib/cli/common.ts";
 import { UsageError } from "./lib/cli/prompt.ts";
 
-const COMMANDS: Record<string, Command> = { ...CORE_COMMANDS, ...RECOVERY_COMMANDS };
+const COMMANDS: Record<string, Command> = {
+  ...CORE_COMMANDS,
+  ...CHECK_COMMANDS,
+  ...RECOVERY_COMMANDS,
+};
 
 function help(): string {
   const names = Object.keys(COMMANDS);

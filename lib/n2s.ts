@@ -20,6 +20,7 @@ import { push, resume } from "./push/push.ts";
 import type { PushOptions, PushResult } from "./push/types.ts";
 import { type PullResult, restoreState } from "./pull/restore.ts";
 import { stateFromIndex, stateFromManifests } from "./pull/state.ts";
+import { type CheckOptions, checkRepository, type CheckResult } from "./check.ts";
 import { listManifests } from "./repository/manifest.ts";
 import { defaultIndexPath } from "./paths.ts";
 import { RECOVERY_PAGE_HTML } from "./recovery_page/page.ts";
@@ -213,8 +214,19 @@ export class N2S {
       id = all[0];
       entries = await stateFromManifests(repo, id);
     }
-    const r = await restoreState(repo, entries, { target, ...opts });
+    const r = await restoreState(repo, entries.entries, { target, ...opts });
+    // What is known to be missing goes first: the restore is incomplete whatever else happened.
+    r.problems.unshift(...entries.problems);
     return { ...r, changeset: id };
+  }
+
+  /**
+   * Checks the repository and this index against it (see lib/check.ts): with `readData`, every
+   * needed blob is read and verified; with `repair`, lost blobs are recorded so that the next
+   * push stores them again, and old temporary objects are deleted.
+   */
+  async check(opts: CheckOptions = {}): Promise<CheckResult> {
+    return await checkRepository(await this.repository(), this.index, opts);
   }
 
   /** Changesets (all, or one by id prefix) with counts. */

@@ -54,8 +54,6 @@ export interface Tool {
   init(): Promise<Measured>;
   backup(src: string): Promise<Measured>;
   restore(src: string, target: string): Promise<Measured>;
-  /** Opens the repository and lists what it holds (the memory floor of any command). */
-  open(): Promise<Measured>;
   /** Where the restored copy of `src` lands under `target`. */
   restoredPath(src: string, target: string): string;
   repoDir: string;
@@ -75,7 +73,6 @@ export function n2sTool(work: string, cmd: string[]): Tool {
     name: "n2s",
     repoDir: repo,
     init: () => run(["init", "--repo", repo, "--index", index]),
-    open: () => run(["status", "--repo", repo, "--index", index]),
     async backup(src) {
       const m = await run(["push", src, "--repo", repo, "--index", index, "--json"]);
       const id = JSON.parse(m.stdout).changeset;
@@ -111,7 +108,6 @@ export function resticTool(work: string): Tool {
     name: "restic",
     repoDir: repo,
     init: () => measure(["restic", "init"], { env }),
-    open: () => measure(["restic", "snapshots", "--quiet"], { env }),
     backup: (src) =>
       measure(["restic", "backup", "--compression", "auto", "--quiet", resolve(src)], { env }),
     restore: (_src, target) =>
@@ -134,7 +130,6 @@ export function borgTool(work: string): Tool {
     name: "borg",
     repoDir: repo,
     init: () => measure(["borg", "init", "-e", "repokey-blake2", repo], { env }),
-    open: () => measure(["borg", "list", repo], { env }),
     backup: (src) => measure(["borg", "create", `${repo}::a${++n}`, "."], { env, cwd: src }),
     restore: (_src, target) => measure(["borg", "extract", `${repo}::a${n}`], { env, cwd: target }),
     restoredPath: (_src, target) => target,

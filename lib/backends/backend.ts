@@ -87,6 +87,21 @@ export interface Backend {
    * wrappers that must see each call (fault injection). Only the Repository asks for it.
    */
   objectFiles?(purpose: "read" | "write"): ObjectFiles | null;
+  /**
+   * Temporary objects that interrupted puts left behind (names that `list` skips), with their
+   * modification times, for `check` to report and `check --repair` to delete. Absent where a
+   * backend leaves none (a put that is atomic on the server) or cannot list them.
+   */
+  temporaries?(): Promise<TemporaryObject[]>;
+  /** Deletes one temporary object that `temporaries` listed. */
+  deleteTemporary?(key: string): Promise<void>;
+}
+
+/** A temporary object: its key (relative to the repository), size and mtime (ms). */
+export interface TemporaryObject {
+  key: string;
+  size: number;
+  mtime: number;
 }
 
 /** A backend's objects as files: object key k is the file `root`/k. */

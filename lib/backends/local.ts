@@ -4,7 +4,8 @@
 
 import { join } from "node:path";
 import { concat } from "../format/bytes.ts";
-import { DirMaker, ObjectFileWriter, putFileSync, TEMP_MARK } from "./local_files.ts";
+import { DirMaker, ObjectFileWriter, putFileSync } from "./local_files.ts";
+import { TEMP_MARK } from "./shared.ts";
 import {
   type Backend,
   BackendError,
@@ -16,6 +17,7 @@ import {
   NotFoundError,
   type ObjectFiles,
   type ObjectInfo,
+  type TemporaryObject,
 } from "./backend.ts";
 
 const GET_CHUNK = 4 << 20;
@@ -187,6 +189,43 @@ export class LocalBackend implements Backend {
         }
       }
     }
+  }
+
+  /** Files under a temporary name (see local_files.ts): puts killed before their rename. */
+  temporaries(): Promise<TemporaryObject[]> {
+    const out: TemporaryObject[] = [];
+    const walk = (dir: string, rel: string) => {
+      let entries: Deno.DirEntry[];
+      try {
+        entries = Array.from(Deno.readDirSync(dir));
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) return;
+        throw classify(this.name, e, "list temporary objects");
+      }
+      for (const ent of entries) {
+        const key = rel === "" ? ent.name : `${rel}/${ent.name}`;
+        if (ent.isDirectory) walk(join(dir, ent.name), key);
+        else if (ent.isFile && ent.name.includes(TEMP_MARK)) {
+          try {
+            const st = Deno.statSync(join(dir, ent.name));
+            out.push({ key, size: st.size, mtime: st.mtime?.getTime() ?? 0 });
+          } catch {
+            // renamed or removed meanwhile
+          }
+        }
+      }
+    };
+    walk(this.root, "");
+    return Promise.resolve(out);
+  }
+
+  async deleteTemporary(key: string): Promise<void> {
+    if (!key.split("/").pop()!.includes(TEMP_MARK)) {
+      throw new BackendError("permanent", this.name, `${key} is not a temporary object`);
+    }
+    await Deno.remove(this.#path(key)).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw classify(this.name, e, `delete ${key}`);
+    });
   }
 
   async delete(key: string): Promise<void> {

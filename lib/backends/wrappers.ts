@@ -13,6 +13,7 @@ import {
   type ObjectFiles,
   type ObjectInfo,
 } from "./backend.ts";
+import { Semaphore } from "./shared.ts";
 
 /** How the retry wrapper waits and gives up. */
 export interface RetryOptions {
@@ -177,30 +178,15 @@ export class RetryBackend implements Backend {
   objectFiles(purpose: "read" | "write"): ObjectFiles | null {
     return this.inner.objectFiles?.(purpose) ?? null;
   }
+  get temporaries(): Backend["temporaries"] {
+    return this.inner.temporaries?.bind(this.inner);
+  }
+  get deleteTemporary(): Backend["deleteTemporary"] {
+    return this.inner.deleteTemporary?.bind(this.inner);
+  }
 
   close(): Promise<void> {
     return this.inner.close();
-  }
-}
-
-/** A counting semaphore. */
-class Semaphore {
-  #free: number;
-  #waiting: (() => void)[] = [];
-  constructor(n: number) {
-    this.#free = n;
-  }
-  async acquire(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--;
-      return;
-    }
-    await new Promise<void>((r) => this.#waiting.push(r));
-  }
-  release(): void {
-    const next = this.#waiting.shift();
-    if (next) next();
-    else this.#free++;
   }
 }
 
@@ -251,6 +237,12 @@ export class LimitBackend implements Backend {
   objectFiles(purpose: "read" | "write"): ObjectFiles | null {
     return this.inner.objectFiles?.(purpose) ?? null;
   }
+  get temporaries(): Backend["temporaries"] {
+    return this.inner.temporaries?.bind(this.inner);
+  }
+  get deleteTemporary(): Backend["deleteTemporary"] {
+    return this.inner.deleteTemporary?.bind(this.inner);
+  }
   close(): Promise<void> {
     return this.inner.close();
   }
@@ -264,28 +256,52 @@ export interface FaultOptions {
   permanent: number;
   /** Seed of the injector's random numbers, so a failing run can be repeated. */
   seed: number;
+  /** Share of calls that first wait (0–1), as a slow server would (default 0). */
+  delay?: number;
+  /** The longest such wait in milliseconds; each is drawn from 0 to this (default 50). */
+  delayMs?: number;
 }
 
+/** The names of N2S_FAULTS, and what each sets. */
+const FAULT_NAMES: Record<string, keyof FaultOptions> = {
+  transient: "transient",
+  permanent: "permanent",
+  seed: "seed",
+  delay: "delay",
+  delay_ms: "delayMs",
+};
+
 /**
- * Parses a fault spec such as "transient=0.2,seed=7" (the N2S_FAULTS variable). Unknown names
- * and rates outside 0–1 are errors.
+ * Parses a fault spec such as "transient=0.2,seed=7" or "transient=0.2,delay=0.3,delay_ms=40"
+ * (the N2S_FAULTS variable). Unknown names and rates outside 0–1 are errors.
  */
 export function parseFaults(spec: string): FaultOptions {
   const f: FaultOptions = { transient: 0, permanent: 0, seed: 1 };
   for (const part of spec.split(",").map((s) => s.trim()).filter(Boolean)) {
     const [name, value] = part.split("=", 2);
     const v = Number(value);
-    if (!(name in f) || value === undefined || !Number.isFinite(v)) {
+    const field = Object.hasOwn(FAULT_NAMES, name) ? FAULT_NAMES[name] : undefined;
+    if (field === undefined || value === undefined || value === "" || !Number.isFinite(v)) {
       throw new Error(
-        `bad fault spec "${spec}": expected e.g. "transient=0.2,permanent=0,seed=7"`,
+        `bad fault spec "${spec}": expected e.g. "transient=0.2,permanent=0,delay=0.2,` +
+          `delay_ms=50,seed=7"`,
       );
     }
-    if (name !== "seed" && (v < 0 || v > 1)) {
-      throw new Error(`bad fault spec "${spec}": ${name} must be between 0 and 1`);
+    if (field === "delayMs" ? v < 0 : field !== "seed" && (v < 0 || v > 1)) {
+      throw new Error(
+        `bad fault spec "${spec}": ${name} must be ${
+          field === "delayMs" ? "at least 0" : "between 0 and 1"
+        }`,
+      );
     }
-    f[name as keyof FaultOptions] = v;
+    f[field] = v;
   }
   return f;
+}
+
+/** True when a fault spec injects anything. */
+export function injectsFaults(f: FaultOptions): boolean {
+  return f.transient > 0 || f.permanent > 0 || (f.delay ?? 0) > 0;
 }
 
 /** mulberry32: a small seeded generator (not for cryptography); picks which calls fail. */
@@ -303,19 +319,31 @@ export function seeded(seed: number): () => number {
 /**
  * Fails a share of calls on purpose, for tests. A failed put fails either before it reaches the
  * inner backend or after it stored the object (the caller cannot tell, as with a connection that
- * drops before the answer). A failed get may break its stream after the first piece. The counts
- * of injected faults are kept in `injected`.
+ * drops before the answer). A failed get may break its stream after the first piece. A share of
+ * calls (`delay`) first waits, as on a slow server. The counts of injected faults are kept in
+ * `injected`.
  */
 export class FaultBackend implements Backend {
   readonly name: string;
   readonly parallelism?: number;
-  readonly injected = { transient: 0, permanent: 0 };
+  readonly injected = { transient: 0, permanent: 0, delayed: 0 };
   readonly #random: () => number;
+  /** Apart from #random, so that slowing calls down leaves the same calls failing. */
+  readonly #slow: () => number;
 
   constructor(readonly inner: Backend, private readonly faults: FaultOptions) {
     this.name = inner.name;
     this.parallelism = inner.parallelism;
     this.#random = seeded(faults.seed);
+    this.#slow = seeded(faults.seed ^ 0x5bd1e995);
+  }
+
+  /** Waits before this call goes on, for a `delay` share of calls. */
+  async #maybeDelay(): Promise<void> {
+    const share = this.faults.delay ?? 0;
+    if (share <= 0 || this.#slow() >= share) return;
+    this.injected.delayed++;
+    await sleep(this.#slow() * (this.faults.delayMs ?? 50));
   }
 
   /** Throws an injected error for this call, or returns. */
@@ -332,6 +360,7 @@ export class FaultBackend implements Backend {
   }
 
   async put(key: string, body: Body): Promise<ObjectInfo> {
+    await this.#maybeDelay();
     const after = this.#random() < 0.5;
     if (!after) this.#maybeFail("put", key);
     const info = await this.inner.put(key, body);
@@ -340,6 +369,7 @@ export class FaultBackend implements Backend {
   }
 
   async get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>> {
+    await this.#maybeDelay();
     const midway = this.#random() < 0.5;
     if (!midway) this.#maybeFail("get", key);
     const stream = await this.inner.get(key, range);
@@ -361,21 +391,25 @@ export class FaultBackend implements Backend {
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {
+    await this.#maybeDelay();
     this.#maybeFail("stat", key);
     return await this.inner.stat(key);
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    await this.#maybeDelay();
     this.#maybeFail("list", prefix);
     yield* this.inner.list(prefix);
   }
 
   async delete(key: string): Promise<void> {
+    await this.#maybeDelay();
     this.#maybeFail("delete", key);
     await this.inner.delete(key);
   }
 
   async flush(): Promise<void> {
+    await this.#maybeDelay();
     this.#maybeFail("flush", "");
     await this.inner.flush();
   }
@@ -401,7 +435,7 @@ export interface StackOptions {
  */
 export function buildStack(base: Backend, opts: StackOptions = {}): Backend {
   let b: Backend = base;
-  if (opts.faults && (opts.faults.transient > 0 || opts.faults.permanent > 0)) {
+  if (opts.faults && injectsFaults(opts.faults)) {
     b = new FaultBackend(b, opts.faults);
   }
   b = new RetryBackend(b, opts.retry);

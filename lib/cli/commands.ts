@@ -115,7 +115,9 @@ async function openForPush(
 }
 
 function printProblems(problems: { path: string; message: string }[]): void {
-  for (const p of problems) note(`n2s: ${displayPath(p.path)}: ${p.message}`);
+  for (const p of problems) {
+    note(p.path === "" ? `n2s: ${p.message}` : `n2s: ${displayPath(p.path)}: ${p.message}`);
+  }
 }
 
 /** Builds the client a push names: paths, --scan, --btrfs, --zfs or --dsg. */

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS files (
   UNIQUE (changeset, path)
 );
 CREATE INDEX IF NOT EXISTS files_blob ON files(blob_id);
+CREATE TABLE IF NOT EXISTS lost_blobs (blob_id TEXT PRIMARY KEY, found TEXT NOT NULL, why TEXT);
 `;
 
 /** Marks a path or link target stored escaped (see toDb). U+FFFF is a noncharacter. */
@@ -281,12 +282,42 @@ export class Index {
     return this.#stmt(sql).all(...args) as unknown as ChangesetRow[];
   }
 
-  /** The chain of complete changesets of `source` up to and including `upTo` (oldest first). */
+  /**
+   * The chain of complete changesets of `source` that ends at `upToId` (default: the source's
+   * newest complete one), oldest first, following parent links.
+   */
   chain(source: string, upToId?: string): ChangesetRow[] {
-    const all = this.listChangesets(source).filter((c) => c.status === "complete");
-    if (upToId === undefined) return all;
-    const i = all.findIndex((c) => c.id === upToId);
-    return i < 0 ? [] : all.slice(0, i + 1);
+    const end = upToId === undefined ? this.lastComplete(source) : this.getChangeset(upToId);
+    return end ? this.chainOf(end).rows : [];
+  }
+
+  /**
+   * The chain that ends at `end`, oldest first, following parent links, and its holes: parents
+   * the index does not hold as complete (a lost manifest, a changeset never recovered). At a
+   * hole the chain goes on from the newest complete changeset of the source older than the
+   * missing one (ids are ULIDs, which sort by time), so that a restore gets all it can.
+   */
+  chainOf(end: ChangesetRow): { rows: ChangesetRow[]; holes: string[] } {
+    const rows: ChangesetRow[] = [end];
+    const holes: string[] = [];
+    const seen = new Set([end.id]);
+    const usable = (r: ChangesetRow | undefined): r is ChangesetRow =>
+      r !== undefined && r.status === "complete" && r.source === end.source && !seen.has(r.id);
+    for (let parent = end.parent; parent !== null;) {
+      let row = this.getChangeset(parent);
+      if (!usable(row)) {
+        holes.push(parent);
+        row = this.#stmt(
+          `SELECT * FROM changesets WHERE source = ? AND status = 'complete' AND id < ?
+            ORDER BY id DESC LIMIT 1`,
+        ).get(end.source, parent) as ChangesetRow | undefined;
+        if (!usable(row)) break;
+      }
+      seen.add(row.id);
+      rows.push(row);
+      parent = row.parent;
+    }
+    return { rows: rows.reverse(), holes };
   }
 
   // --- files ------------------------------------------------------------------------------
@@ -369,6 +400,13 @@ export class Index {
       changeset,
       toDb(path),
     );
+    if (f.status === "confirmed" && this.#hasLost()) {
+      this.#stmt(
+        `DELETE FROM lost_blobs WHERE blob_id =
+           (SELECT blob_id FROM files WHERE changeset = ? AND path = ?)`,
+      ).run(changeset, toDb(path));
+      this.#lost = null;
+    }
   }
 
   filesOf(changeset: string): FileRow[] {
@@ -477,6 +515,8 @@ export class Index {
 
   /** Where and when a blob's upload was confirmed, when some changeset confirmed it. */
   blobConfirmed(blobId: string): StoredBlob | undefined {
+    // A blob `check --repair` found missing or damaged is stored nowhere, whatever the rows say.
+    if (this.#hasLost() && this.isLost(blobId)) return undefined;
     return this.#stmt(
       `SELECT confirmed, stored_size, ref, pack, pack_offset, pack_length FROM files
         WHERE blob_id = ? AND status = 'confirmed' LIMIT 1`,
@@ -492,9 +532,14 @@ export class Index {
    */
   stateAt(chain: ChangesetRow[]): Map<string, PathState> {
     const state = new Map<string, PathState>();
+    // A path whose content was found lost (check --repair) is left out, so that the next push
+    // sees it as new and stores it again; the test costs nothing while no blob is lost.
     const stmt = this.#stmt(
       `SELECT path, action, size, mtime, inode, mode, target, changeset, ctime
-         FROM files WHERE changeset = ? AND status IN ('confirmed', 'present')`,
+         FROM files WHERE changeset = ? AND status IN ('confirmed', 'present')` +
+        (this.#hasLost()
+          ? " AND (blob_id IS NULL OR blob_id NOT IN (SELECT blob_id FROM lost_blobs))"
+          : ""),
     );
     for (const cs of chain) {
       // The rows are kept as they come (with their path too): copying 50,000 of them into
@@ -597,6 +642,54 @@ export class Index {
       decodeRow(r);
       if (match(r.path)) yield r;
     }
+  }
+
+  // --- blobs found lost by check --repair ----------------------------------------------------
+
+  #lost: number | null = null;
+
+  #hasLost(): boolean {
+    this.#lost ??= (this.#stmt("SELECT count(*) AS n FROM lost_blobs").get() as { n: number }).n;
+    return this.#lost > 0;
+  }
+
+  /** True when `check --repair` found this blob missing or damaged and no push stored it since. */
+  isLost(blobId: string): boolean {
+    return this.#stmt("SELECT 1 FROM lost_blobs WHERE blob_id = ?").get(blobId) !== undefined;
+  }
+
+  /** Records blobs found missing or damaged: no push counts them as stored until one stores them. */
+  markLost(blobs: { blobId: string; why: string }[]): void {
+    const stmt = this.#stmt(
+      "INSERT OR REPLACE INTO lost_blobs (blob_id, found, why) VALUES (?, ?, ?)",
+    );
+    const now = isoNow();
+    this.tx(() => {
+      for (const b of blobs) stmt.run(b.blobId, now, b.why);
+    });
+    this.#lost = null;
+  }
+
+  /** Blobs recorded as lost. */
+  lostBlobs(): { blob_id: string; found: string; why: string | null }[] {
+    return this.#stmt("SELECT blob_id, found, why FROM lost_blobs ORDER BY blob_id").all() as never;
+  }
+
+  /** The blob ids of every confirmed entry, with where they are stored. */
+  *confirmedBlobs(): Generator<
+    { blob_id: string; stored_size: number | null; pack: string | null; changeset: string }
+  > {
+    yield* this.#stmt(
+      `SELECT blob_id, min(stored_size) AS stored_size, pack, min(changeset) AS changeset
+         FROM files WHERE status = 'confirmed' AND blob_id IS NOT NULL
+        GROUP BY blob_id, pack`,
+    ).iterate() as Iterable<never>;
+  }
+
+  /** SQLite's own check of the file: "ok", or what is wrong. */
+  integrityCheck(): string[] {
+    return (this.db.prepare("PRAGMA integrity_check").all() as { integrity_check: string }[])
+      .map((r) => r.integrity_check);
   }
 
   /** Sets the status of a changeset, and its counts from the files table. */
