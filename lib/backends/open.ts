@@ -3,7 +3,7 @@
 
 import type { Backend } from "./backend.ts";
 import { LocalBackend } from "./local.ts";
-import { openSftpLocation } from "./sftp.ts";
+import { openSftpLocation } from "./sftp/backend.ts";
 import { openS3Location } from "./s3.ts";
 import { openIpfsLocation } from "./ipfs.ts";
 import { openRcloneLocation } from "./rclone.ts";

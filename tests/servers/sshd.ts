@@ -1,10 +1,14 @@
 // A real OpenSSH server for tests: Debian's /usr/sbin/sshd in the foreground on a free loopback
 // port, with freshly generated ed25519 host and client keys in a temp dir, logging in as root,
 // with the internal SFTP subsystem. It also writes the client files a test needs: a known_hosts
-// line for the host key and an ssh_config naming the server by an alias.
+// line for the host key and an ssh_config naming the server by an alias. On request it also
+// serves an account limited to SFTP: a system user with no shell (created when missing) in a
+// Match block with ForceCommand internal-sftp, as NAS boxes and hosting accounts are.
 
 const SSHD = "/usr/sbin/sshd";
 const SETUP_HINT = "run `bash scripts/setup.sh` (it installs openssh-server and openssh-client)";
+/** The SFTP-only test account: no shell, no home. */
+export const SFTP_ONLY_USER = "n2s-sftp-only";
 
 /** A running test sshd and the client-side files that reach it. */
 export interface SshServer {
@@ -31,6 +35,17 @@ export interface SshServer {
   dropConnections(): Promise<void>;
   /** Stops sshd (and its sessions) and removes the temp dir. */
   stop(): Promise<void>;
+  /** The SFTP-only account, when `sftpOnly` was asked for. */
+  sftpOnly?: SftpOnlyAccount;
+}
+
+/** An account that may only use SFTP (its shell is /usr/sbin/nologin; ForceCommand internal-sftp). */
+export interface SftpOnlyAccount {
+  user: typeof SFTP_ONLY_USER;
+  /** The Host alias in the server's configFile that logs in as this user. */
+  alias: "n2s-test-sftp-only";
+  /** A directory the account owns, for its data (under the server's temp dir). */
+  dir: string;
 }
 
 async function run(cmd: string, args: string[]): Promise<void> {
@@ -101,6 +116,46 @@ async function waitForBanner(port: number, timeoutMs: number, exited: () => bool
 export interface SshdOptions {
   /** More sshd_config lines, e.g. ["ForceCommand internal-sftp"]. */
   extraConfig?: string[];
+  /** Also serve the SFTP-only account (see SftpOnlyAccount); needs root. */
+  sftpOnly?: boolean;
+  /** sshd's LogLevel (default INFO); VERBOSE logs each session's kind ("Starting session: …"). */
+  logLevel?: "INFO" | "VERBOSE" | "DEBUG1";
+}
+
+/** Creates the SFTP-only system user when it is missing: shell nologin, no home, not locked. */
+async function ensureSftpOnlyUser(): Promise<number> {
+  const uid = async () => {
+    const out = await new Deno.Command("id", { args: ["-u", SFTP_ONLY_USER], stderr: "null" })
+      .output();
+    return out.success ? Number(new TextDecoder().decode(out.stdout).trim()) : null;
+  };
+  const known = await uid();
+  if (known !== null) return known;
+  try {
+    // A password of "*" (not "!"): sshd without PAM refuses locked accounts even for keys.
+    await run("useradd", [
+      "--system",
+      "--shell",
+      "/usr/sbin/nologin",
+      "--home-dir",
+      "/nonexistent",
+      "--no-create-home",
+      "--password",
+      "*",
+      SFTP_ONLY_USER,
+    ]);
+  } catch (e) {
+    // Another test may have created it meanwhile.
+    const again = await uid();
+    if (again !== null) return again;
+    throw new Error(
+      `cannot create the SFTP-only test user ${SFTP_ONLY_USER} (${(e as Error).message}); ` +
+        "the sftp tests run as root",
+    );
+  }
+  const created = await uid();
+  if (created === null) throw new Error(`useradd did not create ${SFTP_ONLY_USER}`);
+  return created;
 }
 
 /** Starts a test sshd; throws if sshd is not installed or does not come up. */
@@ -138,6 +193,16 @@ async function startIn(dir: string, opts: SshdOptions): Promise<SshServer> {
   ]);
   const authorized = `${dir}/authorized_keys`;
   await Deno.writeTextFile(authorized, await Deno.readTextFile(`${keyFile}.pub`), { mode: 0o600 });
+  let sftpOnlyDir: string | undefined;
+  if (opts.sftpOnly) {
+    const uid = await ensureSftpOnlyUser();
+    // sshd reads authorized_keys as the user logging in: let that user reach and read it.
+    await Deno.chmod(dir, 0o711);
+    await Deno.chmod(authorized, 0o644);
+    sftpOnlyDir = `${dir}/sftp-only`;
+    await Deno.mkdir(sftpOnlyDir, { mode: 0o700 });
+    await Deno.chown(sftpOnlyDir, uid, null);
+  }
   const hostKeyPub = (await Deno.readTextFile(`${hostKey}.pub`)).trim().split(/\s+/)
     .slice(0, 2).join(" ");
   const logFile = `${dir}/sshd.log`;
@@ -160,9 +225,11 @@ async function startIn(dir: string, opts: SshdOptions): Promise<SshServer> {
         "PermitRootLogin prohibit-password",
         "UsePAM no",
         "StrictModes no",
-        "LogLevel INFO",
+        `LogLevel ${opts.logLevel ?? "INFO"}`,
         "Subsystem sftp internal-sftp",
         ...(opts.extraConfig ?? []),
+        // A Match block runs to the end of the file: it comes last.
+        ...(opts.sftpOnly ? [`Match User ${SFTP_ONLY_USER}`, "  ForceCommand internal-sftp"] : []),
         "",
       ].join("\n"),
     );
@@ -199,6 +266,17 @@ async function startIn(dir: string, opts: SshdOptions): Promise<SshServer> {
           `  UserKnownHostsFile ${knownHostsFile}`,
           "  StrictHostKeyChecking yes",
           "  BatchMode yes",
+          ...(sftpOnlyDir === undefined ? [] : [
+            "Host n2s-test-sftp-only",
+            "  HostName 127.0.0.1",
+            `  Port ${port}`,
+            `  User ${SFTP_ONLY_USER}`,
+            `  IdentityFile ${keyFile}`,
+            "  IdentitiesOnly yes",
+            `  UserKnownHostsFile ${knownHostsFile}`,
+            "  StrictHostKeyChecking yes",
+            "  BatchMode yes",
+          ]),
           "",
         ].join("\n"),
       );
@@ -206,6 +284,9 @@ async function startIn(dir: string, opts: SshdOptions): Promise<SshServer> {
       return {
         host: "127.0.0.1",
         port,
+        sftpOnly: sftpOnlyDir === undefined
+          ? undefined
+          : { user: SFTP_ONLY_USER, alias: "n2s-test-sftp-only", dir: sftpOnlyDir },
         user: "root",
         dir,
         keyFile,
@@ -224,8 +305,14 @@ async function startIn(dir: string, opts: SshdOptions): Promise<SshServer> {
               // Already gone.
             }
           }
-          // Wait until they are gone.
-          for (let i = 0; i < 100 && childPids(child.pid).length > 0; i++) {
+          // Wait until they are gone (reaped by sshd), or fail saying which are left.
+          for (const deadline = Date.now() + 30_000; childPids(child.pid).length > 0;) {
+            if (Date.now() > deadline) {
+              throw new Error(
+                `sshd's connection processes ${childPids(child.pid).join(", ")} did not end ` +
+                  `within 30 s of SIGKILL`,
+              );
+            }
             await new Promise((r) => setTimeout(r, 20));
           }
         },
