@@ -1,16 +1,18 @@
-// The sealed container shared by blobs and changeset manifests: an 8-byte preamble, a salt, and
-// a STREAM of ChaCha20-Poly1305 segments whose nonces count up and flag the last one. No I/O here.
+// The sealed container shared by blobs, changeset manifests and locks: an 8-byte preamble, a salt,
+// and a STREAM of ChaCha20-Poly1305 segments whose nonces count up and flag the last one. No I/O
+// here.
 
 import { concat, fromUtf8, u32be, utf8 } from "./bytes.ts";
 import { CODEC_STORED, CODEC_ZSTD, type Suite } from "./suite.ts";
 
 /** What a container holds. */
-export type ContainerKind = "blob" | "changeset";
+export type ContainerKind = "blob" | "changeset" | "lock";
 
-/** The 4-byte magic of each kind ("N2SB", "N2SC"). */
+/** The 4-byte magic of each kind ("N2SB", "N2SC", "N2SL"). */
 export const MAGIC: Record<ContainerKind, Uint8Array> = {
   blob: utf8("N2SB"),
   changeset: utf8("N2SC"),
+  lock: utf8("N2SL"),
 };
 /** Format version written in byte 4 of the preamble (format 2: keyed blob ids, packs). */
 export const FORMAT_VERSION = 2;
@@ -27,6 +29,7 @@ const PREAMBLE_BYTES = 8;
 export const KEY_CONTEXT: Record<ContainerKind, string> = {
   blob: "n2s 2026-12-02 blob container key v2",
   changeset: "n2s 2026-12-02 changeset manifest key v2",
+  lock: "n2s 2026-12-02 repository lock key v2",
 };
 
 /** An error opening a container: tampering, truncation, a wrong key, or a malformed stream. */
