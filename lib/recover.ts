@@ -22,16 +22,16 @@ import {
 import type { Suite } from "./format/suite.ts";
 import { pathMatcher } from "./glob.ts";
 import { Index, isoNow } from "./index/sqlite.ts";
-import type { ChangesetRow, FileRow } from "./index/types.ts";
+import type { ChangesetRow } from "./index/types.ts";
 import { type PullResult, restoreState } from "./pull/restore.ts";
 import type { StateEntry } from "./pull/state.ts";
 import { blobKey, packKey } from "./repository/layout.ts";
+import { insertManifest } from "./repository/catch_up.ts";
 import {
   entryLocation,
   listManifests,
   type ManifestEntry,
   type ManifestHeader,
-  metaOfEntry,
   readManifest,
 } from "./repository/manifest.ts";
 import {
@@ -247,66 +247,12 @@ export async function rebuildIndex(
     // A blob is "confirmed" in the first changeset that names it and "present" in later ones,
     // as a push records it (a blob confirmed before a changeset began was already stored).
     const seen = new Set<string>();
-    for (const { header: h, entries } of manifests) {
-      index.insertChangeset({
-        id: h.id,
-        name: h.name,
-        source: h.source,
-        client: h.client,
-        root: null,
-        parent: h.parent,
-        status: "complete",
-        files_planned: h.files,
-        bytes_planned: h.bytes,
-        files_uploaded: 0,
-        bytes_uploaded: 0,
-        created: h.created,
-        completed: h.completed,
-        error: null,
-        chain: h.chain,
-        info: h.info === null || h.info === undefined ? null : JSON.stringify(h.info),
-      });
-      for (const e of entries) {
-        let status: FileRow["status"] = "confirmed";
-        if (e.action === "write" && e.blob_id) {
-          if (seen.has(e.blob_id) || (e.confirmed !== undefined && e.confirmed < h.created)) {
-            status = "present";
-          }
-          seen.add(e.blob_id);
-        }
-        const loc = e.action === "write" || e.action === "hardlink"
-          ? entryLocation(e)
-          : { pack: null };
-        const stored = e.blob_id
-          ? (loc.pack === null ? blobs.get(e.blob_id) : packs.get(loc.pack))
-          : undefined;
-        index.insertFile({
-          changeset: h.id,
-          path: e.path,
-          action: e.action,
-          file_hash: e.file_hash ?? null,
-          blob_id: e.blob_id ?? null,
-          size: e.size ?? null,
-          mtime: e.mtime ?? null,
-          mode: e.mode ?? null,
-          inode: null,
-          target: e.target ?? null,
-          status,
-          started: null,
-          // Manifests record when each blob was confirmed; other entries take the commit time.
-          confirmed: e.confirmed ?? h.completed,
-          stored_size: loc.pack === null ? stored?.size ?? null : loc.length,
-          ref: stored?.ref ?? null,
-          pack: loc.pack,
-          pack_offset: loc.pack === null ? null : loc.offset,
-          pack_length: loc.pack === null ? null : loc.length,
-          meta: metaOfEntry(e),
-          ctime: null,
-          error: null,
-        });
-        result.files++;
-      }
-      index.setStatus(h.id, "complete");
+    const stored = (e: ManifestEntry) => {
+      const loc = entryLocation(e);
+      return loc.pack === null ? blobs.get(e.blob_id!) : packs.get(loc.pack);
+    };
+    for (const m of manifests) {
+      result.files += insertManifest(index, m, { seen, stored });
       result.changesets++;
     }
     const complete = new Set(manifests.map((m) => m.header.id));

@@ -250,6 +250,11 @@ export async function readManifest(
   return { header, entries };
 }
 
+/** True when the manifest of a changeset is stored (the changeset was committed). */
+export async function hasManifest(repo: Repository, id: string): Promise<boolean> {
+  return (await repo.backend.stat(changesetKey(id))) !== null;
+}
+
 /** Ids of every manifest in the repository, oldest first (ULIDs sort by time). */
 export async function listManifests(repo: Repository): Promise<string[]> {
   const ids: string[] = [];

@@ -15,7 +15,7 @@ import {
 } from "../backends/backend.ts";
 import { fromUtf8, toHex, utf8 } from "../format/bytes.ts";
 import { type BlobHeader, openBlob } from "../format/blob.ts";
-import { blobIdFor, type RepoKeys, repoKeys } from "../format/ids.ts";
+import { blobIdFor, isHex128, type RepoKeys, repoKeys } from "../format/ids.ts";
 import {
   type KeyFile,
   parseKeyFile,
@@ -23,8 +23,17 @@ import {
   wrapMasterKey,
   WrongPassphraseError,
 } from "../format/keyfile.ts";
+import { type LockRecord, openLock, sealLock } from "../format/lock.ts";
 import type { Suite } from "../format/suite.ts";
-import { blobKey, CONFIG_KEY, keyFileKey, packKey, parseKey, RECOVERY_PAGE_KEY } from "./layout.ts";
+import {
+  blobKey,
+  CONFIG_KEY,
+  keyFileKey,
+  lockKey,
+  packKey,
+  parseKey,
+  RECOVERY_PAGE_KEY,
+} from "./layout.ts";
 
 /** The repository format this n2s reads and writes. */
 export const REPOSITORY_FORMAT = 2;
@@ -248,6 +257,52 @@ export class Repository {
       const k = parseKey(o.key);
       if (k.kind === "pack") yield { ...o, id: k.id };
     }
+  }
+
+  // --- locks (see lock.ts) ---------------------------------------------------------------
+
+  /** A new random lock id (32 hex digits): a lock's name says nothing about what it locks. */
+  newLockId(): string {
+    return toHex(this.suite.randomBytes(16));
+  }
+
+  /** Stores a lock, sealed with the master key (a new one, or a refresh of one held). */
+  async putLock(id: string, record: LockRecord): Promise<void> {
+    const parts = sealLock(this.suite, this.master, id, record);
+    let size = 0;
+    for (const p of parts) size += p.length;
+    await this.backend.put(lockKey(id), {
+      size,
+      async *open() {
+        yield parts;
+      },
+    });
+  }
+
+  /** Reads and opens a lock; NotFoundError when it is gone, ContainerError when it is not one. */
+  async readLock(id: string): Promise<LockRecord> {
+    const raw = await readAll(await this.backend.get(lockKey(id)));
+    return openLock(this.suite, this.master, id, raw, `${this.backend.name} ${lockKey(id)}`);
+  }
+
+  /** True while the lock object is there. */
+  async hasLock(id: string): Promise<boolean> {
+    return (await this.backend.stat(lockKey(id))) !== null;
+  }
+
+  /** Removes a lock (removing one that is gone is not an error). */
+  deleteLock(id: string): Promise<void> {
+    return this.backend.delete(lockKey(id));
+  }
+
+  /** The ids of every lock object, in one listing. */
+  async listLockIds(): Promise<string[]> {
+    const ids: string[] = [];
+    for await (const o of this.backend.list("locks/")) {
+      const k = parseKey(o.key);
+      if (k.kind === "lock" && isHex128(k.id)) ids.push(k.id);
+    }
+    return ids.sort();
   }
 }
 
