@@ -32,7 +32,23 @@ export { type ZfsClient, zfsClient, type ZfsOptions } from "./lib/clients/zfs.ts
 export { type DsgClient, dsgClient, type DsgOptions } from "./lib/clients/dsg.ts";
 export { type Runner, systemRunner } from "./lib/clients/runner.ts";
 export type { EntryProblem, PushOptions, PushProgress, PushResult } from "./lib/push/types.ts";
-export { push, resume } from "./lib/push/push.ts";
+export { push, resume, type ResumeOptions } from "./lib/push/push.ts";
+export {
+  acquireLock,
+  type AcquireOptions,
+  listLocks,
+  LOCK_REFRESH_MS,
+  LOCK_STALE_MS,
+  LockBusyError,
+  type LockHandle,
+  type LockInfo,
+  type LockKind,
+  type LockRecord,
+  type LockState,
+  type LockWaitOptions,
+  unlockRepository,
+  type UnlockResult,
+} from "./lib/repository/lock.ts";
 export { type PullOptions, type PullResult, restoreState } from "./lib/pull/restore.ts";
 export { type StateEntry, stateFromIndex, stateFromManifests } from "./lib/pull/state.ts";
 export {

@@ -6,6 +6,9 @@ import { type Index, isoNow } from "../index/sqlite.ts";
 import type { ChangesetRow } from "../index/types.ts";
 import { releaseMemory } from "../perf/memory.ts";
 import type { Repository } from "../repository/repository.ts";
+import { catchUpIndex } from "../repository/catch_up.ts";
+import { hasManifest } from "../repository/manifest.ts";
+import { acquireLock, type LockHandle, type LockWaitOptions } from "../repository/lock.ts";
 import { commitChangeset } from "./commit.ts";
 import type { FileRow } from "../index/types.ts";
 import { Queue } from "../scheduler.ts";
@@ -15,9 +18,11 @@ import { uploadChangeset, type UploadOptions } from "./upload.ts";
 
 /**
  * Pushes one client's changes as a changeset of `source`, resuming an interrupted one first.
- * `repo` may be a promise (a key still being derived): the walk and the comparison with the
- * index's state need no key and run meanwhile; the push waits for it before any upload, and
- * fails with its error (nothing of the new changeset is left in the index then).
+ * The source's lock is held from before the plan to after the commit, and the index first
+ * catches up with changesets pushed from elsewhere, so that the new changeset's parent is the
+ * newest one of its source in the repository. `repo` may be a promise (a key still being
+ * derived); the push waits for it (the lock is sealed with the key), and fails with its error
+ * before anything is recorded.
  */
 export async function push(
   repoOrPromise: Repository | Promise<Repository>,
@@ -43,11 +48,15 @@ export async function push(
     problems: [],
     notes: [],
   };
+  let lock: LockHandle | undefined;
   try {
+    lock = await lockSource(await repoP, index, opts.source, "push", opts.lock, result.problems);
     if (index.incomplete(opts.source).length > 0) {
-      const resumed = await resume(await repoP, index, { ...opts, now });
+      const resumed = await resumeLocked(await repoP, index, lock, { ...opts, now });
       result.resumed.push(...resumed.resumed);
       result.problems.push(...resumed.problems);
+      // This push lists the changes of a superseded changeset again: a note, not a failure.
+      result.notes.push(...resumed.superseded);
     }
 
     const last = index.lastComplete(opts.source);
@@ -144,6 +153,7 @@ export async function push(
       return result;
     }
     opts.onProgress?.({ ...r.progress, phase: "commit" });
+    lock.check();
     const committed = await commitChangeset(repo, index, index.getChangeset(id)!, now);
     result.problems.push(...committed.problems);
     result.changeset = id;
@@ -156,8 +166,37 @@ export async function push(
     result.present = c.present;
     return result;
   } finally {
+    await lock?.release();
     await client.close?.();
   }
+}
+
+/**
+ * Takes the lock of `source`, then records in the index the changesets pushed from elsewhere
+ * that it does not know (manifests that cannot be read are reported in `problems`).
+ */
+async function lockSource(
+  repo: Repository,
+  index: Index,
+  source: string,
+  command: string,
+  lock: LockWaitOptions | undefined,
+  problems: EntryProblem[],
+): Promise<LockHandle> {
+  const held = await acquireLock(repo, { kind: "source", source, command, ...lock });
+  try {
+    const caught = await catchUpIndex(repo, index);
+    for (const p of caught.problems) {
+      problems.push({
+        path: "",
+        message: `${p.object} cannot be read (${p.message}); this push does not build on it`,
+      });
+    }
+  } catch (e) {
+    await held.release();
+    throw e;
+  }
+  return held;
 }
 
 /** Uploads what a changeset still has pending, then commits it. */
@@ -165,29 +204,81 @@ async function completeChangeset(
   repo: Repository,
   index: Index,
   cs: ChangesetRow,
+  lock: LockHandle,
   opts: UploadOptions,
 ): Promise<{ problems: EntryProblem[] }> {
   index.updateChangeset(cs.id, { status: "uploading" });
   const r = await uploadChangeset(repo, index, cs, opts);
   opts.onProgress?.({ ...r.progress, phase: "commit" });
+  lock.check();
   const committed = await commitChangeset(repo, index, cs, opts.now);
   return { problems: [...r.problems, ...committed.problems] };
 }
 
-/** Completes interrupted changesets (all sources, or one) without a new scan. */
+/** Options of resume. */
+export type ResumeOptions = Partial<
+  Pick<
+    PushOptions,
+    "source" | "concurrency" | "compressLevel" | "confirmBatch" | "onProgress" | "now" | "lock"
+  >
+>;
+
+/**
+ * Completes interrupted changesets (all sources, or one) without a new scan, holding the lock
+ * of each source while its changesets are completed.
+ */
 export async function resume(
   repo: Repository,
   index: Index,
-  opts: Partial<
-    Pick<
-      PushOptions,
-      "source" | "concurrency" | "compressLevel" | "confirmBatch" | "onProgress" | "now"
-    >
-  > = {},
+  opts: ResumeOptions = {},
 ): Promise<{ resumed: string[]; problems: EntryProblem[] }> {
-  const now = opts.now ?? Date.now;
   const out = { resumed: [] as string[], problems: [] as EntryProblem[] };
+  const sources = [...new Set(index.incomplete(opts.source).map((c) => c.source))];
+  for (const source of sources) {
+    const lock = await lockSource(repo, index, source, "push --resume", opts.lock, out.problems);
+    try {
+      const r = await resumeLocked(repo, index, lock, { ...opts, source });
+      out.resumed.push(...r.resumed);
+      out.problems.push(...r.problems, ...r.superseded);
+    } finally {
+      await lock.release();
+    }
+  }
+  return out;
+}
+
+/** Completes the interrupted changesets of one source, whose lock the caller holds. */
+async function resumeLocked(
+  repo: Repository,
+  index: Index,
+  lock: LockHandle,
+  opts: ResumeOptions & { source: string },
+): Promise<{ resumed: string[]; problems: EntryProblem[]; superseded: EntryProblem[] }> {
+  const now = opts.now ?? Date.now;
+  const out = {
+    resumed: [] as string[],
+    problems: [] as EntryProblem[],
+    superseded: [] as EntryProblem[],
+  };
   for (const cs of index.incomplete(opts.source)) {
+    const newest = index.lastComplete(cs.source)?.id ?? null;
+    if (cs.status === "uploading" && cs.parent !== newest && !(await hasManifest(repo, cs.id))) {
+      // A changeset of the source was completed since this one was planned (pushed from
+      // another machine, or beside it before pushes took locks): committing this one would fork
+      // the chain. What it stored stays known, so the next push uploads none of it twice. (One
+      // whose manifest was stored is committed already, and others may build on it: it is
+      // completed below.)
+      index.setStatus(cs.id, "failed", {
+        error: `superseded by changeset ${newest}, completed after it was planned; ` +
+          `the next push lists its changes again`,
+      });
+      out.superseded.push({
+        path: "",
+        message: `interrupted changeset ${cs.id} was superseded by ${newest}, completed ` +
+          `after it was planned; a push lists its changes again (nothing stored is sent twice)`,
+      });
+      continue;
+    }
     if (cs.status === "pending") {
       // Interrupted while its changes were still being listed: its plan is partial (a snapshot
       // client's changeset would miss changes). What it stored stays known, so the next push
@@ -197,7 +288,7 @@ export async function resume(
       });
       continue;
     }
-    const r = await completeChangeset(repo, index, cs, {
+    const r = await completeChangeset(repo, index, cs, lock, {
       content: { root: cs.root ?? "." },
       compressLevel: opts.compressLevel,
       concurrency: opts.concurrency,

@@ -2,6 +2,7 @@
 
 import type { Client } from "../clients/client.ts";
 import type { UlidGenerator } from "../format/ids.ts";
+import type { LockWaitOptions } from "../repository/lock.ts";
 
 /** Progress of a push, reported as it goes. */
 export interface PushProgress {
@@ -27,6 +28,8 @@ export interface PushOptions {
   /** Uploads confirmed per durable batch (default 1000); smaller batches lose less to a crash. */
   confirmBatch?: number;
   onProgress?: (p: PushProgress) => void;
+  /** When another command holds the source's lock: wait (default) or fail, and what to say. */
+  lock?: LockWaitOptions;
   now?: () => number;
   ids?: UlidGenerator;
 }
