@@ -54,6 +54,8 @@ export interface Tool {
   init(): Promise<Measured>;
   backup(src: string): Promise<Measured>;
   restore(src: string, target: string): Promise<Measured>;
+  /** Verifies the repository, reading every stored byte. */
+  check(): Promise<Measured>;
   /** Where the restored copy of `src` lands under `target`. */
   restoredPath(src: string, target: string): string;
   repoDir: string;
@@ -92,6 +94,7 @@ export function n2sTool(work: string, cmd: string[]): Tool {
         index,
       ]),
     restoredPath: (_src, target) => target,
+    check: () => run(["check", "--read-data", "--repo", repo, "--index", index]),
   };
 }
 
@@ -113,6 +116,7 @@ export function resticTool(work: string): Tool {
     restore: (_src, target) =>
       measure(["restic", "restore", "latest", "--target", target, "--quiet"], { env }),
     restoredPath: (src, target) => join(target, resolve(src)),
+    check: () => measure(["restic", "check", "--read-data", "--quiet"], { env }),
   };
 }
 
@@ -133,6 +137,7 @@ export function borgTool(work: string): Tool {
     backup: (src) => measure(["borg", "create", `${repo}::a${++n}`, "."], { env, cwd: src }),
     restore: (_src, target) => measure(["borg", "extract", `${repo}::a${n}`], { env, cwd: target }),
     restoredPath: (_src, target) => target,
+    check: () => measure(["borg", "check", "--verify-data", repo], { env }),
   };
 }
 
