@@ -85,9 +85,35 @@ export function parseKeyFile(text: string | Uint8Array, what: string): KeyFile {
   ) {
     throw new Error(`${what} is not an n2s key file`);
   }
+  if (
+    typeof k.id !== "string" || typeof k.repository !== "string" || typeof k.created !== "string"
+  ) {
+    throw new Error(`${what} is not an n2s key file (id, repository or created is missing)`);
+  }
   const { N, r, p } = k.kdf;
-  if (!Number.isInteger(Math.log2(N)) || N < 2 ** 10 || N > 2 ** 22 || r < 1 || r > 32 || p !== 1) {
+  if (
+    !Number.isSafeInteger(N) || !Number.isSafeInteger(r) || !Number.isInteger(Math.log2(N)) ||
+    N < 2 ** 10 || N > 2 ** 22 || r < 1 || r > 32 || p !== 1
+  ) {
     throw new Error(`${what} has unsupported scrypt parameters`);
+  }
+  // Lengths as wrapMasterKey writes them: what unwrapping takes, so that it fails on nothing else.
+  for (
+    const [field, value, size] of [
+      ["kdf.salt", k.kdf.salt, 16],
+      ["nonce", k.nonce, 12],
+      ["sealed", k.sealed, 48],
+    ] as const
+  ) {
+    let bytes: Uint8Array | null = null;
+    try {
+      bytes = fromBase64(value);
+    } catch {
+      // reported below
+    }
+    if (bytes?.length !== size) {
+      throw new Error(`${what} is damaged: ${field} is not the base64 of ${size} bytes`);
+    }
   }
   return k;
 }

@@ -56,3 +56,25 @@ Deno.test("malformed key files are rejected with the file named", () => {
   assert.throws(() => parseKeyFile("not json", "backup.key"), /backup\.key is not a key file/);
   assert.throws(() => parseKeyFile("{}", "backup.key"), /backup\.key is not an n2s key file/);
 });
+
+Deno.test("a key file altered in its scrypt parameters or base64 fields is rejected with the file named", async () => {
+  const k = await wrapMasterKey(suite, suite.randomBytes(32), "x", { ...meta, id: "f" });
+  const altered: [string, Record<string, unknown>, RegExp][] = [
+    ["N as text", { kdf: { ...k.kdf, N: "1024" } }, /unsupported scrypt parameters/],
+    ["r as text", { kdf: { ...k.kdf, r: "8" } }, /unsupported scrypt parameters/],
+    ["r missing", { kdf: { ...k.kdf, r: undefined } }, /unsupported scrypt parameters/],
+    ["r true", { kdf: { ...k.kdf, r: true } }, /unsupported scrypt parameters/],
+    ["salt not base64", { kdf: { ...k.kdf, salt: "=" } }, /kdf\.salt is not the base64 of 16/],
+    ["nonce too short", { nonce: "AAAA" }, /nonce is not the base64 of 12 bytes/],
+    ["sealed not base64", { sealed: "!!!!" }, /sealed is not the base64 of 48 bytes/],
+    ["created a number", { created: 5 }, /is not an n2s key file/],
+  ];
+  for (const [what, change, message] of altered) {
+    assert.throws(
+      () => parseKeyFile(JSON.stringify({ ...k, ...change }), "keys/f"),
+      (e: Error) =>
+        !(e instanceof TypeError) && /^keys\/f /.test(e.message) && message.test(e.message),
+      what,
+    );
+  }
+});
