@@ -117,15 +117,19 @@ export interface CatchUpResult {
 /**
  * Records in the index every complete changeset of the repository that it does not hold: one
  * listing of changesets/, then only the manifests the index has never seen (of every source:
- * their source is sealed inside them). Run while holding the lock of the source about to be
- * pushed, so that no changeset of it can appear meanwhile.
+ * their source is sealed inside them), and those it holds as failed (a push `recover index`
+ * found unfinished, which its own machine completed later). Run while holding the lock of the
+ * source about to be pushed, so that no changeset of it can appear meanwhile.
  */
 export async function catchUpIndex(
   repo: Repository,
   index: Index,
 ): Promise<CatchUpResult> {
   const out: CatchUpResult = { imported: [], problems: [] };
-  const unknown = (await listManifests(repo)).filter((id) => index.getChangeset(id) === undefined);
+  const unknown = (await listManifests(repo)).filter((id) => {
+    const row = index.getChangeset(id);
+    return row === undefined || row.status === "failed";
+  });
   if (unknown.length === 0) return out;
   const read: ReadManifest[] = [];
   for (const id of unknown) {
@@ -141,6 +145,10 @@ export async function catchUpIndex(
   const seen = new Set<string>();
   index.tx(() => {
     for (const m of parentsFirst(read)) {
+      if (index.getChangeset(m.header.id) !== undefined) {
+        index.db.prepare("DELETE FROM files WHERE changeset = ?").run(m.header.id);
+        index.db.prepare("DELETE FROM changesets WHERE id = ?").run(m.header.id);
+      }
       insertManifest(index, m, { seen });
       out.imported.push(m.header.id);
     }
