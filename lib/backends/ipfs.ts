@@ -50,6 +50,7 @@ import {
   NotFoundError,
   type ObjectInfo,
 } from "./backend.ts";
+import { moveWithRetry, oneLine } from "./shared.ts";
 
 /** Server-side timeout of calls that answer at once (metadata, moves, pins of small DAGs). */
 const CALL_TIMEOUT_S = 30;
@@ -96,12 +97,6 @@ class BodyFailure {
 /** Seconds a call streaming `size` bytes may take. */
 function streamTimeout(size: number): number {
   return CALL_TIMEOUT_S + Math.ceil(size / MIN_RATE);
-}
-
-/** One line from a node's error text. */
-function oneLine(s: string, max = 200): string {
-  const t = s.replace(/\s+/g, " ").trim();
-  return t.length > max ? `${t.slice(0, max)}…` : t;
 }
 
 /** An IPFS node's MFS, through the Kubo HTTP RPC API. */
@@ -236,7 +231,7 @@ export class IpfsBackend implements Backend {
   }
 
   #httpError(status: number, message: string, what: string): BackendError {
-    const msg = oneLine(message) || "(no message)";
+    const msg = oneLine(message, 200) || "(no message)";
     if (/does not exist|not found|no link named/i.test(message) && status === 500) {
       return new BackendError("notfound", this.name, `${what}: not found`);
     }
@@ -420,7 +415,10 @@ export class IpfsBackend implements Backend {
   async #moveIntoPlace(tmp: string, path: string, what: string): Promise<string | undefined> {
     const dir = path.slice(0, path.lastIndexOf("/"));
     let replaced: string | undefined;
-    for (let attempt = 1;; attempt++) {
+    // Only a failed `files/mv` is tried again; the steps before it fail at once.
+    let moving = false;
+    await moveWithRetry(async () => {
+      moving = false;
       await this.#mkdir(dir, what);
       const old = await this.#stat(path, what);
       if (old) {
@@ -434,19 +432,18 @@ export class IpfsBackend implements Backend {
         replaced ??= old.Hash;
         await this.#remove(path, what);
       }
-      try {
-        await this.#json("files/mv", [["arg", tmp], ["arg", path]], what);
-        return replaced;
-      } catch (e) {
-        if (!(e instanceof BackendError) || attempt >= MOVE_TRIES) throw e;
-        if (/did not exist|not found/i.test(e.message)) {
-          // The directory went away behind our back: create it again.
-          this.#dirs.delete(dir);
-        } else if (!/already (has entry|exists)/i.test(e.message)) {
-          throw e;
-        }
+      moving = true;
+      await this.#json("files/mv", [["arg", tmp], ["arg", path]], what);
+    }, (e) => {
+      if (!moving || !(e instanceof BackendError)) return false;
+      if (/did not exist|not found/i.test(e.message)) {
+        // The directory went away behind our back: create it again.
+        this.#dirs.delete(dir);
+        return true;
       }
-    }
+      return /already (has entry|exists)/i.test(e.message);
+    }, MOVE_TRIES);
+    return replaced;
   }
 
   /**

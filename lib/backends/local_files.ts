@@ -7,16 +7,10 @@
 // that directory's permissions, so a repository shared through its group stays shared.
 
 import { dirname, join } from "node:path";
+import { tempName } from "./shared.ts";
 
-/** Part of the name of every temporary file: listings skip such names. */
-export const TEMP_MARK = ".n2s-tmp-";
 /** Bytes of a large object written between two starts of its write-back (fdatasync). */
 const WRITEBACK_BYTES = 32 << 20;
-
-/** A temporary name beside `path`. */
-export function tempName(path: string): string {
-  return `${path}${TEMP_MARK}${crypto.randomUUID().slice(0, 8)}`;
-}
 
 /** Creates `path` (which must not exist) holding `data`. */
 export function writeNew(path: string, data: Uint8Array, mode = 0o600): void {

@@ -52,6 +52,7 @@ import {
   type ObjectInfo,
   rangeHeader,
 } from "./backend.ts";
+import { moveWithRetry, oneLine, randomHex } from "./shared.ts";
 
 /** The folder (under the remote's root) that holds uploads until they are moved to their key. */
 export const TEMP_DIR = ".n2s-tmp";
@@ -59,7 +60,6 @@ export const TEMP_DIR = ".n2s-tmp";
 const STARTUP_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 5_000;
 const STDERR_LINES = 20;
-const MOVE_ATTEMPTS = 5;
 
 /** rclone messages of passing trouble: a retry may well succeed. */
 const TRANSIENT =
@@ -159,17 +159,11 @@ function childEnv(env: Record<string, string | undefined>): Record<string, strin
   return out;
 }
 
-function randomHex(bytes: number): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(bytes)))
-    .map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** One line of rclone's error text: prefixes rclone adds dropped, whitespace collapsed. */
-function oneLine(msg: string): string {
-  return msg.replace(/\s+/g, " ").trim()
+function rcloneLine(msg: string): string {
+  return oneLine(msg, 500)
     .replace(/^(failed to make Fs: |NewFs: )+/g, "")
-    .replace(/\{[A-Za-z0-9_-]{5}\}/g, "")
-    .slice(0, 500);
+    .replace(/\{[A-Za-z0-9_-]{5}\}/g, "");
 }
 
 /** An error answer of rcd: its HTTP status and rclone's message. */
@@ -276,7 +270,7 @@ class Rcd {
       throw new Error(
         exited && code !== 0 && last === undefined
           ? `${program} rcd exited with code ${code}`
-          : `${program} rcd did not start: ${oneLine(last ?? "no output within 20 s")}`,
+          : `${program} rcd did not start: ${rcloneLine(last ?? "no output within 20 s")}`,
       );
     }
     const port = Number(new URL(url).port);
@@ -294,7 +288,7 @@ class Rcd {
   /** The last line rcd printed, without its timestamp. */
   lastLine(): string {
     const l = this.stderr.at(-1);
-    return l ? oneLine(l.replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "")) : "no output";
+    return l ? rcloneLine(l.replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "")) : "no output";
   }
 
   kill(signal: Deno.Signal): void {
@@ -418,14 +412,14 @@ export class RcloneBackend implements Backend {
   #lost(rcd: Rcd, what: string, e: unknown): BackendError {
     const why = rcd.exited
       ? `rclone rcd exited (${rcd.lastLine()})`
-      : `rclone rcd did not answer: ${oneLine(e instanceof Error ? e.message : String(e))}`;
+      : `rclone rcd did not answer: ${rcloneLine(e instanceof Error ? e.message : String(e))}`;
     // A fresh rcd is started by the next call.
     return new BackendError("transient", this.name, `${what}: ${why}`, { cause: e });
   }
 
   /** Turns an rcd error answer into a classified BackendError. */
   #classify(what: string, e: RcError): BackendError {
-    const msg = oneLine(e.message);
+    const msg = rcloneLine(e.message);
     let hint = "";
     let permanent = e.status === 400 || e.status === 401 || e.status === 403;
     if (/didn't find section in config file/i.test(msg)) {
@@ -662,20 +656,17 @@ export class RcloneBackend implements Backend {
    */
   async #move(tmp: string, key: string, what: string): Promise<void> {
     const params = { srcFs: this.#fs, srcRemote: tmp, dstFs: this.#fs, dstRemote: key };
-    for (let attempt = 1;; attempt++) {
+    await moveWithRetry(async () => {
       try {
         await this.#call("operations/movefile", params, what);
-        return;
       } catch (e) {
-        if (!(e instanceof RcError)) throw e;
         // When racing puts of one key delete each other's object around the rename, rclone
         // reports "object not found" for a move that took place: the upload is gone from the
         // temporary area, so this put did land (and another one may have replaced it since).
-        if (e.status === 404 && !(await this.#exists(tmp, what))) return;
-        if (attempt >= MOVE_ATTEMPTS || this.#classify(what, e).kind !== "transient") throw e;
-        await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
+        if (e instanceof RcError && e.status === 404 && !(await this.#exists(tmp, what))) return;
+        throw e;
       }
-    }
+    }, (e) => e instanceof RcError && this.#classify(what, e).kind === "transient");
   }
 
   /** Whether an object exists, by any name (stat takes keys only). */
@@ -853,7 +844,7 @@ export class RcloneBackend implements Backend {
         if (!out.success) throw new Error(new TextDecoder().decode(out.stderr).trim());
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);
-        throw new BackendError("transient", this.name, `flush (sync -f): ${oneLine(msg)}`, {
+        throw new BackendError("transient", this.name, `flush (sync -f): ${rcloneLine(msg)}`, {
           cause: e,
         });
       }
