@@ -17,6 +17,12 @@ import {
   type RepositoryConfig,
 } from "./repository/repository.ts";
 import { push, resume } from "./push/push.ts";
+import {
+  acquireLock,
+  type AcquireOptions,
+  type LockHandle,
+  type LockWaitOptions,
+} from "./repository/lock.ts";
 import type { PushOptions, PushResult } from "./push/types.ts";
 import { type PullResult, restoreState } from "./pull/restore.ts";
 import { stateFromIndex, stateFromManifests } from "./pull/state.ts";
@@ -70,6 +76,17 @@ export interface FindHit {
   size: number | null;
   blob_id: string | null;
   confirmed: string | null;
+}
+
+/** Options of a pull. */
+export interface StorePullOptions {
+  patterns?: string[];
+  concurrency?: number;
+  onProgress?: Parameters<typeof restoreState>[2]["onProgress"];
+  /** Restore owner and group (default: when running as root). */
+  owner?: boolean;
+  /** When a command that deletes holds the repository: wait (default) or fail. */
+  lock?: LockWaitOptions;
 }
 
 /** Options to open a store. */
@@ -181,19 +198,43 @@ export class N2S {
     return resume(await this.repository(), this.index, opts);
   }
 
-  /** Restores the state of a source at a changeset (id or unique prefix) under `target`. */
+  /**
+   * Takes a lock of the repository (see lib/repository/lock.ts): `exclusive` for a command that
+   * deletes, which then runs beside no other command; release it in a `finally`.
+   */
+  async lock(opts: AcquireOptions): Promise<LockHandle> {
+    return acquireLock(await this.repository(), opts);
+  }
+
+  /**
+   * Restores the state of a source at a changeset (id or unique prefix) under `target`, holding
+   * a shared lock (nothing is deleted meanwhile; on read-only storage it goes on without one).
+   */
   async pull(
     changeset: string,
     target: string,
-    opts: {
-      patterns?: string[];
-      concurrency?: number;
-      onProgress?: Parameters<typeof restoreState>[2]["onProgress"];
-      /** Restore owner and group (default: when running as root). */
-      owner?: boolean;
-    } = {},
+    opts: StorePullOptions = {},
   ): Promise<PullResult & { changeset: string }> {
     const repo = await this.repository();
+    const lock = await acquireLock(repo, {
+      kind: "shared",
+      command: "pull",
+      bestEffort: true,
+      ...opts.lock,
+    });
+    try {
+      return await this.#pull(repo, changeset, target, opts);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  async #pull(
+    repo: Repository,
+    changeset: string,
+    target: string,
+    opts: StorePullOptions,
+  ): Promise<PullResult & { changeset: string }> {
     let id: string;
     let entries;
     const known = this.index.listChangesets().some((c) => c.id.startsWith(changeset.toUpperCase()));
@@ -225,8 +266,21 @@ export class N2S {
    * needed blob is read and verified; with `repair`, lost blobs are recorded so that the next
    * push stores them again, and old temporary objects are deleted.
    */
-  async check(opts: CheckOptions = {}): Promise<CheckResult> {
-    return await checkRepository(await this.repository(), this.index, opts);
+  async check(opts: CheckOptions & { lock?: LockWaitOptions } = {}): Promise<CheckResult> {
+    const repo = await this.repository();
+    // Repair deletes (temporary objects) and changes what pushes trust: it runs alone. A plain
+    // check only reads, beside anything but a command that deletes.
+    const lock = await acquireLock(repo, {
+      kind: opts.repair ? "exclusive" : "shared",
+      command: opts.repair ? "check --repair" : "check",
+      bestEffort: !opts.repair,
+      ...opts.lock,
+    });
+    try {
+      return await checkRepository(repo, this.index, opts);
+    } finally {
+      await lock.release();
+    }
   }
 
   /** Changesets (all, or one by id prefix) with counts. */

@@ -11,6 +11,7 @@ import type { Client } from "../clients/client.ts";
 import { defaultIndexPath } from "../paths.ts";
 import { getPassphrase, UsageError } from "./prompt.ts";
 import { formatBytes, ProgressBar } from "./progress.ts";
+import { lockMessages } from "./lock.ts";
 import {
   type Command,
   indexLocation,
@@ -196,7 +197,8 @@ const push: Command = {
   usage:
     "n2s push PATH... | --scan DIR [--since 24h|ISO] [--exclude GLOB]... [--include GLOB]... " +
     "| --btrfs SNAPSHOT [--parent SNAPSHOT] | --zfs DATASET@SNAP [--parent @SNAP] " +
-    "| --dsg REPO_DIR; [--source NAME] [--changeset-name NAME]; n2s push --resume [--source NAME]",
+    "| --dsg REPO_DIR; [--source NAME] [--changeset-name NAME] [--no-wait]; " +
+    "n2s push --resume [--source NAME] [--no-wait]",
   async run(args) {
     const { values, positionals } = parse(args, {
       ...REPO_OPTIONS,
@@ -212,7 +214,9 @@ const push: Command = {
       since: { type: "string" },
       exclude: { type: "string", multiple: true },
       include: { type: "string", multiple: true },
+      "no-wait": { type: "boolean" },
     }, this.usage);
+    const lock = lockMessages("push", !values["no-wait"]);
     const concurrency = values.concurrency ? Number(values.concurrency) : undefined;
     if (concurrency !== undefined && !(concurrency >= 1)) {
       throw new UsageError("--concurrency must be at least 1");
@@ -230,6 +234,7 @@ const push: Command = {
       if (chosen === undefined) {
         const r = await store.resume({
           source: values.source,
+          lock,
           concurrency,
           onProgress: (p) => bar.update(p),
         });
@@ -245,6 +250,7 @@ const push: Command = {
         client,
         source,
         name: values["changeset-name"],
+        lock,
         concurrency,
         onProgress: (p) => bar.update(p),
       });
@@ -296,6 +302,7 @@ const pull: Command = {
         concurrency: values.concurrency ? Number(values.concurrency) : undefined,
         onProgress: (p) => bar.update(p),
         owner: values["no-owner"] ? false : undefined,
+        lock: lockMessages("pull"),
       });
       bar.done();
       if (r.leftovers) {
