@@ -225,12 +225,21 @@ Deno.test("the limit caps operations in flight, and the stack exposes it", async
   using tmp = tempDir();
   let now = 0;
   let peak = 0;
+  // Each put waits at a gate until the test lets it through, one at a time.
+  const held: (() => void)[] = [];
+  let arrived: (() => void) | null = null;
+  const until = async (cond: () => boolean) => {
+    while (!cond()) await new Promise<void>((r) => arrived = r);
+  };
   const local = new LocalBackend(tmp.path);
   const slow: Backend = {
     name: "slow",
     async put(k, b) {
       peak = Math.max(peak, ++now);
-      await new Promise((r) => setTimeout(r, 5));
+      const gate = Promise.withResolvers<void>();
+      held.push(gate.resolve);
+      arrived?.();
+      await gate.promise;
       try {
         return await local.put(k, b);
       } finally {
@@ -245,9 +254,15 @@ Deno.test("the limit caps operations in flight, and the stack exposes it", async
     close: () => local.close(),
   };
   const b = new LimitBackend(slow, 3);
-  await Promise.all(
+  const all = Promise.all(
     Array.from({ length: 30 }, (_, i) => b.put(`k${i}`, bytesBody(new Uint8Array(i)))),
   );
+  // Whenever as many puts as the limit allows wait at the gate, let one through.
+  for (let done = 0; done < 30; done++) {
+    await until(() => held.length >= Math.min(3, 30 - done));
+    held.shift()!();
+  }
+  await all;
   assert.equal(peak, 3);
   assert.equal(buildStack(slow, { concurrency: 5 }).parallelism, 5);
   assert.equal(buildStack({ ...slow, parallelism: 7 }).parallelism, 7);

@@ -45,25 +45,34 @@ async function killMidPush(
   index: string,
   src: string,
 ): Promise<Map<string, string | null>> {
+  // The push stops for good before its 13th pack (the fixture), so it cannot finish before it
+  // is killed; the test waits until the packs before it are confirmed, for a minute at most.
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--quiet", FIXTURE, repo, index, src],
+    stdin: "piped",
     stdout: "null",
     stderr: "piped",
   }).spawn();
+  let ended = false;
+  child.status.then(() => ended = true);
   const deadline = Date.now() + 60_000;
   let confirmed = new Map<string, string | null>();
-  while (Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
+  while (Date.now() < deadline && !ended) {
     confirmed = confirmedBlobs(index);
     if (confirmed.size >= 9) break;
+    await new Promise((r) => setTimeout(r, 50));
   }
   try {
     child.kill("SIGKILL");
   } catch {
     // it already ended; the assertions below say why
   }
-  await child.status;
-  await child.stderr.cancel();
+  const status = await child.status;
+  const stderr = new TextDecoder().decode(
+    await new Response(child.stderr).arrayBuffer(),
+  );
+  await child.stdin.close().catch(() => {});
+  assert.equal(status.signal, "SIGKILL", `the push ended by itself:\n${stderr}`);
   assert.ok(confirmed.size >= 9, "the push never got far enough to be interrupted");
   return confirmedBlobs(index);
 }
