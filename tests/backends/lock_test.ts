@@ -485,8 +485,13 @@ Deno.test("a held lock is refreshed until it is released", async () => {
       const id = held.info!.id;
       assert.equal((await repo.readLock(id)).refreshed, "2026-12-02T10:00:00.000Z");
       clock += 3 * 60_000;
-      // Wait for the refresh to land (an event: the stored time changes).
-      while ((await repo.readLock(id)).refreshed !== "2026-12-02T10:03:00.000Z") {
+      // Wait for the refresh to land (an event: the stored time changes), a minute at most.
+      for (const deadline = Date.now() + 60_000;;) {
+        const refreshed = (await repo.readLock(id)).refreshed;
+        if (refreshed === "2026-12-02T10:03:00.000Z") break;
+        if (Date.now() > deadline) {
+          throw new Error(`the held lock was not refreshed within a minute (still ${refreshed})`);
+        }
         await new Promise((r) => setTimeout(r, 5));
       }
       held.check();
@@ -506,4 +511,45 @@ Deno.test("FORMAT.md documents the lock container and its key context", () => {
   assert.ok(doc.includes(KEY_CONTEXT.lock), "the lock key context is on the page");
   assert.ok(doc.includes("N2SL"), "the lock magic is on the page");
   assert.ok(doc.includes("locks/<id>"), "the lock objects are in the layout");
+});
+
+Deno.test("push --resume takes the source's lock; a changeset superseded from another machine fails instead of forking", async () => {
+  using tmp = tempDir();
+  const loc = `${tmp.path}/repo`;
+  const env = { N2S_PASSPHRASE: PASS };
+  const machine1 = ["--repo", loc, "--index", `${tmp.path}/one.sqlite`];
+  const machine2 = ["--repo", loc, "--index", `${tmp.path}/two.sqlite`];
+  await n2sOk(["init", ...machine1], env);
+  writeTree(`${tmp.path}/src`, { "a.txt": "a", "b.txt": "b" });
+  const push = ["push", "--scan", `${tmp.path}/src`, "--source", "s", "--json"];
+  // Machine 1's push dies with every file stored, just before its manifest.
+  const killed = await n2s([...push, ...machine1], { ...env, N2S_CRASH_AT: "manifest:1" });
+  assert.notEqual(killed.code, 0);
+  const repo = await openRepo({ location: () => "", env: {} }, loc);
+  try {
+    const held = await acquireLock(repo, { kind: "source", source: "s", command: "test" });
+    try {
+      const busy = await n2s(["push", "--resume", "--no-wait", ...machine1], env);
+      assert.equal(busy.code, 1);
+      assert.match(busy.stderr, /^n2s push: source "s" is locked by test .*; not waiting/m);
+      // The dead push's lock is met, reported, and not in the way.
+      assert.match(busy.stderr, /^n2s push: ignoring a stale lock of push of source "s" .*gone/m);
+    } finally {
+      await held.release();
+    }
+    // Machine 2 pushes the source meanwhile; machine 1's interrupted changeset would fork it.
+    const other = JSON.parse(await n2sOk([...push, ...machine2], env));
+    const resumed = await n2s(["push", "--resume", "--json", ...machine1], env);
+    assert.equal(resumed.code, 1, resumed.stderr);
+    assert.match(
+      resumed.stderr,
+      new RegExp(`interrupted changeset \\w+ was superseded by ${other.changeset}`),
+    );
+    const again = JSON.parse(await n2sOk([...push, ...machine1], env));
+    assert.equal(again.changeset, null, "machine 1 finds nothing new after machine 2's push");
+    const chain = await chainOf(repo, "s");
+    assert.deepEqual(chain.map((h) => [h.id, h.parent]), [[other.changeset, null]], "no fork");
+  } finally {
+    await repo.close();
+  }
 });
