@@ -112,8 +112,14 @@ function thisProcess(): Holder {
   } catch {
     // no passwd entry: keep $USER
   }
+  let host = Deno.env.get("HOSTNAME") ?? "";
+  try {
+    host = hostname();
+  } catch {
+    // no --allow-sys: keep $HOSTNAME
+  }
   const pidStart = processStart(Deno.pid) ?? null;
-  self = { host: hostname(), pid: Deno.pid, pidStart, user: user || "?" };
+  self = { host: host || "?", pid: Deno.pid, pidStart, user: user || "?" };
   return self;
 }
 
