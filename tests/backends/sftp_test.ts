@@ -304,6 +304,13 @@ Deno.test("sftp backend: conformance, CLI round trip, location forms, failures",
           ["blobs/cd/obj"],
           "the put cut off leaves nothing that lists",
         );
+        // What it left is a temporary object, which check --repair deletes.
+        const left = await inner.temporaries();
+        assert.equal(left.length, 1);
+        assert.match(left[0].key, /^blobs\/cd\/obj\.n2s-tmp-[0-9a-f]{8}$/);
+        assert.ok(left[0].size > 0 && left[0].size < size, `a partial upload: ${left[0].size} B`);
+        await inner.deleteTemporary(left[0].key);
+        assert.deepEqual(await inner.temporaries(), []);
       } finally {
         await b.close();
       }

@@ -20,6 +20,7 @@ import {
   noBytes,
   NotFoundError,
   type ObjectInfo,
+  type TemporaryObject,
 } from "../backend.ts";
 import { errorText, moveWithRetry, oneLine, TEMP_MARK, tempName } from "../shared.ts";
 import { SessionLost, SftpClient, StatusError } from "./client.ts";
@@ -36,8 +37,6 @@ const WINDOW_BYTES = 4 << 20;
 const LIST_PARALLEL = 8;
 /** How long a new session may take to answer INIT. */
 const HELLO_TIMEOUT_MS = 30_000;
-/** Temporary files older than this (left by puts whose connection was cut) are removed. */
-const STALE_TEMP_S = 24 * 3600;
 
 /** Options of an SftpBackend. */
 export interface SftpOptions extends SshOptions {
@@ -469,48 +468,79 @@ export class SftpBackend implements Backend {
     }
   }
 
-  /**
-   * Walks the directories under the deepest one the prefix names, several at a time. Temporary
-   * files are skipped, and those older than a day (puts cut off long ago) are removed.
-   */
+  /** Walks the directories under the deepest one the prefix names; skips temporary files. */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
-    const what = `list ${prefix}`;
+    for await (const f of this.#files(prefix, `list ${prefix}`)) {
+      if (!f.temporary && f.key.startsWith(prefix)) yield { key: f.key, size: f.size };
+    }
+  }
+
+  /** Files under a temporary name: puts whose connection was cut before their rename. */
+  async temporaries(): Promise<TemporaryObject[]> {
+    const out: TemporaryObject[] = [];
+    for await (const f of this.#files("", "list temporary objects")) {
+      if (f.temporary) out.push({ key: f.key, size: f.size, mtime: f.mtime * 1000 });
+    }
+    return out;
+  }
+
+  async deleteTemporary(key: string): Promise<void> {
+    checkKey(this.name, key);
+    if (!key.split("/").pop()!.includes(TEMP_MARK)) {
+      throw new BackendError("permanent", this.name, `${key} is not a temporary object`);
+    }
+    const c = await this.#client();
+    try {
+      await c.remove(this.#path(key));
+    } catch (e) {
+      if (e instanceof StatusError && e.code === FX.NO_SUCH_FILE) return;
+      throw this.#error(`delete ${key}`, e, key);
+    }
+  }
+
+  /**
+   * The regular files under the deepest directory `prefix` names, in directories that can hold
+   * keys with that prefix, read several directories at a time (OPENDIR/READDIR).
+   */
+  async *#files(
+    prefix: string,
+    what: string,
+  ): AsyncGenerator<{ key: string; size: number; mtime: number; temporary: boolean }> {
     const slash = prefix.lastIndexOf("/");
     const base = slash < 0 ? "" : prefix.slice(0, slash);
     if (base.split("/").some((p) => p === ".." || p === ".") || prefix.includes("\0")) return;
     const c = await this.#client();
-    const stale: string[] = [];
-    const oldest = Date.now() / 1000 - STALE_TEMP_S;
     const todo = [base];
     const reading: Promise<{ rel: string; entries: NameEntry[] }>[] = [];
-    try {
-      while (todo.length > 0 || reading.length > 0) {
-        while (todo.length > 0 && reading.length < LIST_PARALLEL) {
-          const rel = todo.pop()!;
-          const p = this.#readDir(c, rel).then((entries) => ({ rel, entries }));
-          p.catch(() => {}); // awaited in order below
-          reading.push(p);
-        }
-        const { rel, entries } = await reading.shift()!;
-        for (const e of entries) {
-          if (e.filename === "." || e.filename === ".." || e.filename.includes("/")) continue;
-          const key = rel === "" ? e.filename : `${rel}/${e.filename}`;
-          const type = (e.attrs.permissions ?? 0) & S_IFMT;
-          if (type === S_IFDIR) {
-            if (prefix.startsWith(`${key}/`) || `${key}/`.startsWith(prefix)) todo.push(key);
-          } else if (type === S_IFREG) {
-            if (e.filename.includes(TEMP_MARK)) {
-              if ((e.attrs.mtime ?? Infinity) < oldest) stale.push(key);
-            } else if (key.startsWith(prefix)) {
-              yield { key, size: e.attrs.size ?? 0 };
-            }
-          }
+    while (todo.length > 0 || reading.length > 0) {
+      while (todo.length > 0 && reading.length < LIST_PARALLEL) {
+        const rel = todo.pop()!;
+        const p = this.#readDir(c, rel).then((entries) => ({ rel, entries }));
+        p.catch(() => {}); // awaited in order below
+        reading.push(p);
+      }
+      let read: { rel: string; entries: NameEntry[] };
+      try {
+        read = await reading.shift()!;
+      } catch (e) {
+        throw this.#error(what, e);
+      }
+      for (const e of read.entries) {
+        if (e.filename === "." || e.filename === ".." || e.filename.includes("/")) continue;
+        const key = read.rel === "" ? e.filename : `${read.rel}/${e.filename}`;
+        const type = (e.attrs.permissions ?? 0) & S_IFMT;
+        if (type === S_IFDIR) {
+          if (prefix.startsWith(`${key}/`) || `${key}/`.startsWith(prefix)) todo.push(key);
+        } else if (type === S_IFREG) {
+          yield {
+            key,
+            size: e.attrs.size ?? 0,
+            mtime: e.attrs.mtime ?? 0,
+            temporary: e.filename.includes(TEMP_MARK),
+          };
         }
       }
-    } catch (e) {
-      throw this.#error(what, e);
     }
-    for (const key of stale) await c.remove(this.#path(key)).catch(() => {});
   }
 
   /** Every entry of a directory under the root; none when it does not exist. */
