@@ -4,7 +4,7 @@
 import type { Backend } from "./backend.ts";
 import { LocalBackend } from "./local.ts";
 import { openSftpLocation } from "./sftp/backend.ts";
-import { openS3Location } from "./s3.ts";
+import { openS3Location } from "./s3/backend.ts";
 import { openIpfsLocation } from "./ipfs.ts";
 import { openRcloneLocation } from "./rclone.ts";
 import { buildStack, parseFaults, parseRetry, type StackOptions } from "./wrappers.ts";

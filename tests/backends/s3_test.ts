@@ -1,10 +1,12 @@
-// The S3 backend against a real s3rver: the conformance suite in path style, in virtual-host
-// style with 5 MiB multipart parts and with one large PUT, and once more against fauxqs, an
-// independent S3 implementation; https with a private CA; keys that need escaping (on both
-// servers); multipart uploads watched through a recording proxy; error classification with
-// injected answers and dropped connections; credentials from the shared file; location
-// parsing; the CLI round trip and the fast failures of bad credentials, a missing bucket and a
-// closed port.
+// The S3 backend against a real s3rver, every request through a proxy that checks its SigV4
+// signature with the AWS SDK's signer (tests/servers/sigv4_check.ts) and refuses a wrong one:
+// the conformance suite in path style, in virtual-host style with 5 MiB multipart parts and with
+// one large PUT, and once more against fauxqs, an independent S3 implementation; tampered
+// requests and a wrong secret refused; a session token; a custom region; https with a private
+// CA; keys that need escaping (on both servers); multipart uploads watched through the proxy;
+// error classification with injected answers and dropped connections; credentials from the
+// shared file; location parsing; the CLI round trip and the fast failures of bad credentials, a
+// missing bucket and a closed port.
 
 import assert from "node:assert/strict";
 import {
@@ -22,10 +24,17 @@ import {
   parseS3Location,
   parseSize,
   type S3Backend,
-} from "../../lib/backends/s3.ts";
+} from "../../lib/backends/s3/backend.ts";
 import { fromBody } from "../../lib/backends/wrappers.ts";
 import { tempDir } from "../helpers/fs.ts";
-import { startFauxqs, startS3, startS3Proxy } from "../servers/s3.ts";
+import {
+  type S3Proxy,
+  startFauxqs,
+  startS3,
+  startS3Proxy,
+  testCertificates,
+} from "../servers/s3.ts";
+import type { SignatureRules } from "../servers/sigv4_check.ts";
 import { expectFastFailure, runCliRoundTrip, runConformance } from "./harness.ts";
 
 const MiB = 1 << 20;
@@ -139,21 +148,47 @@ async function oddKeys(open: () => Promise<S3Backend>): Promise<void> {
   }
 }
 
+/**
+ * A multipart upload's requests as logged, with the parts (sent two at a time, so they may arrive
+ * out of order) in part order and upload ids as U.
+ */
+function uploadCalls(log: string[]): string[] {
+  const part = (l: string) => Number(/partNumber=(\d+)/.exec(l)?.[1] ?? 0);
+  const lines = log.map((l) => l.replace(/uploadId=[^&]+/, "uploadId=U"));
+  const parts = lines.filter((l) => part(l) > 0).sort((a, b) => part(a) - part(b));
+  return lines.map((l) => part(l) > 0 ? parts.shift()! : l);
+}
+
+/** Asserts that a signature-checking proxy checked requests and refused none. */
+function allSigned(proxy: S3Proxy, what: string): void {
+  assert.ok(proxy.verified > 0, `${what}: the proxy checked signatures`);
+  assert.deepEqual(proxy.refused, [], `${what}: no request was refused`);
+}
+
 Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async (t) => {
   const s3 = await startS3();
   const fq = await startFauxqs().catch(async (e) => {
     await s3.stop();
     throw e;
   });
+  const rules: SignatureRules = {
+    keys: [{ accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }],
+    region: s3.region,
+  };
+  // Every request to s3rver goes through a proxy that checks its signature.
+  const checked = (opts: { rules?: SignatureRules } = {}) =>
+    startS3Proxy(s3.endpoint, { verify: opts.rules ?? rules });
+  const sig = checked();
   try {
     const env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey };
-    const at = (prefix: string, params = "", endpoint = s3.endpoint) =>
+    const at = (prefix: string, params = "", endpoint = sig.endpoint) =>
       `s3://${s3.bucket}/${prefix}?endpoint=${endpoint}${params}`;
     // Virtual-host style without DNS: the Host header is n2s-test.s3.localhost:PORT, and every
-    // connection goes to s3rver's address.
+    // connection goes to the proxy's address; the proxy checks the signature over that Host and
+    // passes it on, and s3rver takes the bucket from it.
     const vhost = (prefix: string, bucket = s3.bucket, params = "") =>
-      `s3://${bucket}/${prefix}?endpoint=http://s3.${s3.serviceEndpoint}:${s3.port}` +
-      `&style=virtual&connect=127.0.0.1:${s3.port}${params}`;
+      `s3://${bucket}/${prefix}?endpoint=http://s3.${s3.serviceEndpoint}:${sig.port}` +
+      `&style=virtual&connect=127.0.0.1:${sig.port}${params}`;
     const open = (loc: string, e: Record<string, string> = env) => openS3Location(loc, e);
 
     // Path style, default part size: the 64 MiB object is a 4-part multipart upload.
@@ -167,12 +202,28 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
       listPageHint: 1000,
     });
 
+    await t.step("every request so far was signed right", () => allSigned(sig, "s3rver"));
+
     // A second implementation; it takes at most 11 MiB per request.
     const fqEnv = { AWS_ACCESS_KEY_ID: fq.accessKeyId, AWS_SECRET_ACCESS_KEY: fq.secretAccessKey };
+    const fqSig = startS3Proxy(fq.endpoint, {
+      verify: {
+        keys: [{ accessKeyId: fq.accessKeyId, secretAccessKey: fq.secretAccessKey }],
+        region: fq.region,
+      },
+    });
     const fqAt = (prefix: string) =>
-      `s3://${fq.bucket}/${prefix}?endpoint=${fq.endpoint}&partsize=5MiB&threshold=10MiB`;
-    await runConformance(t, () => open(fqAt("conf"), fqEnv), { listPageHint: 1000 });
-    await t.step("fauxqs: keys that need escaping", () => oddKeys(() => open(fqAt("odd"), fqEnv)));
+      `s3://${fq.bucket}/${prefix}?endpoint=${fqSig.endpoint}&partsize=5MiB&threshold=10MiB`;
+    try {
+      await runConformance(t, () => open(fqAt("conf"), fqEnv), { listPageHint: 1000 });
+      await t.step(
+        "fauxqs: keys that need escaping",
+        () => oddKeys(() => open(fqAt("odd"), fqEnv)),
+      );
+      await t.step("fauxqs: every request was signed right", () => allSigned(fqSig, "fauxqs"));
+    } finally {
+      await fqSig.stop();
+    }
 
     await t.step("virtual-host style takes the bucket from the Host header", async () => {
       const v = await open(vhost("vh"));
@@ -192,28 +243,32 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
     });
 
     await t.step("https: AWS_CA_BUNDLE, virtual-host SNI, untrusted certificates", async () => {
-      const tls = await startS3({ tls: true });
+      using tmp = tempDir();
+      const cert = await testCertificates(tmp.path);
+      // The https endpoint is the signature-checking proxy, in front of s3rver.
+      const tls = startS3Proxy(s3.endpoint, { verify: rules, tls: cert });
       try {
-        const trust = { ...env, AWS_CA_BUNDLE: tls.caFile! };
-        const b = await open(`s3://${tls.bucket}/tls?endpoint=${tls.endpoint}`, trust);
+        const trust = { ...env, AWS_CA_BUNDLE: cert.caFile };
+        const b = await open(`s3://${s3.bucket}/tls?endpoint=${tls.endpoint}`, trust);
         await b.put("x", bytesBody(enc.encode("over TLS")));
         await b.close();
         // The certificate names *.s3.localhost: the virtual host name is checked, not the address
         // the connection goes to.
         const v = await open(
-          `s3://${tls.bucket}/tls?endpoint=https://s3.localhost:${tls.port}&style=virtual` +
+          `s3://${s3.bucket}/tls?endpoint=https://s3.localhost:${tls.port}&style=virtual` +
             `&connect=127.0.0.1:${tls.port}`,
           trust,
         );
         assert.equal(dec.decode(await readAll(await v.get("x"))), "over TLS");
         await v.close();
-        const untrusted = await open(`s3://${tls.bucket}/tls?endpoint=${tls.endpoint}`, env);
+        allSigned(tls, "https");
+        const untrusted = await open(`s3://${s3.bucket}/tls?endpoint=${tls.endpoint}`, env);
         const e = await failure(() => untrusted.stat("x"));
         await untrusted.close();
         assert.equal(e.kind, "permanent");
         assert.match(e.message, /TLS failure with 127\.0\.0\.1:\d+: .*set AWS_CA_BUNDLE/);
         const missing = await failure(() =>
-          open(`s3://${tls.bucket}/tls?endpoint=${tls.endpoint}`, {
+          open(`s3://${s3.bucket}/tls?endpoint=${tls.endpoint}`, {
             ...env,
             AWS_CA_BUNDLE: "/nonexistent/ca.pem",
           })
@@ -230,7 +285,7 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
     );
 
     await t.step("multipart uploads: parts, bounded read-ahead, abort on failure", async () => {
-      const proxy = startS3Proxy(s3.endpoint);
+      const proxy = checked();
       const b = await open(at("mp", "&partsize=5MiB&threshold=5MiB", proxy.endpoint));
       try {
         const body = patterned(17 * MiB + 3, 1);
@@ -246,9 +301,8 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
         const info = await b.put("big", body);
         assert.equal(info.size, 17 * MiB + 3);
         assert.deepEqual(ahead, [], "read-ahead stays within two part buffers");
-        const calls = proxy.log.map((l) => l.replace(/uploadId=[^&]+/, "uploadId=U"));
-        assert.deepEqual(calls, [
-          "POST /n2s-test/mp/big?uploads=",
+        assert.deepEqual(uploadCalls(proxy.log), [
+          "POST /n2s-test/mp/big?uploads",
           "PUT /n2s-test/mp/big?partNumber=1&uploadId=U",
           "PUT /n2s-test/mp/big?partNumber=2&uploadId=U",
           "PUT /n2s-test/mp/big?partNumber=3&uploadId=U",
@@ -309,10 +363,10 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
     await t.step(
       "which bodies go up in one PUT, and bodies that lie about their size",
       async () => {
-        const proxy = startS3Proxy(s3.endpoint);
+        const proxy = checked();
         const b = await open(at("sizes", "&partsize=5MiB&threshold=8MiB", proxy.endpoint));
         const puts = () => {
-          const out = proxy.log.map((l) => l.replace(/uploadId=[^&]+/, "U"));
+          const out = uploadCalls(proxy.log);
           proxy.log.length = 0;
           return out;
         };
@@ -327,10 +381,10 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
           const large = patterned(5 * MiB + 1, 6, { known: false });
           assert.equal((await b.put("large", large)).size, 5 * MiB + 1);
           assert.deepEqual(puts(), [
-            "POST /n2s-test/sizes/large?uploads=",
-            "PUT /n2s-test/sizes/large?partNumber=1&U",
-            "PUT /n2s-test/sizes/large?partNumber=2&U",
-            "POST /n2s-test/sizes/large?U",
+            "POST /n2s-test/sizes/large?uploads",
+            "PUT /n2s-test/sizes/large?partNumber=1&uploadId=U",
+            "PUT /n2s-test/sizes/large?partNumber=2&uploadId=U",
+            "POST /n2s-test/sizes/large?uploadId=U",
           ]);
           await sameBytes(b, "large", large);
           // Known size below the threshold: one PUT, even beyond one part.
@@ -367,7 +421,7 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
     );
 
     await t.step("ranged gets: a Range request answered 206; wrong answers refused", async () => {
-      const proxy = startS3Proxy(s3.endpoint);
+      const proxy = checked();
       const b = await open(at("ranges", "", proxy.endpoint));
       try {
         const data = patterned(300_000, 3);
@@ -420,7 +474,7 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
     });
 
     await t.step("error answers: throttling and 5xx transient, 4xx permanent", async () => {
-      const proxy = startS3Proxy(s3.endpoint);
+      const proxy = checked();
       const b = await open(at("errs", "", proxy.endpoint));
       try {
         await b.put("k", bytesBody(enc.encode("v")));
@@ -503,7 +557,7 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
       await unknown.close();
 
       // The endpoint worked, then went away: retrying may help.
-      const proxy = startS3Proxy(s3.endpoint);
+      const proxy = checked();
       const b = await open(at("gone", "", proxy.endpoint));
       await b.put("k", bytesBody(enc.encode("v")));
       await proxy.stop();
@@ -527,7 +581,7 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
     });
 
     await t.step("missing bucket and unknown access key are permanent on every call", async () => {
-      const missing = await open(`s3://no-such-bucket/p?endpoint=${s3.endpoint}`);
+      const missing = await open(`s3://no-such-bucket/p?endpoint=${sig.endpoint}`);
       const bad = await open(at("p"), {
         AWS_ACCESS_KEY_ID: "NOSUCHKEY",
         AWS_SECRET_ACCESS_KEY: "the-secret-value",
@@ -606,6 +660,172 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
       assert.match(half.message, /AWS_SECRET_ACCESS_KEY is not; set both/);
     });
 
+    await t.step("signatures: tampered requests and a wrong secret are refused (403)", async () => {
+      const proxy = checked();
+      const b = await open(at("tamper", "", proxy.endpoint));
+      try {
+        await b.put("a", bytesBody(enc.encode("the first object")));
+        await b.put("b", bytesBody(enc.encode("the second object")));
+        assert.equal(
+          dec.decode(await readAll(await b.get("a", { offset: 4, length: 5 }))),
+          "first",
+        );
+        allSigned(proxy, "before tampering");
+
+        // A request whose path is changed after signing (a for b) is refused, not served.
+        proxy.tamper = (r) => {
+          r.url.pathname = r.url.pathname.replace(/\/a$/, "/b");
+        };
+        const path = await failure(() => b.get("a"));
+        assert.equal(path.kind, "permanent");
+        assert.equal(
+          path.message,
+          `s3 n2s-test/tamper at ${proxy.endpoint}: access denied (SignatureDoesNotMatch); ` +
+            "check AWS_SECRET_ACCESS_KEY",
+        );
+        assert.deepEqual(proxy.refused, ["GET /n2s-test/tamper/b: SignatureDoesNotMatch"]);
+
+        // So is one whose signed Range header is changed.
+        proxy.refused.length = 0;
+        proxy.tamper = (r) => {
+          if (r.headers.has("range")) r.headers.set("range", "bytes=0-3");
+        };
+        const range = await failure(() => b.get("a", { offset: 4, length: 5 }));
+        assert.equal(range.kind, "permanent");
+        assert.match(range.message, /access denied \(SignatureDoesNotMatch\)/);
+        assert.deepEqual(proxy.refused, ["GET /n2s-test/tamper/a: SignatureDoesNotMatch"]);
+
+        // And one whose body no longer matches its signed hash.
+        proxy.refused.length = 0;
+        proxy.tamper = (r) => {
+          if (r.method === "PUT") r.headers.set("x-amz-content-sha256", "0".repeat(64));
+        };
+        const body = await failure(() => b.put("c", bytesBody(enc.encode("body"))));
+        assert.equal(body.kind, "permanent");
+        assert.equal(proxy.refused.length, 1);
+        proxy.tamper = () => {};
+        assert.equal(await b.stat("c"), null, "nothing was stored");
+
+        // The refusal itself: 403 with S3's XML error document.
+        const signedHead = new Headers();
+        proxy.tamper = (r) => {
+          for (const [k, v] of r.headers) signedHead.set(k, v);
+        };
+        await b.stat("a");
+        proxy.tamper = () => {};
+        signedHead.delete("host");
+        const raw = await fetch(`${proxy.endpoint}/n2s-test/tamper/b`, { headers: signedHead });
+        assert.equal(raw.status, 403);
+        assert.match(raw.headers.get("content-type") ?? "", /xml/);
+        assert.match(await raw.text(), /<Error><Code>SignatureDoesNotMatch<\/Code><Message>/);
+
+        // A wrong secret: every call fails at once, one line naming the variable to check.
+        proxy.refused.length = 0;
+        const wrong = await open(at("tamper", "", proxy.endpoint), {
+          ...env,
+          AWS_SECRET_ACCESS_KEY: "not-the-secret",
+        });
+        for (
+          const f of [
+            () => wrong.stat("a"),
+            () => wrong.get("a"),
+            () => wrong.put("d", bytesBody(enc.encode("d"))),
+            () => wrong.list("")[Symbol.asyncIterator]().next(),
+            () => wrong.delete("a"),
+          ]
+        ) {
+          const e = await failure(f);
+          assert.equal(e.kind, "permanent");
+          assert.match(
+            e.message,
+            /: access denied \(SignatureDoesNotMatch\); check AWS_SECRET_ACCESS_KEY$/,
+          );
+          assert.ok(!e.message.includes("not-the-secret"));
+        }
+        await wrong.close();
+        assert.ok(proxy.refused.length >= 5);
+        assert.ok(proxy.refused.every((r) => r.endsWith(": SignatureDoesNotMatch")));
+        assert.equal(dec.decode(await readAll(await b.get("a"))), "the first object");
+      } finally {
+        await b.close();
+        await proxy.stop();
+      }
+    });
+
+    await t.step("a session token (AWS_SESSION_TOKEN) is sent and signed", async (t) => {
+      const token = "FwoGZXIvYXdzEJr//////////wEaDM+token/with=odd+chars";
+      const proxy = checked({
+        rules: { ...rules, keys: [{ ...rules.keys[0], sessionToken: token }] },
+      });
+      const withToken = { ...env, AWS_SESSION_TOKEN: token };
+      try {
+        await runConformance(t, () => open(at("token", "", proxy.endpoint), withToken), {
+          listPageHint: 1000,
+        });
+        allSigned(proxy, "with a session token");
+        const none = await open(at("token", "", proxy.endpoint));
+        const e = await failure(() => none.stat("x"));
+        await none.close();
+        assert.equal(e.kind, "permanent");
+        assert.match(
+          e.message,
+          /access denied \(InvalidToken\); renew the temporary credentials \(AWS_SESSION_TOKEN\)$/,
+        );
+        // The token from the shared credentials file.
+        using tmp = tempDir();
+        const file = `${tmp.path}/credentials`;
+        Deno.writeTextFileSync(
+          file,
+          `[default]\naws_access_key_id = ${s3.accessKeyId}\n` +
+            `aws_secret_access_key = ${s3.secretAccessKey}\naws_session_token = ${token}\n`,
+        );
+        proxy.refused.length = 0;
+        const viaFile = await open(at("token", "", proxy.endpoint), {
+          AWS_SHARED_CREDENTIALS_FILE: file,
+        });
+        await viaFile.put("f", bytesBody(enc.encode("token from the file")));
+        assert.equal(dec.decode(await readAll(await viaFile.get("f"))), "token from the file");
+        await viaFile.close();
+        assert.deepEqual(proxy.refused, []);
+      } finally {
+        await proxy.stop();
+      }
+    });
+
+    await t.step("a custom region: signed for it, and a wrong one named", async (t) => {
+      const region = "eu-central-1";
+      const proxy = checked({ rules: { ...rules, region } });
+      try {
+        await runConformance(
+          t,
+          () => open(at("region", `&region=${region}`, proxy.endpoint)),
+          { listPageHint: 1000 },
+        );
+        // The region from the environment, in virtual-host style.
+        const v = await open(
+          `s3://${s3.bucket}/region?endpoint=http://s3.localhost:${proxy.port}&style=virtual` +
+            `&connect=127.0.0.1:${proxy.port}`,
+          { ...env, AWS_REGION: region },
+        );
+        await v.put("v", bytesBody(enc.encode("virtual, eu-central-1")));
+        assert.equal(dec.decode(await readAll(await v.get("v"))), "virtual, eu-central-1");
+        await v.close();
+        allSigned(proxy, region);
+        const wrong = await open(at("region", "", proxy.endpoint));
+        for (const f of [() => wrong.stat("v"), () => wrong.get("v")]) {
+          const e = await failure(f);
+          assert.equal(e.kind, "permanent");
+          assert.match(
+            e.message,
+            /bucket n2s-test is in region eu-central-1, not us-east-1; add region=eu-central-1 to the location$/,
+          );
+        }
+        await wrong.close();
+      } finally {
+        await proxy.stop();
+      }
+    });
+
     await t.step("locations: defaults, styles and clear errors", () => {
       const aws = parseS3Location("s3://my-bucket/a/b/", { AWS_REGION: "eu-west-2" });
       assert.deepEqual(aws, {
@@ -677,7 +897,7 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
     );
     await expectFastFailure(
       t,
-      `s3://no-such-bucket/repo?endpoint=${s3.endpoint}`,
+      `s3://no-such-bucket/repo?endpoint=${sig.endpoint}`,
       env,
       /bucket no-such-bucket does not exist; create it or fix the location/,
     );
@@ -688,6 +908,7 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
       /cannot reach 127\.0\.0\.1:\d+ \(connection refused\); is the S3 server running/,
     );
   } finally {
+    await sig.stop();
     await s3.stop();
     await fq.stop();
   }

@@ -1,9 +1,16 @@
 // Throwaway S3-compatible servers for the S3 backend tests (installed by scripts/setup/s3.sh),
 // each on a free loopback port with one bucket: s3rver, which checks access keys but not SigV4
-// signatures, and fauxqs, an independent implementation that checks neither; plus a recording,
-// fault-injecting proxy to put in front of either.
+// signatures, and fauxqs, an independent implementation that checks neither; plus a proxy to put
+// in front of either, which checks every request's signature (sigv4_check.ts), records requests,
+// injects faults and may serve https.
 
 import { fileURLToPath } from "node:url";
+import {
+  type ArrivedRequest,
+  checkSignature,
+  refusalAnswer,
+  type SignatureRules,
+} from "./sigv4_check.ts";
 
 /** A running S3-compatible server and what a client needs to reach it. */
 export interface S3Server {
@@ -121,9 +128,56 @@ async function assertInstalled(what: string, path: string): Promise<void> {
 }
 
 /**
+ * Makes a private certificate authority and a server certificate it signed for 127.0.0.1,
+ * localhost and *.s3.localhost, in `dir`; a client trusts `caFile`.
+ */
+export async function testCertificates(
+  dir: string,
+): Promise<{ caFile: string; certFile: string; keyFile: string }> {
+  const caFile = `${dir}/ca.pem`;
+  const certFile = `${dir}/cert.pem`;
+  const keyFile = `${dir}/key.pem`;
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"];
+  const steps = [
+    ["req", "-x509", ...ec, "-subj", "/CN=n2s test CA", "-keyout", `${dir}/ca.key`, "-out", caFile],
+    [
+      "req",
+      "-x509",
+      "-CA",
+      caFile,
+      "-CAkey",
+      `${dir}/ca.key`,
+      ...ec,
+      "-subj",
+      "/CN=n2s test s3",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:*.s3.localhost",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+      "-addext",
+      "extendedKeyUsage=serverAuth",
+      "-keyout",
+      keyFile,
+      "-out",
+      certFile,
+    ],
+  ];
+  for (const args of steps) {
+    const out = await new Deno.Command("openssl", { args, stdout: "piped", stderr: "piped" })
+      .output();
+    if (!out.success) {
+      throw new Error(
+        `openssl could not make a certificate: ${new TextDecoder().decode(out.stderr)}`,
+      );
+    }
+  }
+  return { caFile, certFile, keyFile };
+}
+
+/**
  * Starts s3rver; throws when it is not installed or does not come up within 30 s. With `tls`, it
- * serves https with a new self-signed certificate for 127.0.0.1 and localhost, whose PEM file is
- * `caFile`.
+ * serves https with a new certificate for 127.0.0.1 and localhost from a new private certificate
+ * authority, whose PEM file is `caFile`.
  */
 export async function startS3(
   opts: { tls?: boolean } = {},
@@ -133,37 +187,14 @@ export async function startS3(
   const tlsArgs: string[] = [];
   let caFile: string | undefined;
   if (opts.tls) {
-    caFile = `${dir}/cert.pem`;
-    const out = await new Deno.Command("openssl", {
-      args: [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=n2s test s3",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:*.s3.localhost",
-        "-keyout",
-        `${dir}/key.pem`,
-        "-out",
-        caFile,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!out.success) {
+    try {
+      const certs = await testCertificates(dir);
+      caFile = certs.caFile;
+      tlsArgs.push("--key", certs.keyFile, "--cert", certs.certFile);
+    } catch (e) {
       await Deno.remove(dir, { recursive: true });
-      throw new Error(
-        `openssl could not make a certificate: ${new TextDecoder().decode(out.stderr)}`,
-      );
+      throw e;
     }
-    tlsArgs.push("--key", `${dir}/key.pem`, "--cert", caFile);
   }
   const data = `${dir}/data`;
   const { port, stop } = await spawnServer("s3rver", S3RVER, {
@@ -226,47 +257,99 @@ console.log("fauxqs listening on 127.0.0.1:" + s.port);`;
   };
 }
 
-/** A recording HTTP proxy in front of an S3 server that can answer with faults instead. */
+/** A proxy in front of an S3 server: it checks signatures, records, and may answer with faults. */
 export interface S3Proxy {
-  /** "http://127.0.0.1:PORT" */
+  /** "http://127.0.0.1:PORT" (https with `tls`) */
   endpoint: string;
   port: number;
   /** "METHOD /path?query" of every request, in order of arrival. */
   log: string[];
   /** Decides per request whether to answer with a fault instead of forwarding. */
   fault: (method: string, url: URL) => Response | undefined;
+  /**
+   * Changes a request on its way in, before its signature is checked, as a hop that tampers with
+   * requests would.
+   */
+  tamper: (request: { method: string; url: URL; headers: Headers }) => void;
+  /** How many requests had their signature checked and found right. */
+  verified: number;
+  /** "METHOD /path: Code" of every request refused for its signature. */
+  refused: string[];
   stop(): Promise<void>;
 }
 
-/** Starts a proxy that forwards every request to `target` (an S3 endpoint) and logs it. */
-export function startS3Proxy(target: string): S3Proxy {
-  const hop = ["host", "connection", "content-length", "transfer-encoding", "keep-alive"];
+/** Options of `startS3Proxy`. */
+export interface S3ProxyOptions {
+  /**
+   * Check each request's SigV4 signature (and payload hash) with these keys and region, and
+   * refuse a wrong one with S3's error answer (403 SignatureDoesNotMatch and the like).
+   */
+  verify?: SignatureRules;
+  /** Serve https with this certificate and key (PEM files). */
+  tls?: { certFile: string; keyFile: string };
+}
+
+/**
+ * Starts a proxy that forwards every request to `target` (an S3 endpoint) with its Host header
+ * unchanged, so that virtual-host requests keep their bucket, and logs it.
+ */
+export function startS3Proxy(target: string, opts: S3ProxyOptions = {}): S3Proxy {
+  const hop = ["connection", "content-length", "transfer-encoding", "keep-alive"];
+  // Forwarding the Host header needs a client that allows it.
+  const client = Deno.createHttpClient({ allowHost: true });
   const proxy: S3Proxy = {
     endpoint: "",
     port: 0,
     log: [],
     fault: () => undefined,
+    tamper: () => {},
+    verified: 0,
+    refused: [],
     stop: async () => {
       await server.shutdown();
+      client.close();
     },
   };
+  const tls = opts.tls
+    ? {
+      cert: Deno.readTextFileSync(opts.tls.certFile),
+      key: Deno.readTextFileSync(opts.tls.keyFile),
+    }
+    : {};
   const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    { hostname: "127.0.0.1", port: 0, onListen() {}, ...tls },
     async (req) => {
       const url = new URL(req.url);
+      const headers = new Headers(req.headers);
+      // Over HTTP/2 (https) the host travels as :authority, which Deno gives as the URL's host.
+      if (!headers.has("host")) headers.set("host", url.host);
+      proxy.tamper({ method: req.method, url, headers });
       proxy.log.push(`${req.method} ${url.pathname}${url.search}`);
-      const fault = proxy.fault(req.method, url);
-      if (fault) {
-        await req.body?.cancel();
-        return fault;
+      const body = req.body ? new Uint8Array(await req.arrayBuffer()) : new Uint8Array(0);
+      if (opts.verify) {
+        const arrived: ArrivedRequest = {
+          method: req.method,
+          path: url.pathname,
+          query: url.search.slice(1),
+          headers,
+          body,
+        };
+        const refusal = await checkSignature(arrived, opts.verify);
+        if (refusal) {
+          proxy.refused.push(`${req.method} ${url.pathname}: ${refusal.code}`);
+          return refusalAnswer(refusal, req.method);
+        }
+        proxy.verified++;
       }
-      const headers = new Headers();
-      for (const [k, v] of req.headers) if (!hop.includes(k)) headers.set(k, v);
-      const body = req.body ? new Uint8Array(await req.arrayBuffer()) : undefined;
+      const fault = proxy.fault(req.method, url);
+      if (fault) return fault;
+      const forward = new Headers();
+      for (const [k, v] of headers) if (!hop.includes(k)) forward.set(k, v);
       const res = await fetch(`${target}${url.pathname}${url.search}`, {
         method: req.method,
-        headers,
-        body,
+        headers: forward,
+        body: req.method === "GET" || req.method === "HEAD" ? undefined : body,
+        client,
       });
       const out = new Headers();
       for (const [k, v] of res.headers) {
@@ -279,6 +362,6 @@ export function startS3Proxy(target: string): S3Proxy {
     },
   );
   proxy.port = server.addr.port;
-  proxy.endpoint = `http://127.0.0.1:${proxy.port}`;
+  proxy.endpoint = `${opts.tls ? "https" : "http"}://127.0.0.1:${proxy.port}`;
   return proxy;
 }
