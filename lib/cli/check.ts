@@ -6,19 +6,21 @@ import { type CheckResult, parseSubset, type ReadData } from "../check.ts";
 import { UsageError } from "./prompt.ts";
 import { type Command, note, openStore, out, parse, printJson, REPO_OPTIONS } from "./common.ts";
 import { formatBytes } from "./progress.ts";
+import { lockMessages } from "./lock.ts";
 
 /** How many paths of one damaged changeset the text output names. */
 const PATHS_SHOWN = 20;
 
 const check: Command = {
   summary: "verify the repository and the index; --read-data verifies content; --repair",
-  usage: "n2s check [--read-data | --read-data-subset N%|K/M] [--repair] [--json]",
+  usage: "n2s check [--read-data | --read-data-subset N%|K/M] [--repair] [--no-wait] [--json]",
   async run(args) {
     const { values } = parse(args, {
       ...REPO_OPTIONS,
       "read-data": { type: "boolean" },
       "read-data-subset": { type: "string" },
       repair: { type: "boolean" },
+      "no-wait": { type: "boolean" },
     }, this.usage);
     if (values["read-data"] && values["read-data-subset"]) {
       throw new UsageError(`--read-data and --read-data-subset exclude each other`);
@@ -33,7 +35,11 @@ const check: Command = {
     }
     const store = await openStore(values);
     try {
-      const r = await store.check({ readData, repair: values.repair ?? false });
+      const r = await store.check({
+        readData,
+        repair: values.repair ?? false,
+        lock: lockMessages(values.repair ? "check --repair" : "check", !values["no-wait"]),
+      });
       if (values.json) printJson(r);
       else printText(r);
       return r.findings.some((f) => f.severity === "damage") ? 1 : 0;

@@ -279,3 +279,29 @@ Deno.test("a truncated manifest is damage, named by changeset and object", async
   assert.match(text.stderr, new RegExp(`damage: changeset ${changeset} cannot be read`));
   assert.match(text.stdout, /problems found/);
 });
+
+Deno.test("check --repair runs alone: beside a push it waits, or with --no-wait fails naming it", async () => {
+  using t = tempDir();
+  const e = await setup(t.path);
+  writeTree(`${t.path}/src`, { "a.txt": "a\n" });
+  await push(e, `${t.path}/src`);
+  const s = await N2S.open({
+    repository: e.repo,
+    index: `${t.path}/other.sqlite`,
+    passphrase: "pw",
+  });
+  const held = await s.lock({ kind: "source", source: "s", command: "push" });
+  try {
+    const plain = await check(e);
+    assert.equal(plain.code, 0, "a check that only reads runs beside a push");
+    const r = await n2s(["check", "--repair", "--no-wait", ...e.args], ENV);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /push/);
+    assert.match(r.stderr, new RegExp(`pid ${Deno.pid}`));
+  } finally {
+    await held.release();
+    await s.close();
+  }
+  const after = await check(e, "--repair", "--no-wait");
+  assert.equal(after.code, 0);
+});
