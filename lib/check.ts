@@ -8,7 +8,7 @@
 import { NotFoundError, type ObjectInfo } from "./backends/backend.ts";
 import { type BlobHeader, blobPartsSync } from "./format/blob.ts";
 import { bytesEqual, fromHex } from "./format/bytes.ts";
-import { ENTRY_FRAME_BYTES, ENTRY_MAGIC } from "./format/pack.ts";
+import { ENTRY_FRAME_BYTES, ENTRY_MAGIC, PACK_PREAMBLE } from "./format/pack.ts";
 import { parseKeyFile } from "./format/keyfile.ts";
 import type { Index } from "./index/sqlite.ts";
 import { parseKey } from "./repository/layout.ts";
@@ -499,6 +499,16 @@ async function readAndVerify(
       }
       result.readObjects++;
       result.readBytes += pack.length;
+      if (!bytesEqual(pack.subarray(0, PACK_PREAMBLE.length), PACK_PREAMBLE)) {
+        // Unauthenticated, so no blob is lost; but the storage altered the object.
+        result.findings.push({
+          severity: "damage",
+          kind: "pack",
+          object,
+          message: `pack ${packId} is damaged: its first 8 bytes are not a pack's (its entries ` +
+            `still open)`,
+        });
+      }
       for (const n of live) {
         try {
           const frame = pack.subarray(n.offset - ENTRY_FRAME_BYTES, n.offset);

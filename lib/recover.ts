@@ -10,6 +10,7 @@ import {
   type ObjectInfo,
 } from "./backends/backend.ts";
 import { type BlobHeader, openBlob } from "./format/blob.ts";
+import { bytesEqual } from "./format/bytes.ts";
 import { isHex256, type RepoKeys, repoKeys } from "./format/ids.ts";
 import type { KeyFile } from "./format/keyfile.ts";
 import {
@@ -483,6 +484,21 @@ async function startsAsPack(file: string): Promise<boolean> {
 }
 
 /**
+ * A file to read as a pack: one that starts like a pack, or one whose name is not a blob id and
+ * in which pack entries are found (a pack whose first bytes were damaged still gives every intact
+ * entry); null for a file to read as a loose blob.
+ */
+async function readAsPack(file: string): Promise<{ bytes: Uint8Array; preamble: boolean } | null> {
+  if (await startsAsPack(file)) {
+    const bytes = await Deno.readFile(file);
+    return { bytes, preamble: bytesEqual(bytes.subarray(0, PACK_PREAMBLE.length), PACK_PREAMBLE) };
+  }
+  if (isHex256(basename(file).toLowerCase())) return null;
+  const bytes = await Deno.readFile(file);
+  return findPackEntries(bytes).length > 0 ? { bytes, preamble: false } : null;
+}
+
+/**
  * Reads and verifies what each file holds: a loose blob file's header (content not read), or
  * every entry of a pack file (each verified in full; a damaged entry is reported and the others
  * are still listed).
@@ -498,9 +514,16 @@ export async function inspectBlobFiles(
   const out: BlobFileInfo[] = [];
   for (const file of files) {
     try {
-      if (await startsAsPack(file)) {
+      const asPack = await readAsPack(file);
+      if (asPack !== null) {
         const problems: RecoveryProblem[] = [];
-        const bytes = await Deno.readFile(file);
+        const { bytes, preamble } = asPack;
+        if (!preamble) {
+          problems.push({
+            object: file,
+            message: "its first 8 bytes are not a pack's (damaged); the entries in it were read",
+          });
+        }
         const found = await intactEntries(suite, keys, bytes, file, problems);
         for (const { entry, header } of found) {
           if (!match(header.path)) continue;

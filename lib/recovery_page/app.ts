@@ -7,6 +7,7 @@
 
 import { scryptAsync } from "@noble/hashes/scrypt.js";
 import { type BlobHeader, openBlob } from "../format/blob.ts";
+import { bytesEqual } from "../format/bytes.ts";
 import { FORMAT_VERSION } from "../format/container.ts";
 import { isHex256, type RepoKeys, repoKeys } from "../format/ids.ts";
 import { parseKeyFile, unwrapMasterKey, WrongPassphraseError } from "../format/keyfile.ts";
@@ -116,6 +117,16 @@ async function head(file: File, n: number): Promise<Uint8Array> {
   return new Uint8Array(await file.slice(0, n).arrayBuffer());
 }
 
+/**
+ * Whether to read a file as a pack: it starts like one, or its name is not a blob id and pack
+ * entries are found in it (a pack whose first bytes were damaged still gives its entries).
+ */
+async function readAsPack(file: File): Promise<boolean> {
+  if (isPack(await head(file, PACK_PREAMBLE.length))) return true;
+  if (isHex256(file.name.toLowerCase())) return false;
+  return findPackEntries(new Uint8Array(await file.arrayBuffer())).length > 0;
+}
+
 /** What one input file gave: verified blobs, problems reported, blobs left out by the filter. */
 interface FileResult {
   restored: Restored[];
@@ -165,12 +176,16 @@ async function packFile(
 ): Promise<FileResult> {
   const bytes = new Uint8Array(await file.arrayBuffer());
   const out: FileResult = { restored: [], problems: 0, filtered: 0 };
-  if (bytes[4] !== FORMAT_VERSION) {
-    throw new Error(
-      `a pack of format version ${bytes[4]}; this page reads version ${FORMAT_VERSION}`,
-    );
-  }
   const entries = findPackEntries(bytes);
+  if (!bytesEqual(bytes.subarray(0, PACK_PREAMBLE.length), PACK_PREAMBLE)) {
+    if (entries.length === 0 && isPack(bytes) && bytes[4] !== FORMAT_VERSION) {
+      throw new Error(
+        `a pack of format version ${bytes[4]}; this page reads version ${FORMAT_VERSION}`,
+      );
+    }
+    out.problems++;
+    problem(file.name, "its first 8 bytes are not a pack's (damaged); the entries in it were read");
+  }
   // Bytes accounted for: the preamble, and every entry found (frame and container).
   const covered: [number, number][] = [[0, PACK_PREAMBLE.length]];
   let shown = 0;
@@ -263,7 +278,7 @@ async function run(): Promise<void> {
     const step = `Decrypting and verifying ${i + 1} of ${files.length}: ${file.name}`;
     say(step);
     try {
-      const r = isPack(await head(file, PACK_PREAMBLE.length))
+      const r = await readAsPack(file)
         ? await packFile(base, keys, file, wanted, (t) => say(`${step}, ${t}`))
         : await looseBlob(base, keys, file, wanted);
       // The same blob given twice (a copy of a file, or of a pack) is offered once.
