@@ -100,7 +100,14 @@ function call<T>(file: string, f: () => T): T {
 /** An iterator of rows whose every step turns SQLite errors into IndexErrors. */
 function guardIterator<T>(file: string, it: IterableIterator<T>): IterableIterator<T> {
   return {
-    next: () => call(file, () => it.next()),
+    next() {
+      // No closure per row: a restore reads millions of them.
+      try {
+        return it.next();
+      } catch (e) {
+        throw indexError(file, e);
+      }
+    },
     return: (v?: unknown) => call(file, () => it.return?.(v) ?? { done: true, value: v as T }),
     [Symbol.iterator]() {
       return this;
