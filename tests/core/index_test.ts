@@ -21,6 +21,7 @@ Deno.test("the index uses WAL and records its schema version and repository", ()
     assert.deepEqual(tables.filter((t) => !t.startsWith("sqlite_")), [
       "changesets",
       "files",
+      "lost_blobs",
       "meta",
     ]);
   } finally {
