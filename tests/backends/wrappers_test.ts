@@ -275,3 +275,34 @@ Deno.test("fault and retry specs are parsed strictly", () => {
   assert.deepEqual(parseRetry("attempts=3,base=10,max=50"), { attempts: 3, baseMs: 10, maxMs: 50 });
   assert.throws(() => parseRetry("tries=3"), /bad retry spec/);
 });
+
+Deno.test("slowed calls are drawn apart from failures: a delay share slows calls and fails the same ones", async () => {
+  assert.deepEqual(parseFaults("transient=0.2,delay=0.5,delay_ms=3,seed=4"), {
+    transient: 0.2,
+    permanent: 0,
+    seed: 4,
+    delay: 0.5,
+    delayMs: 3,
+  });
+  assert.throws(() => parseFaults("delay=2"), /delay must be between 0 and 1/);
+  assert.throws(() => parseFaults("delay_ms=-1"), /delay_ms must be at least 0/);
+  const failures = async (spec: string) => {
+    using tmp = tempDir();
+    const b = new FaultBackend(new LocalBackend(tmp.path), parseFaults(spec));
+    const failed: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      try {
+        await b.put(`k${i}`, bytesBody(seededBytes(10, i)));
+      } catch {
+        failed.push(i);
+      }
+    }
+    return { failed, injected: b.injected };
+  };
+  const plain = await failures("transient=0.3,seed=9");
+  const slow = await failures("transient=0.3,delay=0.5,delay_ms=2,seed=9");
+  assert.deepEqual(slow.failed, plain.failed, "the same calls fail");
+  assert.equal(plain.injected.delayed, 0);
+  assert.ok(slow.injected.delayed > 10 && slow.injected.delayed < 50, `${slow.injected.delayed}`);
+  assert.ok(plain.failed.length > 5);
+});
