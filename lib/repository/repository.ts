@@ -415,6 +415,14 @@ export async function openRepository(
   const config = await readConfig(backend);
   const keys = opts.keyFile ? [opts.keyFile] : await listKeyFiles(backend);
   if (keys.length === 0) throw new Error(`${backend.name}: the repository has no key files`);
+  if (!keys.some((k) => k.repository === config.id)) {
+    // No passphrase can help: the config's id or the key files were altered, or mixed up.
+    throw new Error(
+      `${backend.name}: no key file belongs to repository ${config.id}, the id in its config ` +
+        `(the key files name ${[...new Set(keys.map((k) => k.repository))].join(", ")}); ` +
+        `the config or the key files were altered or come from another repository`,
+    );
+  }
   for (const k of keys) {
     if (k.repository !== config.id) continue;
     try {

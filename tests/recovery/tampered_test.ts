@@ -1,6 +1,8 @@
-// A pack whose first bytes were damaged (its preamble is not authenticated) loses none of its
-// entries: decrypt-blob restores every file in it and names the damage, and check --read-data
-// reports the pack as damaged instead of calling the repository clean.
+// Repositories altered where nothing authenticates the bytes. A pack whose first bytes were
+// damaged (its preamble) loses none of its entries: decrypt-blob restores every file in it and
+// names the damage, and check --read-data reports the pack instead of calling the repository
+// clean. A config whose repository id was altered is named as such, not taken for a wrong
+// passphrase.
 
 import assert from "node:assert/strict";
 import { n2s, n2sOk } from "../helpers/cli.ts";
@@ -45,3 +47,24 @@ for (const at of [0, 4]) {
     assert.deepEqual(readTree(out), readTree(`${t.path}/src`), "every file of the pack");
   });
 }
+
+Deno.test("a config whose repository id was altered is named, not taken for a wrong passphrase", async () => {
+  using t = tempDir();
+  const args = ["--repo", `${t.path}/repo`, "--index", `${t.path}/fresh.sqlite`];
+  await n2sOk(["init", "--repo", `${t.path}/repo`, "--index", `${t.path}/index.sqlite`], ENV);
+  const config = JSON.parse(Deno.readTextFileSync(`${t.path}/repo/config`));
+  const real = config.id;
+  Deno.writeTextFileSync(
+    `${t.path}/repo/config`,
+    JSON.stringify({ ...config, id: "0".repeat(32) }),
+  );
+  const r = await n2s(["recover", "index", ...args], ENV);
+  assert.equal(r.code, 1);
+  assert.doesNotMatch(r.stderr, /wrong passphrase/);
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `no key file belongs to repository 0{32}, the id in its config \\(the key files name ${real}\\)`,
+    ),
+  );
+});
