@@ -51,6 +51,7 @@ import {
   NotFoundError,
   type ObjectInfo,
   rangeHeader,
+  type TemporaryObject,
 } from "./backend.ts";
 import { moveWithRetry, oneLine, randomHex } from "./shared.ts";
 
@@ -805,6 +806,34 @@ export class RcloneBackend implements Backend {
       if (key === TEMP_DIR || key.startsWith(`${TEMP_DIR}/`)) continue;
       yield { key, size: item.Size };
     }
+  }
+
+  /** Uploads under `.n2s-tmp/` that were cut off before their move into place. */
+  async temporaries(): Promise<TemporaryObject[]> {
+    let out: Record<string, unknown>;
+    try {
+      out = await this.#call(
+        "operations/list",
+        { fs: this.#fs, remote: TEMP_DIR, opt: { filesOnly: true, noMimeType: true } },
+        "list temporary objects",
+      );
+    } catch (e) {
+      if (e instanceof RcError && e.status === 404) return [];
+      throw e instanceof RcError ? this.#classify("list temporary objects", e) : e;
+    }
+    const items = (out.list ?? []) as { Path: string; Size: number; ModTime?: string }[];
+    return items.map((i) => ({
+      key: `${TEMP_DIR}/${i.Path.split("/").pop()}`,
+      size: i.Size,
+      mtime: i.ModTime ? Date.parse(i.ModTime) : 0,
+    }));
+  }
+
+  async deleteTemporary(key: string): Promise<void> {
+    if (!key.startsWith(`${TEMP_DIR}/`)) {
+      throw new BackendError("permanent", this.name, `${key} is not a temporary object`);
+    }
+    await this.delete(key);
   }
 
   async delete(key: string): Promise<void> {

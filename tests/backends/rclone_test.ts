@@ -133,6 +133,31 @@ Deno.test("rclone backend: a local path and an sftp remote", async (t) => {
     await runConformance(t, () => open(loc, {}));
     assert.deepEqual(filesUnder(`${tmp.path}/repo/${TEMP_DIR}`), [], "no temporary file is left");
 
+    await t.step("leftovers of cut-off uploads are listed with their age and deleted", async () => {
+      const b = await openRcloneLocation(`${loc}/leftovers`, {});
+      try {
+        await b.put("keys/k", bytesBody(seededBytes(1000, 7)));
+        assert.deepEqual(await b.temporaries!(), [], "a finished put leaves nothing");
+        // What an upload cut off before its move leaves in the temporary area.
+        const dir = `${tmp.path}/repo/leftovers/${TEMP_DIR}`;
+        Deno.mkdirSync(dir, { recursive: true });
+        Deno.writeFileSync(`${dir}/dead`, seededBytes(5000, 8));
+        const twoHours = new Date(Date.now() - 2 * 3600_000);
+        Deno.utimeSync(`${dir}/dead`, twoHours, twoHours);
+        const left = await b.temporaries!();
+        assert.equal(left.length, 1);
+        assert.equal(left[0].key, `${TEMP_DIR}/dead`);
+        assert.equal(left[0].size, 5000);
+        assert.ok(Math.abs(left[0].mtime - twoHours.getTime()) < 2000, "its modification time");
+        await assert.rejects(() => b.deleteTemporary!("keys/k"), /not a temporary object/);
+        await b.deleteTemporary!(left[0].key);
+        assert.deepEqual(await b.temporaries!(), []);
+        assert.ok(await b.stat("keys/k"), "objects stay");
+      } finally {
+        await b.close();
+      }
+    });
+
     await t.step("an rcd that dies is replaced; a read in flight fails transiently", async () => {
       const b = await openRcloneLocation(`${loc}/restart`, {});
       try {
