@@ -49,6 +49,7 @@ import {
   noBytes,
   NotFoundError,
   type ObjectInfo,
+  type TemporaryObject,
 } from "./backend.ts";
 import { moveWithRetry, oneLine } from "./shared.ts";
 
@@ -284,7 +285,8 @@ export class IpfsBackend implements Backend {
   async put(key: string, body: Body): Promise<ObjectInfo> {
     const path = this.#path(key);
     const what = `put ${key}`;
-    const tmp = `${this.#root}/${TEMP_DIR}/${crypto.randomUUID()}`;
+    // The time is in the name: MFS keeps no mtime that check could judge an old leftover by.
+    const tmp = `${this.#root}/${TEMP_DIR}/${Date.now().toString(36)}-${crypto.randomUUID()}`;
     try {
       const size = await this.#write(tmp, body, what);
       const st = await this.#stat(tmp, what);
@@ -599,6 +601,39 @@ export class IpfsBackend implements Backend {
         }
       }
     }
+  }
+
+  /** Temporary files of puts cut off before their move into place (their time from the name). */
+  async temporaries(): Promise<TemporaryObject[]> {
+    let entries: LsEntry[];
+    try {
+      const reply = await this.#json<{ Entries?: LsEntry[] | null }>(
+        "files/ls",
+        [["arg", `${this.#root}/${TEMP_DIR}`], ["long", "true"]],
+        "list temporary objects",
+      );
+      entries = reply.Entries ?? [];
+    } catch (e) {
+      if (e instanceof BackendError && e.kind === "notfound") return [];
+      throw e;
+    }
+    return entries.map((ent) => {
+      const t = parseInt(ent.Name.split("-")[0], 36);
+      return {
+        key: `${TEMP_DIR}/${ent.Name}`,
+        size: ent.Size ?? 0,
+        // A name without a time is from before names carried one: old.
+        mtime: Number.isSafeInteger(t) && ent.Name.includes("-") ? t : 0,
+      };
+    });
+  }
+
+  async deleteTemporary(key: string): Promise<void> {
+    const name = key.startsWith(`${TEMP_DIR}/`) ? key.slice(TEMP_DIR.length + 1) : "";
+    if (name === "" || name.includes("/")) {
+      throw new BackendError("permanent", this.name, `${key} is not a temporary object`);
+    }
+    await this.#remove(`${this.#root}/${TEMP_DIR}/${name}`, `delete ${key}`);
   }
 
   async delete(key: string): Promise<void> {

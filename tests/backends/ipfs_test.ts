@@ -122,6 +122,38 @@ Deno.test("ipfs backend: conformance, IPFS specifics and CLI round trip", async 
       }
     });
 
+    await t.step("leftovers of cut-off puts are listed with their age and deleted", async () => {
+      const b = await openIpfsLocation(`ipfs://n2s-tmp-test?api=${node.api}`, {});
+      try {
+        await b.put("keys/k", bytesBody(seeded(1000, 7)));
+        assert.deepEqual(await b.temporaries!(), [], "a finished put leaves nothing");
+        // What a killed put leaves: a file under the temporary area, named as a put names it.
+        const old = `${(Date.now() - 2 * 3600_000).toString(36)}-dead`;
+        const form = new FormData();
+        form.append("file", new Blob([seeded(5000, 8)], { type: "application/octet-stream" }));
+        const res = await fetch(
+          `${node.api}/api/v0/files/write?${new URLSearchParams({
+            arg: `/n2s-tmp-test/.n2s-tmp/${old}`,
+            create: "true",
+            parents: "true",
+          })}`,
+          { method: "POST", body: form },
+        );
+        assert.equal(res.status, 200, await res.text());
+        const tmp = await b.temporaries!();
+        assert.equal(tmp.length, 1);
+        assert.equal(tmp[0].key, `.n2s-tmp/${old}`);
+        assert.equal(tmp[0].size, 5000);
+        assert.ok(Date.now() - tmp[0].mtime >= 2 * 3600_000 - 1000, "its age comes from its name");
+        await assert.rejects(() => b.deleteTemporary!("keys/k"), /not a temporary object/);
+        await b.deleteTemporary!(tmp[0].key);
+        assert.deepEqual(await b.temporaries!(), []);
+        assert.ok(await b.stat("keys/k"), "objects stay");
+      } finally {
+        await b.close();
+      }
+    });
+
     await runConformance(t, () => openIpfsLocation(location, {}));
 
     await t.step("a 1 GiB object reads back byte for byte", async () => {
