@@ -1,5 +1,6 @@
 // One bounded scheduler for push and pull: tasks run in lanes, each with its own limit on tasks
-// in flight, and the first failure stops new work and is rethrown when the group is awaited.
+// in flight, and the first failure stops new work and is rethrown when the group is awaited;
+// and the one counting semaphore of the code base.
 
 import { setImmediate } from "node:timers";
 
@@ -12,25 +13,54 @@ export function turn(): Promise<void> {
   return new Promise((r) => setImmediate(r));
 }
 
-/** A counting semaphore. */
+/**
+ * A counting semaphore: push's puts, check's reads, the backend stack's limit on operations in
+ * flight and the rclone backend's requests all take their slots from one.
+ */
 export class Semaphore {
+  #size: number;
   #free: number;
   readonly #waiting: (() => void)[] = [];
 
   constructor(n: number) {
-    this.#free = Math.max(1, n);
+    this.#size = Math.max(1, n);
+    this.#free = this.#size;
+  }
+
+  /** Takes a slot, waiting for one when none is free. */
+  async acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return;
+    }
+    await new Promise<void>((r) => this.#waiting.push(r));
+  }
+
+  /** Gives a slot back (to the longest waiter, if any). */
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#free++;
   }
 
   /** Runs `f` once a slot is free, and frees the slot when it settles. */
   async run<T>(f: () => Promise<T>): Promise<T> {
-    if (this.#free > 0) this.#free--;
-    else await new Promise<void>((r) => this.#waiting.push(r));
+    await this.acquire();
     try {
       return await f();
     } finally {
-      const next = this.#waiting.shift();
-      if (next) next();
-      else this.#free++;
+      this.release();
+    }
+  }
+
+  /** Raises the number of slots to `n` (never lowers it); waiters take the new ones. */
+  widen(n: number): void {
+    if (n <= this.#size) return;
+    this.#free += n - this.#size;
+    this.#size = n;
+    while (this.#free > 0 && this.#waiting.length > 0) {
+      this.#free--;
+      this.#waiting.shift()!();
     }
   }
 }

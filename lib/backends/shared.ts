@@ -1,6 +1,7 @@
 // Helpers that several backends need, written once: random and temporary names, one-line error
-// texts, a counting semaphore, and a move into place that tries again when a concurrent put of
-// the same key got in between. Nothing here does I/O, so Workers may import it too.
+// texts, and a move into place that tries again when a concurrent put of the same key got in
+// between (the counting semaphore is lib/scheduler.ts's). Nothing here does I/O, so Workers may
+// import it too.
 
 /** Part of the name of every temporary object written beside its key; listings skip such names. */
 export const TEMP_MARK = ".n2s-tmp-";
@@ -25,42 +26,6 @@ export function oneLine(s: string, max = 300): string {
 /** The message of any thrown value, on one line. */
 export function errorText(e: unknown, max = 300): string {
   return oneLine(e instanceof Error ? e.message : String(e), max);
-}
-
-/** A counting semaphore. */
-export class Semaphore {
-  #free: number;
-  readonly #waiting: (() => void)[] = [];
-
-  constructor(n: number) {
-    this.#free = Math.max(1, n);
-  }
-
-  /** Takes a slot, waiting for one when none is free. */
-  async acquire(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--;
-      return;
-    }
-    await new Promise<void>((r) => this.#waiting.push(r));
-  }
-
-  /** Gives a slot back (to the longest waiter, if any). */
-  release(): void {
-    const next = this.#waiting.shift();
-    if (next) next();
-    else this.#free++;
-  }
-
-  /** Runs `f` holding a slot. */
-  async run<T>(f: () => Promise<T>): Promise<T> {
-    await this.acquire();
-    try {
-      return await f();
-    } finally {
-      this.release();
-    }
-  }
 }
 
 /** How many times a move into place is tried by default. */

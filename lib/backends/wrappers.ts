@@ -13,7 +13,7 @@ import {
   type ObjectFiles,
   type ObjectInfo,
 } from "./backend.ts";
-import { Semaphore } from "./shared.ts";
+import { Semaphore } from "../scheduler.ts";
 
 /** How the retry wrapper waits and gives up. */
 export interface RetryOptions {
