@@ -68,7 +68,7 @@ export {
   NotFoundError,
   type ObjectInfo,
 } from "./lib/backends/backend.ts";
-export { LocalBackend } from "./lib/backends/local.ts";
+export { LocalBackend } from "./lib/backends/local/backend.ts";
 export {
   LOCATION_FORMS,
   openBackend,

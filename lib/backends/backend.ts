@@ -81,7 +81,7 @@ export interface Backend {
   close(): Promise<void>;
   /**
    * The capability to reach this backend's objects as files: other threads of this process may
-   * then read them, or (`purpose` "write") write them with lib/backends/local_files.ts's
+   * then read them, or (`purpose` "write") write them with lib/backends/local/files.ts's
    * layout and atomicity (a temporary name renamed into place). Objects written that way count
    * as durable only after a later `flush`. Absent, or null, for every other backend and for
    * wrappers that must see each call (fault injection). Only the Repository asks for it.

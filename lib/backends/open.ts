@@ -2,13 +2,12 @@
 // retries, a limit on operations in flight and, for tests, injected faults.
 
 import type { Backend } from "./backend.ts";
-import { LocalBackend } from "./local.ts";
+import { openLocalLocation } from "./local/backend.ts";
 import { openSftpLocation } from "./sftp/backend.ts";
 import { openS3Location } from "./s3/backend.ts";
-import { openIpfsLocation } from "./ipfs.ts";
-import { openRcloneLocation } from "./rclone.ts";
+import { openIpfsLocation } from "./ipfs/backend.ts";
+import { openRcloneLocation } from "./rclone/backend.ts";
 import { buildStack, parseFaults, parseRetry, type StackOptions } from "./wrappers.ts";
-import { resolve } from "node:path";
 
 /** The location forms, for error messages and help. */
 export const LOCATION_FORMS = [
@@ -36,7 +35,7 @@ export function openBaseBackend(
 ): Promise<Backend> {
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(location)?.[1].toLowerCase();
   if (scheme === "file") {
-    return Promise.resolve(new LocalBackend(decodeURIComponent(new URL(location).pathname)));
+    return Promise.resolve(openLocalLocation(location));
   }
   if (scheme === "sftp" || scheme === "ssh") return openSftpLocation(location, env);
   if (scheme === "s3") return openS3Location(location, env);
@@ -47,7 +46,7 @@ export function openBaseBackend(
       `unsupported repository location "${location}": use one of ${LOCATION_FORMS.join(", ")}`,
     );
   }
-  return Promise.resolve(new LocalBackend(resolve(location)));
+  return Promise.resolve(openLocalLocation(location));
 }
 
 /** Opens the backend stack named by a repository location. */

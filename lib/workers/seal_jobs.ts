@@ -16,7 +16,7 @@ import {
 import { blobIdFor, type RepoKeys } from "../format/ids.ts";
 import { ENTRY_FRAME_BYTES, entryFrame } from "../format/pack.ts";
 import type { NativeAead } from "../format/native_crypto.ts";
-import { type DirMaker, ObjectFileWriter } from "../backends/local_files.ts";
+import { type DirMaker, ObjectFileWriter } from "../backends/local/files.ts";
 import { CODEC_STORED, CODEC_ZSTD, type Suite } from "../format/suite.ts";
 import { type FileIn, isDenied, isNotFound, openIn } from "../fs/in.ts";
 import { PosixError } from "../fs/posix.ts";

@@ -21,7 +21,7 @@ import {
   sealLargeTo,
   SMALL_FILE,
 } from "./seal_jobs.ts";
-import { DirMaker } from "../backends/local_files.ts";
+import { DirMaker } from "../backends/local/files.ts";
 import {
   alignedChunks,
   restoreBlob,

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { BackendError, bytesBody, readAll } from "../../lib/backends/backend.ts";
-import { IpfsBackend, openIpfsLocation } from "../../lib/backends/ipfs.ts";
+import { IpfsBackend, openIpfsLocation } from "../../lib/backends/ipfs/backend.ts";
 import { startIpfs } from "../servers/ipfs.ts";
 import { expectFastFailure, runCliRoundTrip, runConformance } from "./harness.ts";
 

@@ -15,12 +15,8 @@ import {
   readAll,
 } from "../../lib/backends/backend.ts";
 import { fromBody, RetryBackend } from "../../lib/backends/wrappers.ts";
-import {
-  openRcloneLocation,
-  parseRcloneLocation,
-  redactRemote,
-  TEMP_DIR,
-} from "../../lib/backends/rclone.ts";
+import { openRcloneLocation, TEMP_DIR } from "../../lib/backends/rclone/backend.ts";
+import { parseRcloneLocation, redactRemote } from "../../lib/backends/rclone/location.ts";
 import { startS3 } from "../servers/s3.ts";
 import { startSshd } from "../servers/sshd.ts";
 import { seededBytes, tempDir } from "../helpers/fs.ts";

@@ -12,7 +12,7 @@ import {
   errorKind,
   readAll,
 } from "../../lib/backends/backend.ts";
-import { LocalBackend } from "../../lib/backends/local.ts";
+import { LocalBackend } from "../../lib/backends/local/backend.ts";
 import {
   buildStack,
   FaultBackend,

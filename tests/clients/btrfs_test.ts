@@ -11,7 +11,7 @@ import {
 import { replayRunner } from "../../lib/clients/runner.ts";
 import { closeFd, mkdirRaw, openRaw, renameRaw, writeFd } from "../../lib/fs/posix.ts";
 import { pathText } from "../../lib/format/names.ts";
-import { LocalBackend } from "../../lib/backends/local.ts";
+import { LocalBackend } from "../../lib/backends/local/backend.ts";
 import { countingBackend } from "../helpers/backends.ts";
 import { assertSameTree, makeStore, requireTool, sh, testBackend } from "./helpers.ts";
 

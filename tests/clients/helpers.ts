@@ -3,7 +3,7 @@
 
 import { interceptPuts } from "../helpers/backends.ts";
 import assert from "node:assert/strict";
-import { LocalBackend } from "../../lib/backends/local.ts";
+import { LocalBackend } from "../../lib/backends/local/backend.ts";
 import type { Backend } from "../../lib/backends/backend.ts";
 import { N2S } from "../../lib/n2s.ts";
 import {

@@ -3,7 +3,7 @@
 // as failed but that was completed elsewhere is recorded as complete.
 
 import assert from "node:assert/strict";
-import { LocalBackend } from "../../lib/backends/local.ts";
+import { LocalBackend } from "../../lib/backends/local/backend.ts";
 import { scanClient } from "../../lib/clients/scan.ts";
 import { N2S } from "../../lib/n2s.ts";
 import { catchUpIndex } from "../../lib/repository/catch_up.ts";

@@ -3,7 +3,7 @@
 // need, a damaged pack entry that costs only its own file, and format 1 refused by name.
 
 import assert from "node:assert/strict";
-import { LocalBackend } from "../../lib/backends/local.ts";
+import { LocalBackend } from "../../lib/backends/local/backend.ts";
 import { scanClient } from "../../lib/clients/scan.ts";
 import { toHex } from "../../lib/format/bytes.ts";
 import { blobIdInput } from "../../lib/format/ids.ts";

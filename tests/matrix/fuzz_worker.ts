@@ -7,7 +7,7 @@
 // touches, and never silently.
 
 import { createHash } from "node:crypto";
-import { LocalBackend } from "../../lib/backends/local.ts";
+import { LocalBackend } from "../../lib/backends/local/backend.ts";
 import { denoSuite } from "../../lib/crypto_deno.ts";
 import { blobPartsSync, openBlob } from "../../lib/format/blob.ts";
 import { toHex } from "../../lib/format/bytes.ts";

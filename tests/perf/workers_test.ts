@@ -15,8 +15,8 @@ import { portableSuite } from "../../lib/format/suite_js.ts";
 import { SealPool } from "../../lib/workers/pool.ts";
 import { hashFile, sealLarge, sealLargeTo, SMALL_FILE } from "../../lib/workers/seal_jobs.ts";
 import { blobKey } from "../../lib/repository/layout.ts";
-import { LocalBackend } from "../../lib/backends/local.ts";
-import { DirMaker } from "../../lib/backends/local_files.ts";
+import { LocalBackend } from "../../lib/backends/local/backend.ts";
+import { DirMaker } from "../../lib/backends/local/files.ts";
 import { assertSameTree, seededBytes, tempDir, writeTree } from "../helpers/fs.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));

@@ -2,7 +2,7 @@
 // of pushes that never completed), and pulling with no index at all.
 
 import assert from "node:assert/strict";
-import { LocalBackend } from "../../lib/backends/local.ts";
+import { LocalBackend } from "../../lib/backends/local/backend.ts";
 import { scanClient } from "../../lib/clients/scan.ts";
 import { N2S } from "../../lib/n2s.ts";
 import { countingBackend } from "../helpers/backends.ts";

@@ -1,13 +1,8 @@
-// Writing objects of a local directory backend as files, with synchronous calls: the local
-// backend uses it, and so do the seal Workers when a push writes objects straight into a local
-// repository (the objectFiles capability). One layout and one atomicity rule for both: an object is
-// written under a temporary name beside its final one and renamed into place, so a reader
-// never sees a partial object, and listings skip the temporary names. A repository n2s creates
-// is private (directories 0700, files 0600); in a directory that already existed, objects take
-// that directory's permissions, so a repository shared through its group stays shared.
+// The local backend's transport: object files written with synchronous calls, under a temporary
+// name beside the final one and renamed into place. Seal Workers use it too (objectFiles).
 
 import { dirname, join } from "node:path";
-import { tempName } from "./shared.ts";
+import { tempName } from "../shared.ts";
 
 /** Bytes of a large object written between two starts of its write-back (fdatasync). */
 const WRITEBACK_BYTES = 32 << 20;

@@ -1,16 +1,14 @@
 // The local directory backend: objects are files under a root directory; a put writes a
-// temporary file beside its target and renames it, and `flush` makes completed puts durable
-// in one file-system sync instead of one fsync per object.
+// temporary file beside its target and renames it (files.ts), and `flush` makes completed puts
+// durable in one file-system sync instead of one fsync per object.
 
 import { join } from "node:path";
-import { concat } from "../format/bytes.ts";
-import { DirMaker, ObjectFileWriter, putFileSync } from "./local_files.ts";
-import { TEMP_MARK } from "./shared.ts";
+import { concat } from "../../format/bytes.ts";
+import { TEMP_MARK } from "../shared.ts";
 import {
   type Backend,
   BackendError,
   type Body,
-  BodyError,
   type ByteRange,
   checkKey,
   checkRange,
@@ -18,30 +16,12 @@ import {
   type ObjectFiles,
   type ObjectInfo,
   type TemporaryObject,
-} from "./backend.ts";
+} from "../backend.ts";
+import { classify } from "./errors.ts";
+import { DirMaker, ObjectFileWriter, putFileSync } from "./files.ts";
+import { parseLocalLocation } from "./location.ts";
 
 const GET_CHUNK = 4 << 20;
-
-function classify(name: string, e: unknown, what: string): BackendError {
-  if (e instanceof BackendError) return e;
-  if (e instanceof BodyError) {
-    return new BackendError("permanent", name, `${what}: ${e.message}`, { cause: e });
-  }
-  if (e instanceof Deno.errors.NotFound) {
-    return new BackendError("notfound", name, `${what}: not found`, { cause: e });
-  }
-  if (e instanceof Deno.errors.PermissionDenied) {
-    return new BackendError("permanent", name, `${what}: permission denied`, { cause: e });
-  }
-  const msg = e instanceof Error ? e.message : String(e);
-  // A full disk or a read-only file system will not heal by retrying.
-  const permanent =
-    /ENOSPC|EROFS|ENOTDIR|EACCES|No space left|Read-only file system|Not a directory/i.test(msg) ||
-    e instanceof Deno.errors.NotADirectory;
-  return new BackendError(permanent ? "permanent" : "transient", name, `${what}: ${msg}`, {
-    cause: e,
-  });
-}
 
 /** A directory on a local (or mounted) file system. */
 export class LocalBackend implements Backend {
@@ -64,7 +44,7 @@ export class LocalBackend implements Backend {
 
   /**
    * The objects as files under the root: Workers read them there, or write them themselves
-   * (local_files.ts); from then on every flush syncs, since this backend no longer counts the
+   * (files.ts); from then on every flush syncs, since this backend no longer counts the
    * puts.
    */
   objectFiles(purpose: "read" | "write"): ObjectFiles {
@@ -191,7 +171,7 @@ export class LocalBackend implements Backend {
     }
   }
 
-  /** Files under a temporary name (see local_files.ts): puts killed before their rename. */
+  /** Files under a temporary name (see files.ts): puts killed before their rename. */
   temporaries(): Promise<TemporaryObject[]> {
     const out: TemporaryObject[] = [];
     const walk = (dir: string, rel: string) => {
@@ -254,4 +234,9 @@ export class LocalBackend implements Backend {
   async close(): Promise<void> {
     await this.flush();
   }
+}
+
+/** Opens a local location (a path or a file:// URL). */
+export function openLocalLocation(location: string): LocalBackend {
+  return new LocalBackend(parseLocalLocation(location));
 }
