@@ -4,7 +4,7 @@
 
 import { type Index, isoNow } from "../index/sqlite.ts";
 import type { ChangesetRow } from "../index/types.ts";
-import { addMeta, type ManifestEntry, writeManifest } from "../repository/manifest.ts";
+import { entryOfRow, type ManifestEntry, writeManifest } from "../repository/manifest.ts";
 import type { Repository } from "../repository/repository.ts";
 import { crashPoint } from "../testing/crash.ts";
 
@@ -45,26 +45,7 @@ export async function commitChangeset(
   const counts = index.counts(cs.id);
   const completed = isoNow(now());
   const entries = function* (): Iterable<ManifestEntry> {
-    for (const f of index.settledEntriesOf(cs.id)) {
-      const e: ManifestEntry = { path: f.path, action: f.action };
-      if (f.action === "write" || f.action === "hardlink") {
-        e.file_hash = f.file_hash!;
-        e.blob_id = f.blob_id!;
-        e.size = f.size!;
-        if (f.pack !== null) {
-          e.pack = f.pack;
-          e.offset = f.pack_offset!;
-          e.length = f.pack_length!;
-        }
-      }
-      if (f.action === "link" || f.action === "hardlink") e.target = f.target!;
-      if (f.mtime !== null) e.mtime = f.mtime;
-      if (f.mode !== null) e.mode = f.mode;
-      addMeta(e, f.meta);
-      // Every entry carries its time, so a rebuilt index answers exactly as before.
-      if (f.confirmed) e.confirmed = f.confirmed;
-      yield e;
-    }
+    for (const f of index.settledEntriesOf(cs.id)) yield entryOfRow(f);
   };
   crashPoint("manifest");
   const header = await writeManifest(repo, {

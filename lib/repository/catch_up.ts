@@ -15,6 +15,12 @@ import {
 } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
 
+/**
+ * The error of a changeset that forget marked as forgotten: its manifest may still be there
+ * until forget (or the next forget or prune) deletes it, and catching up must not bring it back.
+ */
+export const FORGOTTEN = "forgotten";
+
 /** A manifest read from the repository. */
 export interface ReadManifest {
   header: ManifestHeader;
@@ -51,6 +57,18 @@ export function insertManifest(
     chain: h.chain,
     info: h.info === null || h.info === undefined ? null : JSON.stringify(h.info),
   });
+  insertManifestFiles(index, m, opts);
+  index.setStatus(h.id, "complete");
+  return m.entries.length;
+}
+
+/** Records the entries of a manifest as the rows of its changeset (see insertManifest). */
+export function insertManifestFiles(
+  index: Index,
+  m: ReadManifest,
+  opts: { seen: Set<string>; stored?: (loc: ManifestEntry) => ObjectInfo | undefined },
+): void {
+  const h = m.header;
   for (const e of m.entries) {
     let status: FileRow["status"] = "confirmed";
     if (e.action === "write" && e.blob_id) {
@@ -86,8 +104,6 @@ export function insertManifest(
       error: null,
     });
   }
-  index.setStatus(h.id, "complete");
-  return m.entries.length;
 }
 
 /** Parents first: a manifest comes after the one it names as parent when both are new. */
@@ -128,7 +144,7 @@ export async function catchUpIndex(
   const out: CatchUpResult = { imported: [], problems: [] };
   const unknown = (await listManifests(repo)).filter((id) => {
     const row = index.getChangeset(id);
-    return row === undefined || row.status === "failed";
+    return row === undefined || (row.status === "failed" && row.error !== FORGOTTEN);
   });
   if (unknown.length === 0) return out;
   const read: ReadManifest[] = [];

@@ -9,7 +9,7 @@ import {
   openContainer,
   SEGMENT_DATA_MAX,
 } from "../format/container.ts";
-import type { Action } from "../index/types.ts";
+import type { Action, FileRow } from "../index/types.ts";
 import { changesetKey, parseKey } from "./layout.ts";
 import type { BlobLocation, Repository } from "./repository.ts";
 
@@ -25,6 +25,11 @@ export interface ManifestHeader {
   parent_chain: string | null;
   /** BLAKE3(parent chain digest (32 zero bytes when none) || BLAKE3(entry lines)). */
   chain: string;
+  /**
+   * Only on a rewritten manifest (forget, prune): the digest above of its new entries and
+   * parent, while `chain` keeps the value its children record.
+   */
+  link?: string;
   created: string;
   completed: string;
   /** Entries in the manifest: writes, links and deletions. */
@@ -101,6 +106,45 @@ export function metaOfEntry(e: ManifestEntry): string | null {
   const m: Record<string, unknown> = {};
   for (const f of META_FIELDS) if (e[f] !== undefined) m[f] = e[f];
   return Object.keys(m).length > 0 ? JSON.stringify(m) : null;
+}
+
+/** The manifest entry of a settled index row. */
+export function entryOfRow(
+  f: Pick<
+    FileRow,
+    | "path"
+    | "action"
+    | "file_hash"
+    | "blob_id"
+    | "size"
+    | "pack"
+    | "pack_offset"
+    | "pack_length"
+    | "target"
+    | "mtime"
+    | "mode"
+    | "meta"
+    | "confirmed"
+  >,
+): ManifestEntry {
+  const e: ManifestEntry = { path: f.path, action: f.action };
+  if (f.action === "write" || f.action === "hardlink") {
+    e.file_hash = f.file_hash!;
+    e.blob_id = f.blob_id!;
+    e.size = f.size!;
+    if (f.pack !== null) {
+      e.pack = f.pack;
+      e.offset = f.pack_offset!;
+      e.length = f.pack_length!;
+    }
+  }
+  if (f.action === "link" || f.action === "hardlink") e.target = f.target!;
+  if (f.mtime !== null) e.mtime = f.mtime;
+  if (f.mode !== null) e.mode = f.mode;
+  addMeta(e, f.meta);
+  // Every entry carries its time, so a rebuilt index answers exactly as before.
+  if (f.confirmed) e.confirmed = f.confirmed;
+  return e;
 }
 
 /** Where an entry's blob is stored, from its location fields. */
@@ -184,8 +228,10 @@ const KEEP_LINES = 32 << 20;
  */
 export async function writeManifest(
   repo: Repository,
-  header: Omit<ManifestHeader, "chain" | "v">,
+  header: Omit<ManifestHeader, "chain" | "link" | "v">,
   entries: () => Iterable<ManifestEntry>,
+  /** The chain digest to keep, for a rewrite (the computed one becomes its `link`). */
+  keepChain?: string,
 ): Promise<ManifestHeader> {
   const h = repo.suite.newHasher();
   let kept: Uint8Array[] | null = [];
@@ -194,11 +240,10 @@ export async function writeManifest(
     if (kept !== null) kept.push(c);
     if (kept !== null && kept.length * SEGMENT_DATA_MAX > KEEP_LINES) kept = null;
   }
-  const full: ManifestHeader = {
-    v: 2,
-    ...header,
-    chain: chainDigest(repo, header.parent_chain, h.digest()),
-  };
+  const digest = chainDigest(repo, header.parent_chain, h.digest());
+  const full: ManifestHeader = keepChain === undefined || keepChain === digest
+    ? { v: 2, ...header, chain: digest }
+    : { v: 2, ...header, chain: keepChain, link: digest };
   const salt = repo.suite.randomBytes(16);
   const body: Body = {
     async *open() {
@@ -214,6 +259,21 @@ export async function writeManifest(
   };
   await repo.backend.put(changesetKey(full.id), body);
   return full;
+}
+
+/**
+ * Rewrites the manifest of a changeset in place (one atomic put): new entries, and a parent that
+ * may be another (the nearest kept ancestor after a forget). The changeset keeps its id and its
+ * `chain`, which its children record; `link` proves the new entries and parent instead. Returns
+ * the header written.
+ */
+export async function rewriteManifest(
+  repo: Repository,
+  header: Omit<ManifestHeader, "link" | "v">,
+  entries: ManifestEntry[],
+): Promise<ManifestHeader> {
+  const { chain, ...rest } = header;
+  return await writeManifest(repo, rest, () => entries, chain);
 }
 
 /** Reads and verifies a manifest: every segment, and the entry digest against the chain. */
@@ -244,7 +304,11 @@ export async function readManifest(
     }
   }
   const digest = entriesDigest(repo, entries);
-  if (chainDigest(repo, header.parent_chain, digest) !== header.chain) {
+  // A rewritten manifest proves its entries with `link`; its `chain` is what children record.
+  if (header.link !== undefined && typeof header.link !== "string") {
+    throw new ContainerError(`${what}: malformed link digest`);
+  }
+  if (chainDigest(repo, header.parent_chain, digest) !== (header.link ?? header.chain)) {
     throw new ContainerError(`${what}: entries do not match the chain digest`);
   }
   return { header, entries };
@@ -253,6 +317,11 @@ export async function readManifest(
 /** True when the manifest of a changeset is stored (the changeset was committed). */
 export async function hasManifest(repo: Repository, id: string): Promise<boolean> {
   return (await repo.backend.stat(changesetKey(id))) !== null;
+}
+
+/** Deletes the manifest of a forgotten changeset (deleting one that is gone is not an error). */
+export function deleteManifest(repo: Repository, id: string): Promise<void> {
+  return repo.backend.delete(changesetKey(id));
 }
 
 /** Ids of every manifest in the repository, oldest first (ULIDs sort by time). */
