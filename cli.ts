@@ -5,11 +5,13 @@ import { CORE_COMMANDS } from "./lib/cli/commands.ts";
 import { RECOVERY_COMMANDS } from "./lib/cli/recovery.ts";
 import { CHECK_COMMANDS } from "./lib/cli/check.ts";
 import { LOCK_COMMANDS } from "./lib/cli/lock.ts";
+import { INSPECT_COMMANDS } from "./lib/cli/inspect.ts";
 import type { Command } from "./lib/cli/common.ts";
 import { UsageError } from "./lib/cli/prompt.ts";
 
 const COMMANDS: Record<string, Command> = {
   ...CORE_COMMANDS,
+  ...INSPECT_COMMANDS,
   ...CHECK_COMMANDS,
   ...LOCK_COMMANDS,
   ...RECOVERY_COMMANDS,

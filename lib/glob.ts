@@ -112,3 +112,29 @@ export function pathMatcher(patterns: readonly string[]): (path: string) => bool
   });
   return (path) => tests.some((t) => t(path));
 }
+
+/** The patterns (as pathMatcher reads them) that match none of `paths`, in the order given. */
+export function unmatchedPatterns(patterns: readonly string[], paths: Iterable<string>): string[] {
+  const tests = patterns.map((p) => ({ p, match: pathMatcher([p]), hit: false }));
+  let left = tests.length;
+  for (const path of paths) {
+    if (left === 0) break;
+    for (const t of tests) {
+      if (!t.hit && t.match(path)) {
+        t.hit = true;
+        left--;
+      }
+    }
+  }
+  return tests.filter((t) => !t.hit).map((t) => t.p);
+}
+
+/** The error for patterns that match nothing: it names each of them. */
+export function noMatchError(unmatched: readonly string[], where: string): Error {
+  const names = unmatched.map((p) => `"${p}"`).join(", ");
+  return new Error(
+    `${unmatched.length === 1 ? "pattern" : "patterns"} ${names} ${
+      unmatched.length === 1 ? "matches" : "match"
+    } nothing in ${where}`,
+  );
+}

@@ -9,6 +9,7 @@ import { Index } from "./index/sqlite.ts";
 import type { ChangesetRow } from "./index/types.ts";
 import type { Client } from "./clients/client.ts";
 import { compileGlob, isGlob, unescapePath } from "./glob.ts";
+import { parseKey } from "./repository/layout.ts";
 import {
   initRepository,
   openRepository,
@@ -25,9 +26,14 @@ import {
 } from "./repository/lock.ts";
 import type { PushOptions, PushResult } from "./push/types.ts";
 import { type PullResult, restoreState } from "./pull/restore.ts";
-import { stateFromIndex, stateFromManifests } from "./pull/state.ts";
+import { type PullState, stateFromIndex, stateFromManifests } from "./pull/state.ts";
+import type { Overwrite } from "./pull/overwrite.ts";
 import { type CheckOptions, checkRepository, type CheckResult } from "./check.ts";
-import { listManifests } from "./repository/manifest.ts";
+import { locateChangeset, type Located } from "./inspect/resolve.ts";
+import { type DiffEntry, diffStates } from "./inspect/diff.ts";
+import { ratio, stateStats, type Stats } from "./inspect/stats.ts";
+import { type Sink, writeTar, writeVerified } from "./inspect/dump.ts";
+import { noMatchError, pathMatcher, unmatchedPatterns } from "./glob.ts";
 import { defaultIndexPath } from "./paths.ts";
 import { RECOVERY_PAGE_HTML } from "./recovery_page/page.ts";
 
@@ -67,6 +73,34 @@ export interface FileListing {
   target: string | null;
 }
 
+/** One path of the state at a changeset, as `ls` reports it. */
+export interface TreeEntry {
+  path: string;
+  action: string;
+  size: number | null;
+  blob_id: string | null;
+  file_hash: string | null;
+  target: string | null;
+  mode: number | null;
+  /** Milliseconds since 1970 UTC. */
+  mtime: number | null;
+}
+
+/** The figures of the whole repository, as `stats` without a changeset reports them. */
+export interface RepositoryStats {
+  changesets: number;
+  sources: number;
+  /** Distinct file versions (blobs) the index knows, and their content in bytes. */
+  blobs: number;
+  bytes: number;
+  /** Every blob and pack object in the repository, and their size. */
+  storedBytes: number;
+  packs: number;
+  looseBlobs: number;
+  /** bytes / storedBytes. */
+  compressionRatio: number | null;
+}
+
 /** One stored version of a path as `find` reports it. */
 export interface FindHit {
   path: string;
@@ -87,6 +121,10 @@ export interface StorePullOptions {
   owner?: boolean;
   /** When a command that deletes holds the repository: wait (default) or fail. */
   lock?: LockWaitOptions;
+  /** A file already in the target: replaced when it differs (default), always, or never. */
+  overwrite?: Overwrite;
+  /** Decides and reports what would be written, replaced and kept; writes nothing. */
+  dryRun?: boolean;
 }
 
 /** Options to open a store. */
@@ -235,30 +273,148 @@ export class N2S {
     target: string,
     opts: StorePullOptions,
   ): Promise<PullResult & { changeset: string }> {
-    let id: string;
-    let entries;
-    const known = this.index.listChangesets().some((c) => c.id.startsWith(changeset.toUpperCase()));
-    if (known) {
-      id = this.index.resolveChangeset(changeset).id;
-      entries = stateFromIndex(this.index, id);
-    } else {
-      // No index (a fresh machine), or an index that never saw this changeset (pushed from
-      // another machine): the manifests in the repository are enough.
-      const all = (await listManifests(repo)).filter((m) => m.startsWith(changeset.toUpperCase()));
-      if (all.length !== 1) {
-        throw new Error(
-          all.length === 0
-            ? `no changeset matches "${changeset}" in ${this.backend.name}`
-            : `"${changeset}" matches several changesets`,
-        );
-      }
-      id = all[0];
-      entries = await stateFromManifests(repo, id);
-    }
-    const r = await restoreState(repo, entries.entries, { target, ...opts });
+    const state = await this.#state(changeset);
+    const patterns = opts.patterns ?? [];
+    const unmatched = unmatchedPatterns(patterns, state.entries.map((e) => e.path));
+    if (unmatched.length > 0) throw noMatchError(unmatched, `changeset ${state.id}`);
+    const r = await restoreState(repo, state.entries, { target, ...opts });
     // What is known to be missing goes first: the restore is incomplete whatever else happened.
-    r.problems.unshift(...entries.problems);
-    return { ...r, changeset: id };
+    r.problems.unshift(...state.problems);
+    return { ...r, changeset: state.id };
+  }
+
+  /**
+   * The changeset a reference names: an id or a unique prefix, `latest` (the newest complete
+   * changeset, when the repository holds one source) or `latest:SOURCE`.
+   */
+  async resolve(ref: string): Promise<Located> {
+    return await locateChangeset(this.index, this.backend, () => this.repository(), ref);
+  }
+
+  /** The state at a changeset, from the index, or from the manifests when it does not know it. */
+  async #state(ref: string): Promise<Located & PullState> {
+    const at = await this.resolve(ref);
+    const state = at.inIndex
+      ? stateFromIndex(this.index, at.id)
+      : await stateFromManifests(await this.repository(), at.id);
+    return { ...at, ...state };
+  }
+
+  /** The state at a changeset, the paths matching `patterns` (every one must match some). */
+  async #chosen(ref: string, patterns: string[]): Promise<Located & PullState> {
+    const s = await this.#state(ref);
+    const unmatched = unmatchedPatterns(patterns, s.entries.map((e) => e.path));
+    if (unmatched.length > 0) throw noMatchError(unmatched, `changeset ${s.id}`);
+    const match = pathMatcher(patterns);
+    const entries = s.entries.filter((e) => match(e.path));
+    entries.sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+    return { ...s, entries };
+  }
+
+  /**
+   * The full tree at a changeset (what a pull restores), in path order; with `patterns`, the
+   * matching paths, and a pattern that matches nothing is an error.
+   */
+  async tree(
+    ref: string,
+    patterns: string[] = [],
+  ): Promise<{ changeset: string; source: string; entries: TreeEntry[] }> {
+    const s = await this.#chosen(ref, patterns);
+    return {
+      changeset: s.id,
+      source: s.source,
+      entries: s.entries.map((e) => ({
+        path: e.path,
+        action: e.action,
+        size: e.size ?? null,
+        blob_id: e.blob_id ?? null,
+        file_hash: e.file_hash ?? null,
+        target: e.target ?? null,
+        mode: e.mode ?? null,
+        mtime: e.mtime ?? null,
+      })),
+    };
+  }
+
+  /** What differs from the state at `from` to the state at `to`. */
+  async diff(
+    from: string,
+    to: string,
+  ): Promise<{ from: string; to: string; changes: DiffEntry[] }> {
+    const a = await this.#state(from);
+    const b = await this.#state(to);
+    return { from: a.id, to: b.id, changes: diffStates(a.entries, b.entries) };
+  }
+
+  /** Files, bytes, stored bytes and packs of the state at a changeset. */
+  async stats(ref: string): Promise<Stats & { changeset: string; source: string }> {
+    const s = await this.#state(ref);
+    const stats = await stateStats(s.entries, async (blobId) => {
+      const known = this.index.blobConfirmed(blobId)?.stored_size;
+      if (known !== undefined && known !== null) return known;
+      return (await (await this.repository()).statBlob(blobId))?.size ?? null;
+    });
+    return { changeset: s.id, source: s.source, ...stats };
+  }
+
+  /** The figures of the whole repository: what the index knows, and what the repository holds. */
+  async repositoryStats(): Promise<RepositoryStats> {
+    const changesets = this.index.listChangesets().filter((c) => c.status === "complete");
+    const sizes = new Map<string, number>();
+    for (const f of this.index.findPaths(() => true)) {
+      if (f.blob_id !== null && f.action === "write") sizes.set(f.blob_id, f.size ?? 0);
+    }
+    let bytes = 0;
+    for (const n of sizes.values()) bytes += n;
+    const out: RepositoryStats = {
+      changesets: changesets.length,
+      sources: new Set(changesets.map((c) => c.source)).size,
+      blobs: sizes.size,
+      bytes,
+      storedBytes: 0,
+      packs: 0,
+      looseBlobs: 0,
+      compressionRatio: null,
+    };
+    for (const prefix of ["blobs/", "packs/"]) {
+      for await (const o of this.backend.list(prefix)) {
+        const kind = parseKey(o.key).kind;
+        if (kind !== "blob" && kind !== "pack") continue;
+        out.storedBytes += o.size;
+        if (kind === "pack") out.packs++;
+        else out.looseBlobs++;
+      }
+    }
+    out.compressionRatio = ratio(bytes, out.storedBytes);
+    return out;
+  }
+
+  /**
+   * Writes stored content to `sink`: the bytes of the file at `path` in the state at a
+   * changeset, or a tar of every entry that `path` (a directory, a glob) matches. Each blob is
+   * verified whole before any of its bytes is written.
+   */
+  async dump(
+    ref: string,
+    path: string,
+    sink: Sink,
+    opts: { allowTar?: boolean } = {},
+  ): Promise<{ changeset: string; tar: boolean; members: number }> {
+    const s = await this.#chosen(ref, [path]);
+    const repo = await this.repository();
+    const only = s.entries.length === 1 ? s.entries[0] : undefined;
+    const exact = only?.action === "write" || only?.action === "hardlink" ? only : undefined;
+    if (exact !== undefined && !isGlob(path)) {
+      await writeVerified(repo, exact, sink);
+      return { changeset: s.id, tar: false, members: 1 };
+    }
+    if (opts.allowTar === false) {
+      throw new Error(
+        `"${path}" is not one file (it matches ${s.entries.length} entries): its tar would go ` +
+          `to a terminal; redirect the output to a file or a pipe`,
+      );
+    }
+    return { changeset: s.id, tar: true, members: await writeTar(repo, s.entries, sink) };
   }
 
   /**

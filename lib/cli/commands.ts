@@ -26,6 +26,10 @@ import {
   table,
 } from "./common.ts";
 import { resolve } from "node:path";
+import { isLatest } from "../inspect/resolve.ts";
+import { noMatchError, pathMatcher, unmatchedPatterns } from "../glob.ts";
+import { type Overwrite, OVERWRITE_RULES } from "../pull/overwrite.ts";
+import type { PullResult } from "../pull/restore.ts";
 
 const label = () => `${Deno.env.get("USER") ?? "user"}@${hostname()}`;
 
@@ -282,7 +286,8 @@ const push: Command = {
 
 const pull: Command = {
   summary: "restore a changeset (or some of its paths) into a directory",
-  usage: "n2s pull --changeset-id ID --target-path DIR [--no-owner] [PATH|GLOB...]",
+  usage: "n2s pull --changeset-id ID|latest[:SOURCE] --target-path DIR [--no-owner] " +
+    "[--overwrite if-changed|always|never] [--dry-run] [PATH|GLOB...]",
   async run(args) {
     const { values, positionals } = parse(args, {
       ...REPO_OPTIONS,
@@ -290,9 +295,15 @@ const pull: Command = {
       "target-path": { type: "string" },
       concurrency: { type: "string" },
       "no-owner": { type: "boolean" },
+      overwrite: { type: "string" },
+      "dry-run": { type: "boolean" },
     }, this.usage);
     if (!values["changeset-id"] || !values["target-path"]) {
       throw new UsageError(`--changeset-id and --target-path are required\nusage: ${this.usage}`);
+    }
+    const overwrite = values.overwrite ?? "if-changed";
+    if (!(OVERWRITE_RULES as readonly string[]).includes(overwrite)) {
+      throw new UsageError(`--overwrite takes ${OVERWRITE_RULES.join(", ")}, not "${overwrite}"`);
     }
     const store = await openStore(values);
     const bar = new ProgressBar("pull");
@@ -303,8 +314,15 @@ const pull: Command = {
         onProgress: (p) => bar.update(p),
         owner: values["no-owner"] ? false : undefined,
         lock: lockMessages("pull"),
+        overwrite: overwrite as Overwrite,
+        dryRun: values["dry-run"],
       });
       bar.done();
+      if (values["dry-run"]) {
+        if (values.json) printJson(r);
+        else printDryRun(r, values["target-path"]);
+        return r.problems.length ? 1 : 0;
+      }
       if (r.leftovers) {
         note(
           `n2s: removed ${r.leftovers} temporary file${r.leftovers === 1 ? "" : "s"} that an ` +
@@ -314,6 +332,8 @@ const pull: Command = {
       printProblems(r.problems);
       if (values.json) printJson(r);
       else {
+        for (const p of r.replaced) out(`replaced ${displayPath(p)}`);
+        for (const p of r.kept) out(`kept ${displayPath(p)} (it differs; --overwrite never)`);
         const other = [
           r.dirs ? `${r.dirs} directories` : "",
           r.specials ? `${r.specials} special files` : "",
@@ -324,6 +344,12 @@ const pull: Command = {
             `${values["target-path"]}` +
             (r.problems.length ? `; ${r.problems.length} could not be restored` : ""),
         );
+        const existing = [
+          r.replaced.length ? `${r.replaced.length} replaced` : "",
+          r.kept.length ? `${r.kept.length} kept` : "",
+          r.unchanged.length ? `${r.unchanged.length} already up to date` : "",
+        ].filter((x) => x !== "");
+        if (existing.length) out(`files already in the target: ${existing.join(", ")}`);
       }
       return r.problems.length ? 1 : 0;
     } finally {
@@ -333,8 +359,34 @@ const pull: Command = {
   },
 };
 
+/** What a dry run would do, one line per path, then the totals. */
+function printDryRun(r: PullResult & { changeset: string }, target: string): void {
+  const lines: [string, string][] = [
+    ...(r.created ?? []).map((p): [string, string] => [p, "would write"]),
+    ...r.replaced.map((p): [string, string] => [p, "would replace"]),
+    ...r.kept.map((p): [string, string] => [p, "would keep (it differs; --overwrite never)"]),
+    ...r.unchanged.map((p): [string, string] => [p, "unchanged"]),
+  ].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+  for (const [p, what] of lines) out(`${what} ${displayPath(p)}`);
+  if (r.leftovers) out(`would remove ${r.leftovers} temporary files an interrupted pull left`);
+  printProblems(r.problems);
+  out(
+    `dry run of changeset ${r.changeset} into ${target}: ${r.created?.length ?? 0} to write, ` +
+      `${r.replaced.length} to replace, ${r.kept.length} to keep, ${r.unchanged.length} ` +
+      `unchanged; nothing was written`,
+  );
+}
+
+/** The id a reference names: `latest` and `latest:SOURCE` resolved, anything else as given. */
+export async function changesetId<T extends string | undefined>(
+  store: N2S,
+  ref: T,
+): Promise<T> {
+  return ref !== undefined && isLatest(ref) ? (await store.resolve(ref)).id as T : ref;
+}
+
 /** Opens the store, runs `fn`, and always closes the store; returns exit code 0. */
-async function withStore(
+export async function withStore(
   values: { repo?: string; index?: string; "passphrase-file"?: string },
   fn: (store: N2S) => void | Promise<void>,
 ): Promise<number> {
@@ -352,8 +404,8 @@ const status: Command = {
   usage: "n2s status [ID] [--json]",
   async run(args) {
     const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
-    return await withStore(values, (store) => {
-      const rows = store.status(positionals[0]);
+    return await withStore(values, async (store) => {
+      const rows = store.status(await changesetId(store, positionals[0]));
       if (values.json) printJson(rows);
       else if (rows.length === 0) out("no changesets yet");
       else {
@@ -377,27 +429,57 @@ const status: Command = {
 };
 
 const ls: Command = {
-  summary: "files of a changeset",
-  usage: "n2s ls ID [--json]",
+  summary: "the full tree at a changeset (--changed: only that changeset's entries)",
+  usage: "n2s ls ID|latest[:SOURCE] [PATH|GLOB...] [--changed] [--json]",
   async run(args) {
-    const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
-    if (positionals.length !== 1) {
+    const { values, positionals } = parse(
+      args,
+      { ...REPO_OPTIONS, changed: { type: "boolean" } },
+      this.usage,
+    );
+    if (positionals.length < 1) {
       throw new UsageError(`one changeset id is needed\nusage: ${this.usage}`);
     }
-    return await withStore(values, (store) => {
-      const rows = store.ls(positionals[0]);
-      if (values.json) printJson(rows);
+    const [ref, ...patterns] = positionals;
+    return await withStore(values, async (store) => {
+      if (values.changed) {
+        const { id } = await store.resolve(ref);
+        const all = store.ls(id);
+        const unmatched = unmatchedPatterns(patterns, all.map((f) => f.path));
+        if (unmatched.length > 0) throw noMatchError(unmatched, `changeset ${id}`);
+        const match = pathMatcher(patterns);
+        const rows = all.filter((f) => match(f.path));
+        if (values.json) printJson(rows);
+        else {
+          out(table(
+            ["PATH", "ACTION", "SIZE", "BLOB", "CONFIRMED"],
+            rows.map((f) => [
+              displayPath(f.path),
+              f.action === "link" || f.action === "hardlink"
+                ? `${f.action} -> ${displayPath(f.target ?? "")}`
+                : f.action,
+              f.size === null ? "-" : String(f.size),
+              f.blob_id?.slice(0, 16) ?? "-",
+              f.confirmed ?? f.status,
+            ]),
+          ));
+        }
+        return;
+      }
+      const tree = await store.tree(ref, patterns);
+      if (values.json) printJson(tree.entries);
       else {
         out(table(
-          ["PATH", "ACTION", "SIZE", "BLOB", "CONFIRMED"],
-          rows.map((f) => [
+          ["PATH", "ACTION", "SIZE", "MODE", "MTIME", "BLOB"],
+          tree.entries.map((f) => [
             displayPath(f.path),
             f.action === "link" || f.action === "hardlink"
               ? `${f.action} -> ${displayPath(f.target ?? "")}`
               : f.action,
             f.size === null ? "-" : String(f.size),
+            f.mode === null ? "-" : f.mode.toString(8).padStart(4, "0"),
+            f.mtime === null ? "-" : new Date(f.mtime).toISOString(),
             f.blob_id?.slice(0, 16) ?? "-",
-            f.confirmed ?? f.status,
           ]),
         ));
       }
@@ -415,8 +497,8 @@ const find: Command = {
     }
     return await withStore(values, (store) => {
       const rows = store.find(positionals[0]);
+      if (rows.length === 0) throw noMatchError([positionals[0]], "any stored changeset");
       if (values.json) printJson(rows);
-      else if (rows.length === 0) out(`no stored path matches "${positionals[0]}"`);
       else {
         out(table(
           ["PATH", "CHANGESET", "ACTION", "SIZE", "CONFIRMED"],

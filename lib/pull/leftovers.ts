@@ -48,9 +48,9 @@ function entriesOf(dir: string): { name: string; kind: Kind | null }[] {
 
 /**
  * Removes the temporary files of interrupted pulls under `target` (a directory) and returns how
- * many it removed. Directories that cannot be read are passed over.
+ * many it removed (with `remove` false, only counts them). Unreadable directories are passed over.
  */
-export function removePullLeftovers(target: string): number {
+export function removePullLeftovers(target: string, remove = true): number {
   let removed = 0;
   const stack = [target];
   while (stack.length > 0) {
@@ -68,9 +68,10 @@ export function removePullLeftovers(target: string): number {
         kind ??= kindOf(path);
         if (kind === "dir") stack.push(path);
         else if (kind === "file" && PULL_TEMP_NAME.test(e.name)) {
-          if (posixAvailable()) unlinkRaw(path);
+          if (!remove) removed++;
+          else if (posixAvailable()) unlinkRaw(path);
           else Deno.removeSync(path);
-          removed++;
+          if (remove) removed++;
         }
       } catch {
         // gone meanwhile, or not ours to remove

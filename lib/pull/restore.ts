@@ -30,6 +30,7 @@ import {
   unlinkRaw,
 } from "../fs/posix.ts";
 import type { StateEntry } from "./state.ts";
+import { compareExisting, existsAt, type Overwrite } from "./overwrite.ts";
 
 /** Options of a pull. */
 export interface PullOptions {
@@ -44,6 +45,13 @@ export interface PullOptions {
   ) => void;
   /** Restore owner and group (default: when running as root, as tar and restic do). */
   owner?: boolean;
+  /**
+   * A file already at an entry's path: replaced when it differs from the entry (`if-changed`,
+   * the default), always replaced, or never (kept as it is). Directories are always merged.
+   */
+  overwrite?: Overwrite;
+  /** Decides what would be written, replaced, kept and removed, and writes nothing. */
+  dryRun?: boolean;
 }
 
 /** What a pull did. */
@@ -56,7 +64,52 @@ export interface PullResult {
   specials?: number;
   /** Temporary files that an interrupted pull left in the target, removed first. */
   leftovers?: number;
+  /** Paths already in the target that were replaced, kept (`never`), or equal to the entry. */
+  replaced: string[];
+  kept: string[];
+  unchanged: string[];
+  /** A dry run: the paths that would be created (the rest of the counts say what would be). */
+  created?: string[];
   problems: { path: string; message: string }[];
+}
+
+/** Sorts the entries to restore by what is at their path in the target, as `rule` says. */
+function decide(
+  chosen: StateEntry[],
+  target: string,
+  rule: Overwrite,
+  repo: Repository,
+  result: PullResult,
+): StateEntry[] {
+  const left: StateEntry[] = [];
+  for (const e of chosen) {
+    if (e.action === "dir" || badPath(e.path)) {
+      left.push(e);
+      continue;
+    }
+    let found;
+    try {
+      const full = join(target, e.path);
+      found = rule !== "always"
+        ? compareExisting(full, e, repo.suite)
+        : existsAt(full)
+        ? "different"
+        : "absent";
+    } catch (err) {
+      result.problems.push({ path: e.path, message: messageOf(err) });
+      continue;
+    }
+    if (found === "absent") {
+      result.created?.push(e.path);
+      left.push(e);
+    } else if (found === "same" && rule !== "always") result.unchanged.push(e.path);
+    else if (rule === "never") result.kept.push(e.path);
+    else {
+      result.replaced.push(e.path);
+      left.push(e);
+    }
+  }
+  return left;
 }
 
 /** Loose blobs of files up to this size are read whole and verified before the file is made. */
@@ -129,10 +182,35 @@ export async function restoreState(
   opts: PullOptions,
 ): Promise<PullResult> {
   const target = resolve(opts.target);
-  await Deno.mkdir(target, { recursive: true });
   const match = pathMatcher(opts.patterns ?? []);
-  const chosen = entries.filter((e) => match(e.path)).sort((a, b) => a.path < b.path ? -1 : 1);
-  const result: PullResult = { files: 0, bytes: 0, links: 0, problems: [] };
+  const result: PullResult = {
+    files: 0,
+    bytes: 0,
+    links: 0,
+    replaced: [],
+    kept: [],
+    unchanged: [],
+    problems: [],
+  };
+  if (opts.dryRun) result.created = [];
+  const chosen = decide(
+    entries.filter((e) => match(e.path)).sort((a, b) => a.path < b.path ? -1 : 1),
+    target,
+    opts.overwrite ?? "if-changed",
+    repo,
+    result,
+  );
+  if (opts.dryRun) {
+    let leftovers = 0;
+    try {
+      leftovers = removePullLeftovers(target, false);
+    } catch {
+      // no target yet
+    }
+    if (leftovers > 0) result.leftovers = leftovers;
+    return result;
+  }
+  await Deno.mkdir(target, { recursive: true });
   const leftovers = removePullLeftovers(target);
   if (leftovers > 0) result.leftovers = leftovers;
   const dirs = new DirGuard(target);
@@ -179,9 +257,11 @@ export async function restoreState(
   }
   // A hard link whose file is restored too becomes a link to it, after the files; the others
   // are restored as files of their own, from the same blob.
-  const restored = new Set<string>();
+  // A file equal to its entry stays as it is, and hard links may link to it.
+  const restored = new Set<string>(result.unchanged);
   const linkLater: StateEntry[] = [];
   const chosenPaths = new Set(files.filter((e) => e.action === "write").map((e) => e.path));
+  for (const p of result.unchanged) chosenPaths.add(p);
   for (const e of files) {
     if (e.action === "hardlink" && chosenPaths.has(e.target!)) {
       linkLater.push(e);

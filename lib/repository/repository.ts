@@ -206,6 +206,11 @@ export class Repository {
     return this.backend.get(packKey(loc.pack), { offset: loc.offset, length: loc.length });
   }
 
+  /** A loose blob object's size, or null when it is not stored. */
+  statBlob(blobId: string): Promise<ObjectInfo | null> {
+    return this.backend.stat(blobKey(blobId));
+  }
+
   /** A range of a pack, whole in memory; a range cut short by the object's end is an error. */
   async readPackRange(packId: string, range: ByteRange): Promise<Uint8Array> {
     const parts: Uint8Array[] = [];

@@ -106,7 +106,7 @@ Deno.test("status, ls, find and log answer in JSON with the documented fields", 
   assert.equal(one.length, 1);
   assert.equal(one[0].id, p2.changeset);
 
-  const ls = JSON.parse(await n2sOk(["ls", p1.changeset, "--json", ...args]));
+  const ls = JSON.parse(await n2sOk(["ls", p1.changeset, "--changed", "--json", ...args]));
   assert.deepEqual(ls.map((f: { path: string }) => f.path), ["x", "x/report.csv", "y.txt"]);
   assert.deepEqual(ls.map((f: { action: string }) => f.action), ["dir", "write", "write"]);
   for (const k of ["path", "action", "size", "blob_id", "confirmed"]) {

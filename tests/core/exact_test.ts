@@ -224,7 +224,10 @@ s = socket.socket(socket.AF_UNIX); s.bind(os.path.join(b, b'sock'))
   assert.deepEqual(notes.map((n) => n.path), ["sock"]);
   assert.match(r.err, /n2s: locked: directory not readable/);
   // The rest was stored: the raw name and the device among them.
-  const listed = await n2sOk(["ls", JSON.parse(r.out).changeset, "--json", ...args], ENV);
+  const listed = await n2sOk(
+    ["ls", JSON.parse(r.out).changeset, "--changed", "--json", ...args],
+    ENV,
+  );
   const rows = JSON.parse(listed) as { path: string; status: string }[];
   const stored = rows.filter((f) => f.status !== "failed").map((f) => f.path).sort();
   assert.deepEqual(stored, ["caf\udce9.txt", "fine.txt", "locked", "zero"]);

@@ -1,0 +1,101 @@
+// Questions about what is stored: how two changesets differ (diff), one file's bytes or a tar
+// of a directory (dump), and how much a changeset or the repository holds (stats).
+
+import { displayPath } from "../format/names.ts";
+import { UsageError } from "./prompt.ts";
+import { type Command, out, parse, printJson, REPO_OPTIONS } from "./common.ts";
+import { withStore } from "./commands.ts";
+import { formatBytes } from "./progress.ts";
+
+const diff: Command = {
+  summary: "what differs between the states at two changesets",
+  usage: "n2s diff ID1 ID2 [--json]   (ids, prefixes, latest or latest:SOURCE)",
+  async run(args) {
+    const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
+    if (positionals.length !== 2) {
+      throw new UsageError(`two changeset ids are needed\nusage: ${this.usage}`);
+    }
+    return await withStore(values, async (store) => {
+      const d = await store.diff(positionals[0], positionals[1]);
+      if (values.json) {
+        printJson(d);
+        return;
+      }
+      for (const c of d.changes) {
+        const fields = c.fields ? ` (${c.fields.join(", ")})` : "";
+        out(`${c.change.padEnd(8)} ${displayPath(c.path)}${fields}`);
+      }
+      const n = (k: string) => d.changes.filter((c) => c.change === k).length;
+      out(
+        d.changes.length === 0
+          ? `no differences between ${d.from} and ${d.to}`
+          : `${d.from} → ${d.to}: ${n("added")} added, ${n("removed")} removed, ` +
+            `${n("modified")} modified, ${n("metadata")} with other metadata only`,
+      );
+    });
+  },
+};
+
+/** Writes all of `bytes` to stdout. */
+async function toStdout(bytes: Uint8Array): Promise<void> {
+  for (let o = 0; o < bytes.length;) o += await Deno.stdout.write(bytes.subarray(o));
+}
+
+const dump: Command = {
+  summary: "write one stored file to stdout, or a tar of a directory or pattern",
+  usage: "n2s dump ID PATH|GLOB > OUTPUT   (a regular file: its bytes; else a POSIX tar)",
+  async run(args) {
+    const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
+    if (positionals.length !== 2) {
+      throw new UsageError(`a changeset id and a path are needed\nusage: ${this.usage}`);
+    }
+    return await withStore(values, async (store) => {
+      await store.dump(positionals[0], positionals[1], toStdout, {
+        allowTar: !Deno.stdout.isTerminal(),
+      });
+    });
+  },
+};
+
+const stats: Command = {
+  summary: "files, bytes, stored bytes, packs and compression of a changeset or the repository",
+  usage: "n2s stats [ID|latest[:SOURCE]] [--json]",
+  async run(args) {
+    const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
+    if (positionals.length > 1) {
+      throw new UsageError(`at most one changeset id\nusage: ${this.usage}`);
+    }
+    return await withStore(values, async (store) => {
+      const ratio = (r: number | null) => r === null ? "-" : `${r}x`;
+      if (positionals.length === 0) {
+        const s = await store.repositoryStats();
+        if (values.json) printJson(s);
+        else {
+          out(`${s.changesets} changesets of ${s.sources} sources`);
+          out(`file versions: ${s.blobs} (${formatBytes(s.bytes)})`);
+          out(
+            `stored:        ${formatBytes(s.storedBytes)} in ${s.packs} packs and ` +
+              `${s.looseBlobs} loose blobs`,
+          );
+          out(`compression:   ${ratio(s.compressionRatio)}`);
+        }
+        return;
+      }
+      const s = await store.stats(positionals[0]);
+      if (values.json) printJson(s);
+      else {
+        out(`changeset ${s.changeset} of ${s.source}`);
+        out(`files:         ${s.files} (${formatBytes(s.bytes)})`);
+        out(`directories:   ${s.dirs}; links: ${s.links}; special files: ${s.specials}`);
+        out(
+          `stored:        ${formatBytes(s.storedBytes)} for ${s.blobs} blobs, in ${s.packs} ` +
+            `packs and ${s.looseBlobs} loose blobs`,
+        );
+        out(`compression:   ${ratio(s.compressionRatio)}`);
+      }
+    });
+  },
+};
+
+/** The inspection commands by name. */
+export const INSPECT_COMMANDS: Record<string, Command> = { diff, dump, stats };
