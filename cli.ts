@@ -5,6 +5,7 @@ import { CORE_COMMANDS } from "./lib/cli/commands.ts";
 import { RECOVERY_COMMANDS } from "./lib/cli/recovery.ts";
 import { CHECK_COMMANDS } from "./lib/cli/check.ts";
 import { LOCK_COMMANDS } from "./lib/cli/lock.ts";
+import { RETENTION_COMMANDS } from "./lib/cli/retention.ts";
 import { INSPECT_COMMANDS } from "./lib/cli/inspect.ts";
 import type { Command } from "./lib/cli/common.ts";
 import { UsageError } from "./lib/cli/prompt.ts";
@@ -13,6 +14,7 @@ const COMMANDS: Record<string, Command> = {
   ...CORE_COMMANDS,
   ...INSPECT_COMMANDS,
   ...CHECK_COMMANDS,
+  ...RETENTION_COMMANDS,
   ...LOCK_COMMANDS,
   ...RECOVERY_COMMANDS,
 };

@@ -34,6 +34,8 @@ import { type DiffEntry, diffStates } from "./inspect/diff.ts";
 import { ratio, stateStats, type Stats } from "./inspect/stats.ts";
 import { type Sink, writeTar, writeVerified } from "./inspect/dump.ts";
 import { noMatchError, pathMatcher, unmatchedPatterns } from "./glob.ts";
+import { forget, type ForgetOptions, type ForgetResult } from "./retention/forget.ts";
+import { prune, type PruneOptions, type PruneResult } from "./retention/prune.ts";
 import { defaultIndexPath } from "./paths.ts";
 import { RECOVERY_PAGE_HTML } from "./recovery_page/page.ts";
 
@@ -434,6 +436,42 @@ export class N2S {
     });
     try {
       return await checkRepository(repo, this.index, opts);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /**
+   * Applies a retention policy (see lib/retention/forget.ts) holding the exclusive lock: the
+   * changesets it does not keep are forgotten, and kept ones that depended on them rewritten.
+   */
+  async forget(opts: ForgetOptions & { lock?: LockWaitOptions }): Promise<ForgetResult> {
+    const repo = await this.repository();
+    const lock = await acquireLock(repo, {
+      kind: opts.dryRun ? "shared" : "exclusive",
+      command: opts.dryRun ? "forget --dry-run" : "forget",
+      ...opts.lock,
+    });
+    try {
+      return await forget(repo, this.index, opts);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /**
+   * Deletes what no changeset references and repacks packs mostly unused (see
+   * lib/retention/prune.ts), holding the exclusive lock.
+   */
+  async prune(opts: PruneOptions & { lock?: LockWaitOptions } = {}): Promise<PruneResult> {
+    const repo = await this.repository();
+    const lock = await acquireLock(repo, {
+      kind: opts.dryRun ? "shared" : "exclusive",
+      command: opts.dryRun ? "prune --dry-run" : "prune",
+      ...opts.lock,
+    });
+    try {
+      return await prune(repo, this.index, opts);
     } finally {
       await lock.release();
     }

@@ -26,6 +26,7 @@ import {
   table,
 } from "./common.ts";
 import { resolve } from "node:path";
+import { testClock } from "../testing/clock.ts";
 import { isLatest } from "../inspect/resolve.ts";
 import { noMatchError, pathMatcher, unmatchedPatterns } from "../glob.ts";
 import { type Overwrite, OVERWRITE_RULES } from "../pull/overwrite.ts";
@@ -253,6 +254,7 @@ const push: Command = {
       const r = await store.push({
         client,
         source,
+        now: testClock(),
         name: values["changeset-name"],
         lock,
         concurrency,

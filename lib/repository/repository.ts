@@ -248,6 +248,16 @@ export class Repository {
     yield* openBlob(this.suite, this.keys, blobId, await this.readBlob(blobId, loc));
   }
 
+  /** Deletes a loose blob object (prune; deleting one that is gone is not an error). */
+  deleteBlob(blobId: string): Promise<void> {
+    return this.backend.delete(blobKey(blobId));
+  }
+
+  /** Deletes a pack object (prune, once no manifest names it). */
+  deletePack(packId: string): Promise<void> {
+    return this.backend.delete(packKey(packId));
+  }
+
   /** Every loose blob object. */
   async *listBlobs(): AsyncGenerator<ObjectInfo & { id: string }> {
     for await (const o of this.backend.list("blobs/")) {

@@ -1,6 +1,6 @@
 // A test hook for crash tests: N2S_CRASH_AT="phase:count" makes the process kill itself with
-// SIGKILL (as `kill -9` would) the count-th time a push reaches the named point, so that a test
-// stops a push at a chosen place instead of at a moment picked by a timer. Unset, nothing
+// SIGKILL (as `kill -9` would) the count-th time a push, a forget or a prune reaches the named
+// point, so that a test stops it at a chosen place instead of at a moment picked by a timer. Unset, nothing
 // happens beyond counting.
 
 /** The points of a push where a crash can be asked for. */
@@ -21,7 +21,27 @@ export const CRASH_PHASES = [
   "status",
 ] as const;
 
-export type CrashPhase = typeof CRASH_PHASES[number];
+/** The points of a forget and of a prune where a crash can be asked for. */
+export const RETENTION_CRASH_PHASES = [
+  /** A kept changeset's manifest was rewritten onto its nearest kept ancestor. */
+  "forget-manifest",
+  /** The index marks the forgotten changesets; their manifests are about to be deleted. */
+  "forget-index",
+  /** A forgotten changeset's manifest was deleted. */
+  "forget-delete",
+  /** A new pack holding live entries of packs being repacked was stored. */
+  "prune-pack",
+  /** A manifest was rewritten with the new locations of its repacked blobs. */
+  "prune-manifest",
+  /** The index holds the new locations; unused objects are about to be deleted. */
+  "prune-index",
+  /** An unused object (loose blob, pack, repacked pack) was deleted. */
+  "prune-delete",
+] as const;
+
+export type CrashPhase = typeof CRASH_PHASES[number] | typeof RETENTION_CRASH_PHASES[number];
+
+const PHASES: readonly string[] = [...CRASH_PHASES, ...RETENTION_CRASH_PHASES];
 
 const VARIABLE = "N2S_CRASH_AT";
 
@@ -41,10 +61,10 @@ function readTarget(): { phase: CrashPhase; count: number } | null {
   }
   if (spec === undefined || spec === "") return null;
   const m = /^([a-z-]+):([1-9]\d*)$/.exec(spec.trim());
-  if (!m || !(CRASH_PHASES as readonly string[]).includes(m[1])) {
+  if (!m || !PHASES.includes(m[1])) {
     throw new Error(
       `${VARIABLE}="${spec}" is not "phase:count" with a phase among ` +
-        `${CRASH_PHASES.join(", ")} (a test hook: unset it)`,
+        `${PHASES.join(", ")} (a test hook: unset it)`,
     );
   }
   return { phase: m[1] as CrashPhase, count: Number(m[2]) };
@@ -63,6 +83,6 @@ export function crashPoint(phase: CrashPhase): void {
 /** How often each point was reached in this process (for tests that choose crash points). */
 export function crashTally(): Record<CrashPhase, number> {
   const out = {} as Record<CrashPhase, number>;
-  for (const p of CRASH_PHASES) out[p] = tally.get(p) ?? 0;
+  for (const p of PHASES as CrashPhase[]) out[p] = tally.get(p) ?? 0;
   return out;
 }

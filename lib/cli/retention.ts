@@ -1,0 +1,157 @@
+// `n2s forget` (a retention policy: which changesets to keep) and `n2s prune` (delete what no
+// kept changeset references, repack packs that are mostly unused).
+
+import type { ForgetResult } from "../retention/forget.ts";
+import { isEmptyPolicy, parseDuration, type RetentionPolicy } from "../retention/policy.ts";
+import type { PruneResult } from "../retention/prune.ts";
+import { lockMessages } from "./lock.ts";
+import { formatBytes } from "./progress.ts";
+import { UsageError } from "./prompt.ts";
+import { type Command, openStore, out, parse, printJson, REPO_OPTIONS } from "./common.ts";
+
+const KEEP_RULES = ["last", "hourly", "daily", "weekly", "monthly", "yearly"] as const;
+
+/** A `--keep-*` count: a non-negative integer, or "unlimited". */
+function keepCount(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  if (text === "unlimited") return -1;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) {
+    throw new UsageError(`${flag} takes a count (or "unlimited"), not "${text}"`);
+  }
+  return n;
+}
+
+/** `--max-unused`: a percentage of each pack (e.g. 5%). */
+function maxUnused(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const m = /^(\d+(?:\.\d+)?)%$/.exec(text.trim());
+  if (!m || Number(m[1]) > 100) {
+    throw new UsageError(`--max-unused takes a percentage from 0% to 100%, not "${text}"`);
+  }
+  return Number(m[1]) / 100;
+}
+
+function printForget(r: ForgetResult, dryRun: boolean): void {
+  let source: string | null = null;
+  for (const d of r.decisions) {
+    if (d.source !== source) {
+      source = d.source;
+      out(`source ${source}:`);
+    }
+    out(
+      `  ${d.keep ? "keep  " : "forget"} ${d.id}  ${d.created}` +
+        (d.keep ? `  (${d.reasons.join(", ")})` : ""),
+    );
+  }
+  const kept = r.decisions.length - r.forgotten.length;
+  out(
+    dryRun
+      ? `would keep ${kept} changesets and forget ${r.forgotten.length} (dry run: nothing changed)`
+      : `kept ${kept} changesets, forgot ${r.forgotten.length}; ${r.rewritten.length} kept ` +
+        `changesets rewritten onto their nearest kept ancestor` +
+        (r.forgotten.length > 0 ? `; "n2s prune" frees their storage` : ""),
+  );
+}
+
+function printPrune(r: PruneResult, dryRun: boolean): void {
+  const verb = dryRun ? "would delete" : "deleted";
+  out(
+    `${verb} ${r.deletedBlobs} unused blob objects and ${r.deletedPacks} unused packs; ` +
+      `${dryRun ? "would repack" : "repacked"} ${r.repackedPacks} packs (${r.copiedBlobs} ` +
+      `blobs copied` + (dryRun ? "" : ` into ${r.newPacks} new packs, ${r.rewrittenManifests} ` +
+        `manifests rewritten`) +
+      `); ${formatBytes(r.bytesBefore)} → ${formatBytes(r.bytesAfter)}` +
+      (dryRun ? " (dry run: nothing changed)" : ""),
+  );
+}
+
+const forget: Command = {
+  summary: "forget changesets a retention policy does not keep (--prune: then prune)",
+  usage: "n2s forget [--source NAME] [--keep-last N] [--keep-hourly N] [--keep-daily N] " +
+    "[--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--keep-within 1y2m3d4h] " +
+    "[--dry-run] [--prune [--max-unused 5%]] [--no-wait] [--json]",
+  async run(args) {
+    const { values } = parse(args, {
+      ...REPO_OPTIONS,
+      source: { type: "string" },
+      "keep-last": { type: "string" },
+      "keep-hourly": { type: "string" },
+      "keep-daily": { type: "string" },
+      "keep-weekly": { type: "string" },
+      "keep-monthly": { type: "string" },
+      "keep-yearly": { type: "string" },
+      "keep-within": { type: "string" },
+      "dry-run": { type: "boolean" },
+      prune: { type: "boolean" },
+      "max-unused": { type: "string" },
+      "no-wait": { type: "boolean" },
+    }, this.usage);
+    const policy: RetentionPolicy = {};
+    for (const rule of KEEP_RULES) {
+      policy[rule] = keepCount(values[`keep-${rule}`], `--keep-${rule}`);
+    }
+    if (values["keep-within"] !== undefined) {
+      try {
+        policy.within = parseDuration(values["keep-within"]);
+      } catch (e) {
+        throw new UsageError(`--keep-within: ${e instanceof Error ? e.message : e}`);
+      }
+    }
+    if (isEmptyPolicy(policy)) {
+      throw new UsageError(`no --keep-* rule given: nothing would be kept\nusage: ${this.usage}`);
+    }
+    const limit = maxUnused(values["max-unused"]);
+    if (limit !== undefined && !values.prune) {
+      throw new UsageError("--max-unused goes with --prune");
+    }
+    const dryRun = values["dry-run"] ?? false;
+    const store = await openStore(values);
+    try {
+      const lock = lockMessages("forget", !values["no-wait"]);
+      const r = await store.forget({ policy, source: values.source, dryRun, lock });
+      const pruned = values.prune
+        ? await store.prune({ dryRun, maxUnused: limit, lock: lockMessages("prune") })
+        : undefined;
+      if (values.json) printJson({ ...r, prune: pruned ?? null });
+      else {
+        printForget(r, dryRun);
+        if (pruned) printPrune(pruned, dryRun);
+      }
+      return 0;
+    } finally {
+      await store.close();
+    }
+  },
+};
+
+const prune: Command = {
+  summary: "delete what no changeset references; repack packs mostly unused",
+  usage: "n2s prune [--dry-run] [--max-unused 5%] [--no-wait] [--json]",
+  async run(args) {
+    const { values } = parse(args, {
+      ...REPO_OPTIONS,
+      "dry-run": { type: "boolean" },
+      "max-unused": { type: "string" },
+      "no-wait": { type: "boolean" },
+    }, this.usage);
+    const limit = maxUnused(values["max-unused"]);
+    const dryRun = values["dry-run"] ?? false;
+    const store = await openStore(values);
+    try {
+      const r = await store.prune({
+        dryRun,
+        maxUnused: limit,
+        lock: lockMessages("prune", !values["no-wait"]),
+      });
+      if (values.json) printJson(r);
+      else printPrune(r, dryRun);
+      return 0;
+    } finally {
+      await store.close();
+    }
+  },
+};
+
+/** The retention commands by name. */
+export const RETENTION_COMMANDS: Record<string, Command> = { forget, prune };

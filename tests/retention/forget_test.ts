@@ -1,0 +1,123 @@
+// forget and prune on a month of daily pushes: `forget --keep-daily 7 --keep-weekly 4` keeps
+// exactly the changesets restic's policy keeps, every kept changeset restores the source as it
+// was that day (from the index and from the manifests alone), prune leaves exactly the blobs
+// the kept states need, and check --read-data finds nothing wrong or unused.
+
+import assert from "node:assert/strict";
+import { n2sOk } from "../helpers/cli.ts";
+import {
+  blobsOf,
+  changeDay,
+  checkClean,
+  ENV,
+  type Env,
+  pulled,
+  pushDay,
+  pushDays,
+  setup,
+  stored,
+} from "./helpers.ts";
+import { readTree, tempDir } from "../helpers/fs.ts";
+
+/**
+ * Days 0…29 run from Monday 5 January to Tuesday 3 February 2026. The 7 newest days are 23…29
+ * (28 January to 3 February); the newest changeset of each of the 4 newest ISO weeks is day 29
+ * (week 6), day 27 (Sunday 1 February, week 5), day 20 (Sunday 25 January) and day 13 (Sunday
+ * 18 January).
+ */
+const KEPT_DAYS = [13, 20, 23, 24, 25, 26, 27, 28, 29];
+
+interface Decision {
+  id: string;
+  keep: boolean;
+  reasons: string[];
+}
+
+async function forgetJson(e: Env, ...flags: string[]) {
+  return JSON.parse(await n2sOk(["forget", "--json", ...flags, ...e.args], ENV));
+}
+
+async function logOf(e: Env): Promise<{ id: string; parent: string | null; status: string }[]> {
+  return JSON.parse(await n2sOk(["log", "--json", ...e.args], ENV));
+}
+
+Deno.test("forget --keep-daily 7 --keep-weekly 4 over 30 daily pushes keeps what restic keeps, each kept state restores exactly, and prune leaves only what they need", async () => {
+  using t = tempDir("n2s-forget-");
+  const e = await setup(t.path);
+  const { ids, trees } = await pushDays(e, 30);
+  const before = stored(e.repo);
+  assert.equal(before.copies, blobsOf(trees).size, "every version stored once before forget");
+
+  // A dry run decides and changes nothing.
+  const dry = await forgetJson(e, "--keep-daily", "7", "--keep-weekly", "4", "--dry-run");
+  assert.deepEqual(
+    dry.decisions.filter((d: Decision) => d.keep).map((d: Decision) => d.id).sort(),
+    KEPT_DAYS.map((d) => ids[d]),
+  );
+  assert.equal((await logOf(e)).length, 30);
+
+  const r = await forgetJson(e, "--keep-daily", "7", "--keep-weekly", "4");
+  const kept = KEPT_DAYS.map((d) => ids[d]);
+  assert.deepEqual(
+    r.decisions.filter((d: Decision) => d.keep).map((d: Decision) => d.id).sort(),
+    kept,
+  );
+  const reasons = new Map(r.decisions.map((d: Decision) => [d.id, d.reasons.join(",")]));
+  assert.equal(reasons.get(ids[29]), "newest,daily,weekly");
+  assert.equal(reasons.get(ids[27]), "daily,weekly");
+  assert.equal(reasons.get(ids[26]), "daily");
+  assert.equal(reasons.get(ids[13]), "weekly");
+  assert.equal(r.forgotten.length, 21);
+  // Day 13's parent (12), day 20's (19) and day 23's (22) were forgotten: those are rewritten.
+  assert.deepEqual(r.rewritten.sort(), [ids[13], ids[20], ids[23]]);
+
+  // The index holds the kept changesets only, each linked to the previous kept one.
+  const log = await logOf(e);
+  assert.deepEqual(log.map((c) => c.id), kept);
+  assert.deepEqual(log.map((c) => c.parent), [null, ...kept.slice(0, -1)]);
+
+  // Storage is untouched until prune: the forgotten versions are unused, nothing is damaged.
+  assert.equal(stored(e.repo).copies, before.copies);
+  const unused = await checkClean(e, "after forget");
+  assert.ok(unused.every((f) => f.severity === "unused"), JSON.stringify(unused));
+  assert.deepEqual(
+    (await forgetJson(e, "--keep-daily", "7", "--keep-weekly", "4")).forgotten,
+    [],
+    "a second forget with the same policy forgets nothing",
+  );
+
+  // Prune with no tolerance: exactly the blobs of the kept states remain, once each, in packs
+  // that hold nothing else, and the bytes are those blobs' (with their frames and preambles).
+  const p = JSON.parse(await n2sOk(["prune", "--max-unused", "0%", "--json", ...e.args], ENV));
+  const after = stored(e.repo);
+  const live = blobsOf(KEPT_DAYS.map((d) => trees[d]));
+  assert.equal(after.copies, live.size, "one copy of each blob the kept states need");
+  assert.equal(after.blobs.size, live.size);
+  let expectBytes = 8 * after.packs;
+  for (const [id, size] of after.blobs) {
+    assert.equal(size, before.blobs.get(id), `blob ${id} was stored before, with the same size`);
+    expectBytes += after.packed.has(id) ? 40 + size : size;
+  }
+  assert.equal(after.bytes, expectBytes);
+  assert.equal(p.bytesAfter, after.bytes);
+  assert.equal(p.bytesBefore, before.bytes);
+  assert.ok(after.bytes < before.bytes);
+  assert.equal(p.deletedBlobs + p.deletedPacks + p.repackedPacks > 0, true);
+
+  assert.deepEqual(await checkClean(e, "after prune"), [], "nothing damaged, nothing unused");
+  for (const [i, d] of KEPT_DAYS.entries()) {
+    assert.deepEqual(await pulled(e, kept[i]), trees[d], `day ${d} from the index`);
+  }
+  // A machine without the index restores from the manifests, verified link by link.
+  const fresh = ["--repo", e.repo, "--index", `${t.path}/fresh.sqlite`];
+  for (const d of [13, 23, 29]) {
+    assert.deepEqual(await pulled(e, ids[d], fresh), trees[d], `day ${d} from the manifests`);
+  }
+
+  // Pushing goes on: day 30 builds on day 29 and stores what prune deleted again when needed.
+  changeDay(e.src, 30);
+  const id30 = await pushDay(e, 30);
+  assert.equal((await logOf(e)).at(-1)!.parent, ids[29]);
+  assert.deepEqual(await pulled(e, id30), readTree(e.src));
+  assert.deepEqual(await checkClean(e, "after the next push"), []);
+});
