@@ -4,6 +4,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { N2S } from "../n2s.ts";
 import { defaultRepository, readUserConfig } from "../paths.ts";
 import { getPassphrase, UsageError } from "./prompt.ts";
+import { didYouMean } from "./suggest.ts";
 
 /** A command: parses its own arguments and returns an exit code. */
 export type Command = {
@@ -30,7 +31,19 @@ export function parse<T extends ParseArgsConfig["options"]>(
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new UsageError(`${e instanceof Error ? e.message : e}\nusage: ${usage}`);
+    // One line: what is wrong, the closest valid option, and where the options are listed.
+    const command = usage.split(" ").slice(0, 2).join(" ");
+    const help = `run "n2s help ${usage.split(" ")[1]}" for its options`;
+    const code = (e as { code?: string }).code;
+    const msg = e instanceof Error ? e.message : String(e);
+    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+      const flag = /'(-{1,2}[^']*)'/.exec(msg)?.[1] ?? msg;
+      const hint = flag.startsWith("--")
+        ? didYouMean(flag.slice(2).split("=")[0], Object.keys(options ?? {}), "--")
+        : "";
+      throw new UsageError(`unknown option ${flag} for ${command}${hint}; ${help}`);
+    }
+    throw new UsageError(`${msg.split("\n")[0].replace(/\.$/, "")}; ${help}`);
   }
 }
 

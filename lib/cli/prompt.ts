@@ -1,6 +1,8 @@
 // Passphrases for the command line: from a file, from N2S_PASSPHRASE, or asked on the terminal
 // without echo.
 
+import { napiBlake3 } from "../format/blake3_napi.ts";
+
 const enc = new TextEncoder();
 
 /** Reads a line from the terminal without echoing it. */
@@ -10,6 +12,9 @@ export async function promptHidden(question: string): Promise<string> {
       "a passphrase is needed: set N2S_PASSPHRASE, use --passphrase-file FILE, or run in a terminal",
     );
   }
+  // Whatever the first run still downloads (the native hash is imported on first use) is fetched
+  // before the question is drawn, so that no download line is drawn over it while it waits.
+  await napiBlake3();
   await Deno.stderr.write(enc.encode(question));
   Deno.stdin.setRaw(true);
   const buf = new Uint8Array(1);

@@ -381,6 +381,14 @@ export async function initRepository(
   if (await backend.stat(CONFIG_KEY)) {
     throw new Error(`${backend.name} already holds an n2s repository`);
   }
+  // A repository shares its location with nothing: deleting objects that no changeset needs
+  // must never reach files someone else keeps there.
+  for await (const o of backend.list("")) {
+    throw new Error(
+      `${backend.name} is not empty and holds no n2s repository (it has ${o.key}); ` +
+        `choose an empty or new location`,
+    );
+  }
   const now = new Date((opts.now ?? Date.now)()).toISOString();
   const config: RepositoryConfig = {
     n2s_repository: 1,

@@ -17,7 +17,8 @@ export async function n2s(
 ): Promise<CliRun> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--quiet", CLI, ...args],
-    env: { N2S_KDF_LOG_N: "10", NO_COLOR: "1", ...env },
+    // INIT_CWD empty: a test runner started by `deno task` must not move the CLI elsewhere.
+    env: { N2S_KDF_LOG_N: "10", NO_COLOR: "1", INIT_CWD: "", ...env },
     cwd: opts.cwd,
     stdin: "null",
     stdout: "piped",

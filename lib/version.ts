@@ -1,0 +1,2 @@
+/** The version of n2s (the same as in deno.json; a test keeps them equal). */
+export const VERSION = "0.1.0";
