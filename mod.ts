@@ -23,7 +23,15 @@ export {
   type FindHit,
   N2S,
   type OpenOptions,
+  type RepositoryStats,
+  type StorePullOptions,
+  type TreeEntry,
 } from "./lib/n2s.ts";
+export type { Located } from "./lib/inspect/resolve.ts";
+export type { Change, DiffEntry } from "./lib/inspect/diff.ts";
+export type { Stats } from "./lib/inspect/stats.ts";
+export type { Sink } from "./lib/inspect/dump.ts";
+export { type Overwrite, OVERWRITE_RULES } from "./lib/pull/overwrite.ts";
 export type { Client, ContentFile, PreviousState, SourceEntry } from "./lib/clients/client.ts";
 export { badPath, openLocalFile } from "./lib/clients/client.ts";
 export { type ScanClient, scanClient, type ScanOptions } from "./lib/clients/scan.ts";

@@ -390,3 +390,40 @@ Deno.test("pull --overwrite: if-changed (the default) replaces what differs, nev
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--overwrite takes always, if-changed, never/);
 });
+
+Deno.test("dump writes no tar to a terminal, and one file's bytes to it", async () => {
+  using tmp = tempDir();
+  const { args, src } = setup(tmp.path);
+  writeTree(src, { "d/a.txt": "shown on the terminal\n" });
+  await n2sOk(["init", ...args], ENV);
+  const { changeset } = await pushJson(args, src, "s");
+  // util-linux script(1) gives the command a terminal as stdout.
+  const onTerminal = async (path: string) => {
+    const cmd = [
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--quiet",
+      CLI_PATH,
+      "dump",
+      changeset,
+      path,
+      ...args,
+    ]
+      .join(" ");
+    const o = await new Deno.Command("script", {
+      args: ["-qec", cmd, "/dev/null"],
+      env: { N2S_KDF_LOG_N: "10", NO_COLOR: "1", ...ENV },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return { code: o.code, text: new TextDecoder().decode(o.stdout) };
+  };
+  const tar = await onTerminal("d");
+  assert.equal(tar.code, 1, tar.text);
+  assert.match(tar.text, /"d" is not one file .* redirect the output to a file or a pipe/);
+  const file = await onTerminal("d/a.txt");
+  assert.equal(file.code, 0, file.text);
+  assert.match(file.text, /shown on the terminal/);
+});
