@@ -53,6 +53,31 @@ export function existsAt(full: string): boolean {
   return typeAt(full) !== null;
 }
 
+/**
+ * Whether the directories above `path` in the target are real directories ("ok"), one of them
+ * is missing ("absent"), or one is something else, such as a symlink ("blocked": the restore
+ * refuses to write there, and nothing behind it is compared). `seen` caches the answers.
+ */
+export function parentsOf(
+  target: string,
+  path: string,
+  seen: Map<string, "ok" | "absent" | "blocked">,
+): "ok" | "absent" | "blocked" {
+  const parts = path.split("/").slice(0, -1);
+  let rel = "";
+  for (const part of parts) {
+    rel = rel === "" ? part : `${rel}/${part}`;
+    let answer = seen.get(rel);
+    if (answer === undefined) {
+      const st = typeAt(`${target}/${rel}`);
+      answer = st === null ? "absent" : st.type === S_IFDIR ? "ok" : "blocked";
+      seen.set(rel, answer);
+    }
+    if (answer !== "ok") return answer;
+  }
+  return "ok";
+}
+
 /** BLAKE3 of a file's content, hex. */
 function hashOf(full: string, suite: Suite): string {
   const f = openIn(full);

@@ -30,7 +30,7 @@ import {
   unlinkRaw,
 } from "../fs/posix.ts";
 import type { StateEntry } from "./state.ts";
-import { compareExisting, existsAt, type Overwrite } from "./overwrite.ts";
+import { compareExisting, existsAt, type Overwrite, parentsOf } from "./overwrite.ts";
 
 /** Options of a pull. */
 export interface PullOptions {
@@ -82,6 +82,7 @@ function decide(
   result: PullResult,
 ): StateEntry[] {
   const left: StateEntry[] = [];
+  const parents = new Map<string, "ok" | "absent" | "blocked">();
   for (const e of chosen) {
     if (e.action === "dir" || badPath(e.path)) {
       left.push(e);
@@ -90,7 +91,15 @@ function decide(
     let found;
     try {
       const full = join(target, e.path);
-      found = rule !== "always"
+      const above = parentsOf(target, e.path, parents);
+      if (above === "blocked") {
+        // Behind a symlink or a file: the restore refuses it and says why.
+        left.push(e);
+        continue;
+      }
+      found = above === "absent"
+        ? "absent"
+        : rule !== "always"
         ? compareExisting(full, e, repo.suite)
         : existsAt(full)
         ? "different"

@@ -427,3 +427,23 @@ Deno.test("dump writes no tar to a terminal, and one file's bytes to it", async 
   assert.equal(file.code, 0, file.text);
   assert.match(file.text, /shown on the terminal/);
 });
+
+Deno.test("a file behind a symlink in the target is never taken as up to date", async () => {
+  using tmp = tempDir();
+  const { args, src } = setup(tmp.path);
+  writeTree(src, { "d/file.txt": "content" });
+  await n2sOk(["init", ...args], ENV);
+  const { changeset } = await pushJson(args, src, "s");
+  // The very same file, mode and mtime included, outside the target behind a symlink.
+  const outside = `${tmp.path}/outside`;
+  await sh("cp", ["-a", `${src}/d`, outside]);
+  Deno.mkdirSync(`${tmp.path}/t`);
+  Deno.symlinkSync(outside, `${tmp.path}/t/d`);
+  const pull = ["pull", "--changeset-id", changeset, "--target-path", `${tmp.path}/t`, ...args];
+  const r = await n2s(pull, ENV);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /d\/file\.txt: refused: d is a symlink/);
+  assert.doesNotMatch(r.stdout, /up to date/);
+  const dry = JSON.parse(await n2sOk([...pull, "--dry-run", "--json"], ENV));
+  assert.deepEqual(dry.unchanged, []);
+});
