@@ -7,10 +7,12 @@ import { CHECK_COMMANDS } from "./lib/cli/check.ts";
 import { LOCK_COMMANDS } from "./lib/cli/lock.ts";
 import { RETENTION_COMMANDS } from "./lib/cli/retention.ts";
 import { INSPECT_COMMANDS } from "./lib/cli/inspect.ts";
-import type { Command } from "./lib/cli/common.ts";
+import { type Command, parse } from "./lib/cli/common.ts";
+import { commandHelp, completion, manPage, overview, SHELLS } from "./lib/cli/docs.ts";
+import { GLOBAL_OPTIONS, type OptionTable } from "./lib/cli/spec.ts";
 import { UsageError } from "./lib/cli/prompt.ts";
 import { didYouMean } from "./lib/cli/suggest.ts";
-import { VERSION } from "./lib/version.ts";
+import { RELEASED, VERSION } from "./lib/version.ts";
 
 const COMMANDS: Record<string, Command> = {
   ...CORE_COMMANDS,
@@ -21,27 +23,51 @@ const COMMANDS: Record<string, Command> = {
   ...RECOVERY_COMMANDS,
 };
 
-function help(): string {
-  const names = Object.keys(COMMANDS);
-  const w = Math.max(...names.map((n) => n.length));
-  return [
-    "n2s: encrypted, path-aware storage of changing files",
-    "",
-    "usage: n2s COMMAND [OPTIONS]      n2s help COMMAND      n2s --version",
-    "",
-    ...names.map((n) => `  ${n.padEnd(w)}  ${COMMANDS[n].summary}`),
-    "",
-    "Common options: --repo LOCATION, --index FILE, --passphrase-file FILE, --json, --verbose",
-    "Environment: N2S_REPOSITORY, N2S_INDEX, N2S_PASSPHRASE, N2S_CONFIG",
-  ].join("\n");
-}
+const COMPLETION_OPTIONS = {} as const satisfies OptionTable;
+
+COMMANDS.completion = {
+  summary: "a completion script for bash, zsh or fish, from the command table",
+  usage: "n2s completion bash|zsh|fish",
+  options: COMPLETION_OPTIONS,
+  subcommands: SHELLS,
+  examples: [
+    "n2s completion bash > ~/.local/share/bash-completion/completions/n2s",
+    "n2s completion zsh > ~/.zfunc/_n2s   # with fpath+=(~/.zfunc) before compinit",
+    "n2s completion fish > ~/.config/fish/completions/n2s.fish",
+  ],
+  run(args) {
+    const { positionals } = parse(args, { ...GLOBAL_OPTIONS, ...COMPLETION_OPTIONS }, this.usage);
+    const script = positionals.length === 1 ? completion(positionals[0], COMMANDS) : undefined;
+    if (script === undefined) {
+      const hint = positionals[0] === undefined ? "" : didYouMean(positionals[0], SHELLS);
+      throw new UsageError(`name one shell: bash, zsh or fish${hint}`);
+    }
+    Deno.stdout.writeSync(new TextEncoder().encode(script));
+    return Promise.resolve(0);
+  },
+};
+
+const MAN_OPTIONS = {} as const satisfies OptionTable;
+
+COMMANDS.man = {
+  summary: "the man page (roff), from the command table",
+  usage: "n2s man",
+  options: MAN_OPTIONS,
+  examples: ["n2s man > ~/.local/share/man/man1/n2s.1 && man n2s", "n2s man | man -l -"],
+  run(args) {
+    parse(args, { ...GLOBAL_OPTIONS, ...MAN_OPTIONS }, this.usage);
+    const page = manPage(COMMANDS, VERSION, RELEASED);
+    Deno.stdout.writeSync(new TextEncoder().encode(page));
+    return Promise.resolve(0);
+  },
+};
 
 /** Runs the CLI with `args` and returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const verbose = args.includes("--verbose");
   const [name, ...rest] = args;
   if (name === undefined || name === "--help" || name === "-h") {
-    console.log(help());
+    console.log(overview(COMMANDS));
     return 0;
   }
   if (name === "--version" || name === "-V" || name === "version") {
@@ -50,18 +76,18 @@ export async function main(args: string[]): Promise<number> {
   }
   if (name === "help") {
     if (rest[0] === undefined) {
-      console.log(help());
+      console.log(overview(COMMANDS));
       return 0;
     }
     const about = COMMANDS[rest[0]];
     if (!about) return unknownCommand(rest[0]);
-    console.log(`usage: ${about.usage}`);
+    console.log(commandHelp(rest[0], about));
     return 0;
   }
   const cmd = COMMANDS[name];
   if (!cmd) return unknownCommand(name);
   if (rest.includes("--help") || rest.includes("-h")) {
-    console.log(`usage: ${cmd.usage}`);
+    console.log(commandHelp(name, cmd));
     return 0;
   }
   try {

@@ -7,21 +7,46 @@ import { UsageError } from "./prompt.ts";
 import { type Command, note, openStore, out, parse, printJson, REPO_OPTIONS } from "./common.ts";
 import { formatBytes } from "./progress.ts";
 import { lockMessages } from "./lock.ts";
+import type { OptionTable } from "./spec.ts";
 
 /** How many paths of one damaged changeset the text output names. */
 const PATHS_SHOWN = 20;
 
+const CHECK_OPTIONS = {
+  "read-data": {
+    type: "boolean",
+    help: "also read every stored byte and verify it (tags, hashes, sizes, paths)",
+    byDefault: "off: objects are listed and their sizes compared",
+    example: "n2s check --read-data",
+  },
+  "read-data-subset": {
+    type: "string",
+    value: "N%|K/M",
+    help: "read a share of the packs and blobs: a percentage, or part K of M",
+    byDefault: "none",
+    example: "n2s check --read-data-subset 1/7   # a seventh each day of the week",
+  },
+  repair: {
+    type: "boolean",
+    help: "record lost blobs so the next push stores them again; delete old temporary objects",
+    byDefault: "off (check changes nothing)",
+    example: "n2s check --repair",
+  },
+  "no-wait": {
+    type: "boolean",
+    help: "fail at once when another command holds a conflicting lock",
+    byDefault: "off: wait for the lock",
+    example: "n2s check --repair --no-wait",
+  },
+} as const satisfies OptionTable;
+
 const check: Command = {
   summary: "verify the repository and the index; --read-data verifies content; --repair",
   usage: "n2s check [--read-data | --read-data-subset N%|K/M] [--repair] [--no-wait] [--json]",
+  options: CHECK_OPTIONS,
+  examples: ["n2s check", "n2s check --read-data --json > check.json", "n2s check --repair"],
   async run(args) {
-    const { values } = parse(args, {
-      ...REPO_OPTIONS,
-      "read-data": { type: "boolean" },
-      "read-data-subset": { type: "string" },
-      repair: { type: "boolean" },
-      "no-wait": { type: "boolean" },
-    }, this.usage);
+    const { values } = parse(args, { ...REPO_OPTIONS, ...CHECK_OPTIONS }, this.usage);
     if (values["read-data"] && values["read-data-subset"]) {
       throw new UsageError(`--read-data and --read-data-subset exclude each other`);
     }

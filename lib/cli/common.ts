@@ -5,22 +5,26 @@ import { N2S } from "../n2s.ts";
 import { defaultRepository, readUserConfig } from "../paths.ts";
 import { getPassphrase, UsageError } from "./prompt.ts";
 import { didYouMean } from "./suggest.ts";
+import { GLOBAL_OPTIONS, type OptionTable, parseConfig } from "./spec.ts";
 
-/** A command: parses its own arguments and returns an exit code. */
+/**
+ * A command: its line in the table (summary, synopsis, options, examples) and what it runs. The
+ * options are what `parse` accepts besides the global ones, and what help, completion and the
+ * man page show.
+ */
 export type Command = {
   summary: string;
   usage: string;
+  options?: OptionTable;
+  /** Subcommands named in the synopsis (`key add`, `recover index`), for completion. */
+  subcommands?: readonly string[];
+  /** Command lines that show the command in use. */
+  examples?: readonly string[];
   run(args: string[]): Promise<number>;
 };
 
-/** Options every command that opens a repository accepts. */
-export const REPO_OPTIONS = {
-  repo: { type: "string" },
-  index: { type: "string" },
-  "passphrase-file": { type: "string" },
-  json: { type: "boolean" },
-  verbose: { type: "boolean" },
-} as const satisfies ParseArgsConfig["options"];
+/** Options every command accepts (the global options). */
+export const REPO_OPTIONS = GLOBAL_OPTIONS;
 
 /** parseArgs with usage errors turned into UsageError. */
 export function parse<T extends ParseArgsConfig["options"]>(
@@ -29,7 +33,8 @@ export function parse<T extends ParseArgsConfig["options"]>(
   usage: string,
 ) {
   try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
+    const config = parseConfig(options as OptionTable) as T;
+    return parseArgs({ args, options: config, allowPositionals: true, strict: true });
   } catch (e) {
     // One line: what is wrong, the closest valid option, and where the options are listed.
     const command = usage.split(" ").slice(0, 2).join(" ");

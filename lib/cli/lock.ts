@@ -15,6 +15,7 @@ import {
   repositoryLocation,
 } from "./common.ts";
 import { getPassphrase } from "./prompt.ts";
+import type { OptionTable } from "./spec.ts";
 
 /** What a command prints about locks: one line on stderr when it waits, and per stale lock. */
 export function lockMessages(command: string, wait = true): LockWaitOptions {
@@ -25,15 +26,22 @@ export function lockMessages(command: string, wait = true): LockWaitOptions {
   };
 }
 
+const UNLOCK_OPTIONS = {
+  "remove-all": {
+    type: "boolean",
+    help: "remove every lock, also those that may be held: only when no n2s command runs",
+    byDefault: "off: only stale locks are removed",
+    example: "n2s unlock --remove-all",
+  },
+} as const satisfies OptionTable;
+
 const unlock: Command = {
   summary: "remove stale locks (--remove-all: every lock, when no n2s command runs)",
   usage: "n2s unlock [--remove-all] [--repo LOCATION] [--json]",
+  options: UNLOCK_OPTIONS,
+  examples: ["n2s unlock", "n2s unlock --repo sftp://nas/n2s --remove-all"],
   async run(args) {
-    const { values } = parse(
-      args,
-      { ...REPO_OPTIONS, "remove-all": { type: "boolean" } },
-      this.usage,
-    );
+    const { values } = parse(args, { ...REPO_OPTIONS, ...UNLOCK_OPTIONS }, this.usage);
     const { location } = repositoryLocation(values.repo);
     const backend = await openBackend(location);
     try {

@@ -31,6 +31,7 @@ import {
 } from "./common.ts";
 import { formatBytes } from "./progress.ts";
 import { getPassphrase, promptHidden, UsageError } from "./prompt.ts";
+import type { OptionTable } from "./spec.ts";
 
 const label = () => `${Deno.env.get("USER") ?? "user"}@${hostname()}`;
 
@@ -69,13 +70,28 @@ async function getNewPassphrase(file: string | undefined): Promise<string> {
   return p;
 }
 
+const RECOVER_OPTIONS = {
+  force: {
+    type: "boolean",
+    help: "replace an index that already holds changesets (it is kept beside the new one)",
+    byDefault: "off: an index with changesets is refused",
+    example: "n2s recover index --force",
+  },
+} as const satisfies OptionTable;
+
 const recover: Command = {
   summary: "rebuild the index from the repository and a key (recover index)",
   usage: "n2s recover index [--repo LOCATION] [--index FILE] [--force] [--json]",
+  options: RECOVER_OPTIONS,
+  subcommands: ["index"],
+  examples: [
+    "n2s recover index --repo /mnt/usb/n2s",
+    "n2s recover index --repo s3://bucket/n2s --index ~/new-index.sqlite",
+  ],
   async run(args) {
     const { values, positionals } = parse(
       args,
-      { ...REPO_OPTIONS, force: { type: "boolean" } },
+      { ...REPO_OPTIONS, ...RECOVER_OPTIONS },
       this.usage,
     );
     if (positionals.length !== 1 || positionals[0] !== "index") {
@@ -106,20 +122,55 @@ const recover: Command = {
   },
 };
 
+const DECRYPT_OPTIONS = {
+  "key-file": {
+    type: "string",
+    value: "KEY",
+    help: "an exported key file (or one from the repository's keys/)",
+    byDefault: "none: required",
+    example: "--key-file n2s-key.json",
+    complete: "file",
+  },
+  "target-path": {
+    type: "string",
+    value: "DIR",
+    help: "where to restore the files, each at its stored path",
+    byDefault: "the current directory",
+    example: "--target-path restored",
+    complete: "dir",
+  },
+  path: {
+    type: "string",
+    multiple: true,
+    value: "GLOB",
+    help: "restore only paths that match",
+    byDefault: "every path",
+    example: "--path 'photos/2024/**'",
+  },
+  list: {
+    type: "boolean",
+    help: "list the path, size and source each file holds instead of restoring",
+    byDefault: "off",
+    example: "n2s decrypt-blob packs/*/* --key-file k.json --list",
+  },
+} as const satisfies OptionTable;
+
 const decryptBlob: Command = {
   summary: "restore blob and pack files with a key file alone (no repository, no index)",
   usage: "n2s decrypt-blob FILE... --key-file KEY [--target-path DIR] [--path GLOB]... " +
     "[--list] [--passphrase-file FILE] [--json]",
+  options: DECRYPT_OPTIONS,
+  examples: [
+    "n2s decrypt-blob packs/*/* blobs/*/* --key-file n2s-key.json --target-path restored",
+    "n2s decrypt-blob packs/3f/3f9a* --key-file n2s-key.json --list",
+    "n2s decrypt-blob packs/*/* --key-file n2s-key.json --path 'reports/**' --target-path out",
+  ],
   async run(args) {
-    const { values, positionals } = parse(args, {
-      "key-file": { type: "string" },
-      "target-path": { type: "string" },
-      "passphrase-file": { type: "string" },
-      path: { type: "string", multiple: true },
-      list: { type: "boolean" },
-      json: { type: "boolean" },
-      verbose: { type: "boolean" },
-    }, this.usage);
+    const { values, positionals } = parse(
+      args,
+      { ...REPO_OPTIONS, ...DECRYPT_OPTIONS },
+      this.usage,
+    );
     if (!values["key-file"] || positionals.length === 0) {
       throw new UsageError(`blob files and --key-file are needed\nusage: ${this.usage}`);
     }
@@ -172,16 +223,45 @@ const decryptBlob: Command = {
 const KEY_USAGE = "n2s key add [--label TEXT] [--new-passphrase-file FILE] | key list | " +
   "key remove ID | key passwd [--new-passphrase-file FILE] | key export [ID] [--output FILE]";
 
+const KEY_OPTIONS = {
+  "new-passphrase-file": {
+    type: "string",
+    value: "FILE",
+    help: "read the new passphrase (key add, key passwd) from FILE",
+    byDefault: "$N2S_NEW_PASSPHRASE, else a prompt",
+    example: "--new-passphrase-file ~/new-pass",
+    complete: "file",
+  },
+  label: {
+    type: "string",
+    value: "TEXT",
+    help: "a label for the new key (key add)",
+    byDefault: "user@host",
+    example: "--label 'offsite copy'",
+  },
+  output: {
+    type: "string",
+    value: "FILE",
+    help: "write the exported key file here (key export); never overwrites",
+    byDefault: "stdout",
+    example: "--output n2s-key.json",
+    complete: "file",
+  },
+} as const satisfies OptionTable;
+
 const key: Command = {
   summary: "add, list, remove, change or export the repository's keys",
   usage: KEY_USAGE,
+  options: KEY_OPTIONS,
+  subcommands: ["add", "list", "remove", "passwd", "export"],
+  examples: [
+    "n2s key export --output n2s-key.json",
+    "n2s key add --label laptop",
+    "n2s key list",
+    "n2s key remove 3f9a1c2e4b5d6f70",
+  ],
   async run(args) {
-    const { values, positionals } = parse(args, {
-      ...REPO_OPTIONS,
-      "new-passphrase-file": { type: "string" },
-      label: { type: "string" },
-      output: { type: "string" },
-    }, this.usage);
+    const { values, positionals } = parse(args, { ...REPO_OPTIONS, ...KEY_OPTIONS }, this.usage);
     const [sub, ...rest] = positionals;
     if (sub === "list") {
       const { location } = repositoryLocation(values.repo);
@@ -260,11 +340,24 @@ const key: Command = {
   },
 };
 
+const PAGE_OPTIONS = {
+  output: {
+    type: "string",
+    value: "FILE",
+    help: "write the page to FILE",
+    byDefault: "stdout",
+    example: "--output recovery.html",
+    complete: "file",
+  },
+} as const satisfies OptionTable;
+
 const recoveryPage: Command = {
   summary: "the offline recovery page (HTML): decrypt blob and pack files in a browser",
   usage: "n2s recovery-page [--output FILE]",
+  options: PAGE_OPTIONS,
+  examples: ["n2s recovery-page --output recovery.html"],
   async run(args) {
-    const { values } = parse(args, { output: { type: "string" } }, this.usage);
+    const { values } = parse(args, { ...REPO_OPTIONS, ...PAGE_OPTIONS }, this.usage);
     if (values.output) {
       await Deno.writeTextFile(values.output, RECOVERY_PAGE_HTML);
       note(`wrote ${values.output}; open it in any browser, no network needed`);
