@@ -75,6 +75,15 @@ export interface FileListing {
   target: string | null;
 }
 
+/**
+ * What is known to be missing from a state (a hole in its chain): the answer is incomplete, and
+ * the command exits 1.
+ */
+export interface Problem {
+  path: string;
+  message: string;
+}
+
 /** One path of the state at a changeset, as `ls` reports it. */
 export interface TreeEntry {
   path: string;
@@ -320,11 +329,12 @@ export class N2S {
   async tree(
     ref: string,
     patterns: string[] = [],
-  ): Promise<{ changeset: string; source: string; entries: TreeEntry[] }> {
+  ): Promise<{ changeset: string; source: string; entries: TreeEntry[]; problems: Problem[] }> {
     const s = await this.#chosen(ref, patterns);
     return {
       changeset: s.id,
       source: s.source,
+      problems: s.problems,
       entries: s.entries.map((e) => ({
         path: e.path,
         action: e.action,
@@ -342,21 +352,28 @@ export class N2S {
   async diff(
     from: string,
     to: string,
-  ): Promise<{ from: string; to: string; changes: DiffEntry[] }> {
+  ): Promise<{ from: string; to: string; changes: DiffEntry[]; problems: Problem[] }> {
     const a = await this.#state(from);
     const b = await this.#state(to);
-    return { from: a.id, to: b.id, changes: diffStates(a.entries, b.entries) };
+    return {
+      from: a.id,
+      to: b.id,
+      changes: diffStates(a.entries, b.entries),
+      problems: [...a.problems, ...b.problems],
+    };
   }
 
   /** Files, bytes, stored bytes and packs of the state at a changeset. */
-  async stats(ref: string): Promise<Stats & { changeset: string; source: string }> {
+  async stats(
+    ref: string,
+  ): Promise<Stats & { changeset: string; source: string; problems: Problem[] }> {
     const s = await this.#state(ref);
     const stats = await stateStats(s.entries, async (blobId) => {
       const known = this.index.blobConfirmed(blobId)?.stored_size;
       if (known !== undefined && known !== null) return known;
       return (await (await this.repository()).statBlob(blobId))?.size ?? null;
     });
-    return { changeset: s.id, source: s.source, ...stats };
+    return { changeset: s.id, source: s.source, ...stats, problems: s.problems };
   }
 
   /** The figures of the whole repository: what the index knows, and what the repository holds. */
@@ -401,14 +418,14 @@ export class N2S {
     path: string,
     sink: Sink,
     opts: { allowTar?: boolean } = {},
-  ): Promise<{ changeset: string; tar: boolean; members: number }> {
+  ): Promise<{ changeset: string; tar: boolean; members: number; problems: Problem[] }> {
     const s = await this.#chosen(ref, [path]);
     const repo = await this.repository();
     const only = s.entries.length === 1 ? s.entries[0] : undefined;
     const exact = only?.action === "write" || only?.action === "hardlink" ? only : undefined;
     if (exact !== undefined && !isGlob(path)) {
       await writeVerified(repo, exact, sink);
-      return { changeset: s.id, tar: false, members: 1 };
+      return { changeset: s.id, tar: false, members: 1, problems: s.problems };
     }
     if (opts.allowTar === false) {
       throw new Error(
@@ -416,7 +433,8 @@ export class N2S {
           `to a terminal; redirect the output to a file or a pipe`,
       );
     }
-    return { changeset: s.id, tar: true, members: await writeTar(repo, s.entries, sink) };
+    const members = await writeTar(repo, s.entries, sink);
+    return { changeset: s.id, tar: true, members, problems: s.problems };
   }
 
   /**

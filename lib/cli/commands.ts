@@ -443,7 +443,9 @@ const ls: Command = {
       throw new UsageError(`one changeset id is needed\nusage: ${this.usage}`);
     }
     const [ref, ...patterns] = positionals;
-    return await withStore(values, async (store) => {
+    // A tree from a chain with a hole is incomplete: it is listed, and the command exits 1.
+    let incomplete = false;
+    const code = await withStore(values, async (store) => {
       if (values.changed) {
         const { id } = await store.resolve(ref);
         const all = store.ls(id);
@@ -469,6 +471,8 @@ const ls: Command = {
         return;
       }
       const tree = await store.tree(ref, patterns);
+      printProblems(tree.problems);
+      incomplete = tree.problems.length > 0;
       if (values.json) printJson(tree.entries);
       else {
         out(table(
@@ -486,6 +490,7 @@ const ls: Command = {
         ));
       }
     });
+    return incomplete ? 1 : code;
   },
 };
 

@@ -3,7 +3,7 @@
 
 import { displayPath } from "../format/names.ts";
 import { UsageError } from "./prompt.ts";
-import { type Command, out, parse, printJson, REPO_OPTIONS } from "./common.ts";
+import { type Command, note, out, parse, printJson, REPO_OPTIONS } from "./common.ts";
 import { withStore } from "./commands.ts";
 import { formatBytes } from "./progress.ts";
 
@@ -15,8 +15,10 @@ const diff: Command = {
     if (positionals.length !== 2) {
       throw new UsageError(`two changeset ids are needed\nusage: ${this.usage}`);
     }
-    return await withStore(values, async (store) => {
+    let failed = false;
+    const code = await withStore(values, async (store) => {
       const d = await store.diff(positionals[0], positionals[1]);
+      failed = printProblems(d.problems);
       if (values.json) {
         printJson(d);
         return;
@@ -33,6 +35,7 @@ const diff: Command = {
             `${n("modified")} modified, ${n("metadata")} with other metadata only`,
       );
     });
+    return failed ? 1 : code;
   },
 };
 
@@ -49,11 +52,14 @@ const dump: Command = {
     if (positionals.length !== 2) {
       throw new UsageError(`a changeset id and a path are needed\nusage: ${this.usage}`);
     }
-    return await withStore(values, async (store) => {
-      await store.dump(positionals[0], positionals[1], toStdout, {
+    let failed = false;
+    const code = await withStore(values, async (store) => {
+      const r = await store.dump(positionals[0], positionals[1], toStdout, {
         allowTar: !Deno.stdout.isTerminal(),
       });
+      failed = printProblems(r.problems);
     });
+    return failed ? 1 : code;
   },
 };
 
@@ -65,7 +71,8 @@ const stats: Command = {
     if (positionals.length > 1) {
       throw new UsageError(`at most one changeset id\nusage: ${this.usage}`);
     }
-    return await withStore(values, async (store) => {
+    let failed = false;
+    const code = await withStore(values, async (store) => {
       const ratio = (r: number | null) => r === null ? "-" : `${r}x`;
       if (positionals.length === 0) {
         const s = await store.repositoryStats();
@@ -82,6 +89,7 @@ const stats: Command = {
         return;
       }
       const s = await store.stats(positionals[0]);
+      failed = printProblems(s.problems);
       if (values.json) printJson(s);
       else {
         out(`changeset ${s.changeset} of ${s.source}`);
@@ -94,8 +102,20 @@ const stats: Command = {
         out(`compression:   ${ratio(s.compressionRatio)}`);
       }
     });
+    return failed ? 1 : code;
   },
 };
+
+/**
+ * Names what is known to be missing from a state on stderr (the answer is incomplete); true
+ * when there was anything.
+ */
+function printProblems(problems: { path: string; message: string }[]): boolean {
+  for (const p of problems) {
+    note(p.path === "" ? `n2s: ${p.message}` : `n2s: ${displayPath(p.path)}: ${p.message}`);
+  }
+  return problems.length > 0;
+}
 
 /** The inspection commands by name. */
 export const INSPECT_COMMANDS: Record<string, Command> = { diff, dump, stats };

@@ -447,3 +447,33 @@ Deno.test("a file behind a symlink in the target is never taken as up to date", 
   const dry = JSON.parse(await n2sOk([...pull, "--dry-run", "--json"], ENV));
   assert.deepEqual(dry.unchanged, []);
 });
+
+Deno.test("ls, diff and stats of a state whose chain has a hole list what they can and exit 1", async () => {
+  using tmp = tempDir();
+  const { args, src, repo } = setup(tmp.path);
+  writeTree(src, { "one.txt": "1" });
+  await n2sOk(["init", ...args], ENV);
+  const first = (await pushJson(args, src, "s")).changeset;
+  writeTree(src, { "two.txt": "2" });
+  const middle = (await pushJson(args, src, "s")).changeset;
+  writeTree(src, { "three.txt": "3" });
+  const last = (await pushJson(args, src, "s")).changeset;
+  // The middle manifest is lost; a machine without the index reads the others.
+  Deno.removeSync(`${repo}/changesets/${middle}`);
+  const fresh = ["--repo", repo, "--index", `${tmp.path}/fresh.sqlite`];
+  const ls = await n2s(["ls", last, "--json", ...fresh], ENV);
+  assert.equal(ls.code, 1);
+  assert.match(ls.stderr, new RegExp(`changeset ${middle}, in the chain of ${last}`));
+  assert.deepEqual(
+    JSON.parse(ls.stdout).map((f: { path: string }) => f.path),
+    ["one.txt", "three.txt"],
+  );
+  const diff = await n2s(["diff", first, last, "--json", ...fresh], ENV);
+  assert.equal(diff.code, 1);
+  assert.deepEqual(JSON.parse(diff.stdout).changes.map((c: { path: string }) => c.path), [
+    "three.txt",
+  ]);
+  const stats = await n2s(["stats", last, "--json", ...fresh], ENV);
+  assert.equal(stats.code, 1);
+  assert.equal(JSON.parse(stats.stdout).files, 2);
+});
