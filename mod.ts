@@ -23,6 +23,7 @@ export {
   type FindHit,
   N2S,
   type OpenOptions,
+  type Problem,
   type RepositoryStats,
   type StorePullOptions,
   type TreeEntry,
