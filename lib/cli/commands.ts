@@ -26,6 +26,7 @@ import {
   table,
 } from "./common.ts";
 import { resolve } from "node:path";
+import type { OptionTable } from "./spec.ts";
 import { testClock } from "../testing/clock.ts";
 import { isLatest } from "../inspect/resolve.ts";
 import { noMatchError, pathMatcher, unmatchedPatterns } from "../glob.ts";
@@ -48,16 +49,194 @@ function byteCount(text: string | undefined, flag: string, min: number, max: num
   return n;
 }
 
+const INIT_OPTIONS = {
+  "pack-size": {
+    type: "string",
+    value: "BYTES",
+    help: "the size packs of small blobs are filled to (KiB, MiB or GiB suffix)",
+    byDefault: "16MiB",
+    example: "--pack-size 32MiB",
+  },
+  "pack-threshold": {
+    type: "string",
+    value: "BYTES",
+    help: "blobs smaller than this (sealed) travel in packs; larger ones are objects of their own",
+    byDefault: "1MiB",
+    example: "--pack-threshold 256KiB",
+  },
+} as const satisfies OptionTable;
+
+const PUSH_OPTIONS = {
+  scan: {
+    type: "string",
+    value: "DIR",
+    help: "push what changed in a directory tree since the source's last changeset",
+    byDefault: "none (PATH... pushes the paths given)",
+    example: "n2s push --scan ~/data --source data",
+    complete: "dir",
+  },
+  since: {
+    type: "string",
+    value: "24h|ISO",
+    help: "with --scan or PATH: only files modified since then (a duration or a date)",
+    byDefault: "every file",
+    example: "--since 2026-11-01",
+  },
+  exclude: {
+    type: "string",
+    multiple: true,
+    value: "GLOB",
+    help: "leave out paths that match (relative to the scanned directory)",
+    byDefault: "nothing left out",
+    example: "--exclude '**/node_modules/**'",
+  },
+  include: {
+    type: "string",
+    multiple: true,
+    value: "GLOB",
+    help: "push only paths that match",
+    byDefault: "every path",
+    example: "--include '**/*.csv'",
+  },
+  btrfs: {
+    type: "string",
+    value: "SNAPSHOT",
+    help: "push a btrfs snapshot (the changes since --parent, else all of it)",
+    byDefault: "none",
+    example: "--btrfs /snap/home.2026-12-02 --parent /snap/home.2026-12-01",
+    complete: "dir",
+  },
+  zfs: {
+    type: "string",
+    value: "DATASET@SNAP",
+    help: "push a ZFS snapshot (the changes since --parent, else all of it)",
+    byDefault: "none",
+    example: "--zfs tank/home@today --parent @yesterday",
+  },
+  dsg: {
+    type: "string",
+    value: "REPO_DIR",
+    help: "push the data files of a dsg repository",
+    byDefault: "none",
+    example: "--dsg ~/projects/survey",
+    complete: "dir",
+  },
+  parent: {
+    type: "string",
+    value: "SNAPSHOT",
+    help: "with --btrfs or --zfs: the earlier snapshot to compare with",
+    byDefault: "none: the whole snapshot",
+    example: "--parent @yesterday",
+  },
+  source: {
+    type: "string",
+    value: "NAME",
+    help: "the source the changeset belongs to (a chain of changesets)",
+    byDefault: "host:path for a path or --scan, the client's name otherwise",
+    example: "--source laptop-home",
+  },
+  "changeset-name": {
+    type: "string",
+    value: "NAME",
+    help: "a name for the new changeset",
+    byDefault: "none",
+    example: '--changeset-name "daily-backup"',
+  },
+  resume: {
+    type: "boolean",
+    help: "complete interrupted pushes (of --source, or of every source)",
+    byDefault: "off",
+    example: "n2s push --resume",
+  },
+  concurrency: {
+    type: "string",
+    value: "N",
+    help: "how many uploads run at once",
+    byDefault: "the backend's (8)",
+    example: "--concurrency 16",
+  },
+  "no-wait": {
+    type: "boolean",
+    help: "fail at once when another push of the source holds its lock",
+    byDefault: "off: wait for the lock",
+    example: "n2s push --scan ~/data --no-wait",
+  },
+} as const satisfies OptionTable;
+
+const PULL_OPTIONS = {
+  "changeset-id": {
+    type: "string",
+    value: "ID",
+    help: "the changeset to restore: an id, a unique prefix, latest or latest:SOURCE",
+    byDefault: "none: required",
+    example: "--changeset-id latest:data",
+  },
+  "target-path": {
+    type: "string",
+    value: "DIR",
+    help: "the directory to restore into (created when missing)",
+    byDefault: "none: required",
+    example: "--target-path /tmp/restore",
+    complete: "dir",
+  },
+  overwrite: {
+    type: "string",
+    value: "if-changed|always|never",
+    help: "what to do with a file already in the target",
+    byDefault: "if-changed: replace it when its content or metadata differ",
+    example: "--overwrite never",
+    complete: ["if-changed", "always", "never"],
+  },
+  "dry-run": {
+    type: "boolean",
+    help: "say what would be written, replaced and removed; write nothing",
+    byDefault: "off",
+    example: "n2s pull --changeset-id latest --target-path . --dry-run",
+  },
+  "no-owner": {
+    type: "boolean",
+    help: "do not restore owner and group (only root restores them anyway)",
+    byDefault: "off",
+    example: "--no-owner",
+  },
+  concurrency: {
+    type: "string",
+    value: "N",
+    help: "how many downloads run at once",
+    byDefault: "the backend's (8)",
+    example: "--concurrency 4",
+  },
+} as const satisfies OptionTable;
+
+const LS_OPTIONS = {
+  changed: {
+    type: "boolean",
+    help: "only the entries the changeset itself records (its changes), not the full tree",
+    byDefault: "off: the full tree a pull would restore",
+    example: "n2s ls latest --changed",
+  },
+} as const satisfies OptionTable;
+
+const LOG_OPTIONS = {
+  source: {
+    type: "string",
+    value: "NAME",
+    help: "only the chain of this source",
+    byDefault: "every source",
+    example: "--source laptop-home",
+  },
+} as const satisfies OptionTable;
+
+const NO_OPTIONS = {} as const satisfies OptionTable;
+
 const init: Command = {
   summary: "create a repository and its first key",
   usage: "n2s init [--repo LOCATION] [--passphrase-file FILE] [--pack-size BYTES] " +
     "[--pack-threshold BYTES]",
+  options: INIT_OPTIONS,
+  examples: ["n2s init --repo /srv/n2s", "n2s init --repo sftp://nas/backups/n2s"],
   async run(args) {
-    const { values } = parse(args, {
-      ...REPO_OPTIONS,
-      "pack-size": { type: "string" },
-      "pack-threshold": { type: "string" },
-    }, this.usage);
+    const { values } = parse(args, { ...REPO_OPTIONS, ...INIT_OPTIONS }, this.usage);
     const { location } = repositoryLocation(values.repo);
     const packSize = byteCount(values["pack-size"], "--pack-size", 4096, 1 << 30);
     const packThreshold = byteCount(values["pack-threshold"], "--pack-threshold", 1, 1 << 30);
@@ -204,23 +383,15 @@ const push: Command = {
     "| --btrfs SNAPSHOT [--parent SNAPSHOT] | --zfs DATASET@SNAP [--parent @SNAP] " +
     "| --dsg REPO_DIR; [--source NAME] [--changeset-name NAME] [--no-wait]; " +
     "n2s push --resume [--source NAME] [--no-wait]",
+  options: PUSH_OPTIONS,
+  examples: [
+    "n2s push ~/data --source data",
+    "n2s push --scan ~/data --exclude '**/.cache/**' --source data",
+    "n2s push --zfs tank/home@today --parent @yesterday",
+    "n2s push --resume",
+  ],
   async run(args) {
-    const { values, positionals } = parse(args, {
-      ...REPO_OPTIONS,
-      source: { type: "string" },
-      "changeset-name": { type: "string" },
-      resume: { type: "boolean" },
-      concurrency: { type: "string" },
-      scan: { type: "string" },
-      btrfs: { type: "string" },
-      zfs: { type: "string" },
-      dsg: { type: "string" },
-      parent: { type: "string" },
-      since: { type: "string" },
-      exclude: { type: "string", multiple: true },
-      include: { type: "string", multiple: true },
-      "no-wait": { type: "boolean" },
-    }, this.usage);
+    const { values, positionals } = parse(args, { ...REPO_OPTIONS, ...PUSH_OPTIONS }, this.usage);
     const lock = lockMessages("push", !values["no-wait"]);
     const concurrency = values.concurrency ? Number(values.concurrency) : undefined;
     if (concurrency !== undefined && !(concurrency >= 1)) {
@@ -290,16 +461,14 @@ const pull: Command = {
   summary: "restore a changeset (or some of its paths) into a directory",
   usage: "n2s pull --changeset-id ID|latest[:SOURCE] --target-path DIR [--no-owner] " +
     "[--overwrite if-changed|always|never] [--dry-run] [PATH|GLOB...]",
+  options: PULL_OPTIONS,
+  examples: [
+    "n2s pull --changeset-id latest --target-path /tmp/restore",
+    "n2s pull --changeset-id 01KB3 --target-path /tmp/restore 'reports/**'",
+    "n2s pull --changeset-id latest:data --target-path ~/data --overwrite never --dry-run",
+  ],
   async run(args) {
-    const { values, positionals } = parse(args, {
-      ...REPO_OPTIONS,
-      "changeset-id": { type: "string" },
-      "target-path": { type: "string" },
-      concurrency: { type: "string" },
-      "no-owner": { type: "boolean" },
-      overwrite: { type: "string" },
-      "dry-run": { type: "boolean" },
-    }, this.usage);
+    const { values, positionals } = parse(args, { ...REPO_OPTIONS, ...PULL_OPTIONS }, this.usage);
     if (!values["changeset-id"] || !values["target-path"]) {
       throw new UsageError(`--changeset-id and --target-path are required\nusage: ${this.usage}`);
     }
@@ -404,8 +573,10 @@ export async function withStore(
 const status: Command = {
   summary: "changesets with status, counts and times",
   usage: "n2s status [ID] [--json]",
+  options: NO_OPTIONS,
+  examples: ["n2s status", "n2s status 01KB3 --json"],
   async run(args) {
-    const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
+    const { values, positionals } = parse(args, { ...REPO_OPTIONS, ...NO_OPTIONS }, this.usage);
     return await withStore(values, async (store) => {
       const rows = store.status(await changesetId(store, positionals[0]));
       if (values.json) printJson(rows);
@@ -433,12 +604,10 @@ const status: Command = {
 const ls: Command = {
   summary: "the full tree at a changeset (--changed: only that changeset's entries)",
   usage: "n2s ls ID|latest[:SOURCE] [PATH|GLOB...] [--changed] [--json]",
+  options: LS_OPTIONS,
+  examples: ["n2s ls latest", "n2s ls latest:data 'reports/**/*.csv'", "n2s ls 01KB3 --changed"],
   async run(args) {
-    const { values, positionals } = parse(
-      args,
-      { ...REPO_OPTIONS, changed: { type: "boolean" } },
-      this.usage,
-    );
+    const { values, positionals } = parse(args, { ...REPO_OPTIONS, ...LS_OPTIONS }, this.usage);
     if (positionals.length < 1) {
       throw new UsageError(`one changeset id is needed\nusage: ${this.usage}`);
     }
@@ -497,8 +666,10 @@ const ls: Command = {
 const find: Command = {
   summary: "every stored version of matching paths",
   usage: "n2s find PATTERN [--json]",
+  options: NO_OPTIONS,
+  examples: ["n2s find '**/*.csv'", "n2s find 'reports/2024/**' --json"],
   async run(args) {
-    const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
+    const { values, positionals } = parse(args, { ...REPO_OPTIONS, ...NO_OPTIONS }, this.usage);
     if (positionals.length !== 1) {
       throw new UsageError(`one pattern is needed\nusage: ${this.usage}`);
     }
@@ -527,8 +698,10 @@ const find: Command = {
 const log: Command = {
   summary: "the changeset chain of a source",
   usage: "n2s log [--source NAME] [--json]",
+  options: LOG_OPTIONS,
+  examples: ["n2s log", "n2s log --source data --json"],
   async run(args) {
-    const { values } = parse(args, { ...REPO_OPTIONS, source: { type: "string" } }, this.usage);
+    const { values } = parse(args, { ...REPO_OPTIONS, ...LOG_OPTIONS }, this.usage);
     return await withStore(values, (store) => {
       const rows = store.log(values.source);
       if (values.json) printJson(rows);

@@ -6,12 +6,17 @@ import { UsageError } from "./prompt.ts";
 import { type Command, note, out, parse, printJson, REPO_OPTIONS } from "./common.ts";
 import { withStore } from "./commands.ts";
 import { formatBytes } from "./progress.ts";
+import type { OptionTable } from "./spec.ts";
+
+const NO_OPTIONS = {} as const satisfies OptionTable;
 
 const diff: Command = {
   summary: "what differs between the states at two changesets",
   usage: "n2s diff ID1 ID2 [--json]   (ids, prefixes, latest or latest:SOURCE)",
+  options: NO_OPTIONS,
+  examples: ["n2s diff 01KB3 latest", "n2s diff latest:data 01KC9 --json"],
   async run(args) {
-    const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
+    const { values, positionals } = parse(args, { ...REPO_OPTIONS, ...NO_OPTIONS }, this.usage);
     if (positionals.length !== 2) {
       throw new UsageError(`two changeset ids are needed\nusage: ${this.usage}`);
     }
@@ -47,8 +52,13 @@ async function toStdout(bytes: Uint8Array): Promise<void> {
 const dump: Command = {
   summary: "write one stored file to stdout, or a tar of a directory or pattern",
   usage: "n2s dump ID PATH|GLOB > OUTPUT   (a regular file: its bytes; else a POSIX tar)",
+  options: NO_OPTIONS,
+  examples: [
+    "n2s dump latest reports/q3.csv > q3.csv",
+    "n2s dump latest:data reports > reports.tar",
+  ],
   async run(args) {
-    const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
+    const { values, positionals } = parse(args, { ...REPO_OPTIONS, ...NO_OPTIONS }, this.usage);
     if (positionals.length !== 2) {
       throw new UsageError(`a changeset id and a path are needed\nusage: ${this.usage}`);
     }
@@ -66,8 +76,10 @@ const dump: Command = {
 const stats: Command = {
   summary: "files, bytes, stored bytes, packs and compression of a changeset or the repository",
   usage: "n2s stats [ID|latest[:SOURCE]] [--json]",
+  options: NO_OPTIONS,
+  examples: ["n2s stats", "n2s stats latest:data --json"],
   async run(args) {
-    const { values, positionals } = parse(args, REPO_OPTIONS, this.usage);
+    const { values, positionals } = parse(args, { ...REPO_OPTIONS, ...NO_OPTIONS }, this.usage);
     if (positionals.length > 1) {
       throw new UsageError(`at most one changeset id\nusage: ${this.usage}`);
     }

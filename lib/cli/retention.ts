@@ -8,6 +8,7 @@ import { lockMessages } from "./lock.ts";
 import { formatBytes } from "./progress.ts";
 import { UsageError } from "./prompt.ts";
 import { type Command, openStore, out, parse, printJson, REPO_OPTIONS } from "./common.ts";
+import type { OptionTable } from "./spec.ts";
 
 const KEEP_RULES = ["last", "hourly", "daily", "weekly", "monthly", "yearly"] as const;
 
@@ -66,27 +67,102 @@ function printPrune(r: PruneResult, dryRun: boolean): void {
   );
 }
 
+const KEEP = (what: string, example: string) => ({
+  type: "string" as const,
+  value: "N",
+  help: `keep the newest changeset of each of the last N ${what} that have one`,
+  byDefault: "0",
+  example,
+});
+
+const FORGET_OPTIONS = {
+  source: {
+    type: "string",
+    value: "NAME",
+    help: "apply the policy to this source only",
+    byDefault: "every source, each on its own",
+    example: "--source laptop-home",
+  },
+  "keep-last": {
+    type: "string",
+    value: "N",
+    help: "keep the N newest changesets",
+    byDefault: "0 (the newest of each source is always kept)",
+    example: "--keep-last 10",
+  },
+  "keep-hourly": KEEP("hours", "--keep-hourly 24"),
+  "keep-daily": KEEP("days", "--keep-daily 7"),
+  "keep-weekly": KEEP("weeks", "--keep-weekly 4"),
+  "keep-monthly": KEEP("months", "--keep-monthly 12"),
+  "keep-yearly": KEEP("years", "--keep-yearly 5"),
+  "keep-within": {
+    type: "string",
+    value: "DURATION",
+    help: "keep every changeset newer than this, counted back from the newest (1y2m3d4h)",
+    byDefault: "none",
+    example: "--keep-within 14d",
+  },
+  "dry-run": {
+    type: "boolean",
+    help: "say what would be kept and forgotten; change nothing",
+    byDefault: "off",
+    example: "n2s forget --keep-daily 7 --dry-run",
+  },
+  prune: {
+    type: "boolean",
+    help: "then delete and repack what no kept changeset needs (as n2s prune)",
+    byDefault: "off: only the changesets are forgotten",
+    example: "n2s forget --keep-daily 7 --keep-weekly 4 --prune",
+  },
+  "max-unused": {
+    type: "string",
+    value: "N%",
+    help: "with --prune: repack packs of which more than this share is unused",
+    byDefault: "5%",
+    example: "--max-unused 10%",
+  },
+  "no-wait": {
+    type: "boolean",
+    help: "fail at once when another command holds the repository's lock",
+    byDefault: "off: wait for the lock",
+    example: "--no-wait",
+  },
+} as const satisfies OptionTable;
+
+const PRUNE_OPTIONS = {
+  "dry-run": {
+    type: "boolean",
+    help: "say what would be deleted and repacked; change nothing",
+    byDefault: "off",
+    example: "n2s prune --dry-run",
+  },
+  "max-unused": {
+    type: "string",
+    value: "N%",
+    help: "repack packs of which more than this share is unused",
+    byDefault: "5%",
+    example: "n2s prune --max-unused 0%",
+  },
+  "no-wait": {
+    type: "boolean",
+    help: "fail at once when another command holds the repository's lock",
+    byDefault: "off: wait for the lock",
+    example: "n2s prune --no-wait",
+  },
+} as const satisfies OptionTable;
+
 const forget: Command = {
   summary: "forget changesets a retention policy does not keep (--prune: then prune)",
   usage: "n2s forget [--source NAME] [--keep-last N] [--keep-hourly N] [--keep-daily N] " +
     "[--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--keep-within 1y2m3d4h] " +
     "[--dry-run] [--prune [--max-unused 5%]] [--no-wait] [--json]",
+  options: FORGET_OPTIONS,
+  examples: [
+    "n2s forget --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run",
+    "n2s forget --source laptop-home --keep-within 30d --prune",
+  ],
   async run(args) {
-    const { values } = parse(args, {
-      ...REPO_OPTIONS,
-      source: { type: "string" },
-      "keep-last": { type: "string" },
-      "keep-hourly": { type: "string" },
-      "keep-daily": { type: "string" },
-      "keep-weekly": { type: "string" },
-      "keep-monthly": { type: "string" },
-      "keep-yearly": { type: "string" },
-      "keep-within": { type: "string" },
-      "dry-run": { type: "boolean" },
-      prune: { type: "boolean" },
-      "max-unused": { type: "string" },
-      "no-wait": { type: "boolean" },
-    }, this.usage);
+    const { values } = parse(args, { ...REPO_OPTIONS, ...FORGET_OPTIONS }, this.usage);
     const policy: RetentionPolicy = {};
     for (const rule of KEEP_RULES) {
       policy[rule] = keepCount(values[`keep-${rule}`], `--keep-${rule}`);
@@ -128,13 +204,10 @@ const forget: Command = {
 const prune: Command = {
   summary: "delete what no changeset references; repack packs mostly unused",
   usage: "n2s prune [--dry-run] [--max-unused 5%] [--no-wait] [--json]",
+  options: PRUNE_OPTIONS,
+  examples: ["n2s prune --dry-run", "n2s prune --max-unused 10%"],
   async run(args) {
-    const { values } = parse(args, {
-      ...REPO_OPTIONS,
-      "dry-run": { type: "boolean" },
-      "max-unused": { type: "string" },
-      "no-wait": { type: "boolean" },
-    }, this.usage);
+    const { values } = parse(args, { ...REPO_OPTIONS, ...PRUNE_OPTIONS }, this.usage);
     const limit = maxUnused(values["max-unused"]);
     const dryRun = values["dry-run"] ?? false;
     const store = await openStore(values);

@@ -20,12 +20,12 @@ Deno.test("--version names the version deno.json publishes; bare n2s and help pr
   for (const args of [[], ["help"], ["--help"]]) {
     const r = await n2s(args);
     assert.equal(r.code, 0, args.join(" "));
-    assert.match(r.stdout, /^usage: n2s COMMAND/m);
+    assert.match(r.stdout, /^ {2}n2s COMMAND \[OPTIONS\]/m);
     assert.match(r.stdout, /^ {2}pull +/m);
   }
   const r = await n2s(["help", "pull"]);
   assert.equal(r.code, 0);
-  assert.match(r.stdout, /^usage: n2s pull /);
+  assert.match(r.stdout, /^n2s pull: .*\n\nUsage:\n {2}n2s pull --changeset-id/);
 });
 
 Deno.test("a mistyped command or option gets one line naming the closest valid one", async () => {
