@@ -3,7 +3,7 @@
 // push plans against the latest state of its source, wherever that was pushed from.
 
 import type { ObjectInfo } from "../backends/backend.ts";
-import type { Index } from "../index/sqlite.ts";
+import { type Index, toDb } from "../index/sqlite.ts";
 import type { FileRow } from "../index/types.ts";
 import {
   entryLocation,
@@ -128,6 +128,10 @@ export interface CatchUpResult {
   imported: string[];
   /** Manifests that could not be read: the index goes on without them. */
   problems: { object: string; message: string }[];
+  /** Changesets forgotten elsewhere (see `forgottenElsewhere`), dropped from the index. */
+  dropped: string[];
+  /** Changesets whose rows were taken again from their rewritten manifests. */
+  resynced: string[];
 }
 
 /**
@@ -141,17 +145,23 @@ export async function catchUpIndex(
   repo: Repository,
   index: Index,
 ): Promise<CatchUpResult> {
-  const out: CatchUpResult = { imported: [], problems: [] };
-  const unknown = (await listManifests(repo)).filter((id) => {
+  const out: CatchUpResult = { imported: [], problems: [], dropped: [], resynced: [] };
+  const listed = await listManifests(repo);
+  const unknown = listed.filter((id) => {
     const row = index.getChangeset(id);
     return row === undefined || (row.status === "failed" && row.error !== FORGOTTEN);
   });
+  const present = new Set(listed);
+  if (index.listChangesets().some((c) => c.status === "complete" && !present.has(c.id))) {
+    await resyncAfterForget(repo, index, listed, out);
+  }
   if (unknown.length === 0) return out;
   const read: ReadManifest[] = [];
   for (const id of unknown) {
     try {
       read.push(await readManifest(repo, id));
     } catch (e) {
+      if (out.problems.some((p) => p.object === `changesets/${id}`)) continue;
       out.problems.push({
         object: `changesets/${id}`,
         message: e instanceof Error ? e.message : String(e),
@@ -170,4 +180,124 @@ export async function catchUpIndex(
     }
   });
   return out;
+}
+
+/** Removes a changeset and its rows from the index. */
+export function dropChangeset(index: Index, id: string): void {
+  index.db.prepare("DELETE FROM files WHERE changeset = ?").run(id);
+  index.db.prepare("DELETE FROM changesets WHERE id = ?").run(id);
+}
+
+/**
+ * Gives every blob that complete changesets still name, and that no row calls confirmed any
+ * more (the confirming changeset was forgotten), a confirmed row: the oldest that names it.
+ */
+export function promoteConfirmed(index: Index): void {
+  index.db.prepare(
+    `UPDATE files SET status = 'confirmed' WHERE rowid IN (
+       SELECT min(f.rowid) FROM files f JOIN changesets c ON c.id = f.changeset
+        WHERE c.status = 'complete' AND f.status = 'present' AND f.action = 'write'
+          AND f.blob_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM files g WHERE g.blob_id = f.blob_id
+                            AND g.status = 'confirmed')
+        GROUP BY f.blob_id)`,
+  ).run();
+}
+
+/** True when the index rows of a changeset say what its manifest says (parent and places). */
+function agrees(index: Index, m: ReadManifest): boolean {
+  const row = index.getChangeset(m.header.id);
+  if (!row || row.parent !== m.header.parent || row.chain !== m.header.chain) return false;
+  const rows = new Map(
+    index.filesOf(m.header.id).filter((f) => f.status === "confirmed" || f.status === "present")
+      .map((f) => [f.path, f]),
+  );
+  if (rows.size !== m.entries.length) return false;
+  for (const e of m.entries) {
+    const f = rows.get(e.path);
+    if (!f || f.action !== e.action || f.blob_id !== (e.blob_id ?? null)) return false;
+    if (f.pack !== (e.pack ?? null) || (e.pack !== undefined && f.pack_offset !== e.offset)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Takes again from their manifests the rows of the complete changesets whose rows disagree with
+ * them (rewritten by a forget or prune this index did not see). Each keeps its place in the
+ * order of its source, and what tells a push whether an unchanged entry's file changed.
+ */
+export function resyncChangesets(index: Index, manifests: Iterable<ReadManifest>): string[] {
+  const stale = [...manifests].filter((m) => {
+    const row = index.getChangeset(m.header.id);
+    return row !== undefined && row.status === "complete" && !agrees(index, m);
+  });
+  if (stale.length === 0) return [];
+  index.tx(() => {
+    const keepInode = index.db.prepare(
+      "UPDATE files SET inode = ?, ctime = ? WHERE changeset = ? AND path = ?",
+    );
+    for (const m of stale) {
+      const old = new Map(index.filesOf(m.header.id).map((f) => [f.path, f]));
+      index.db.prepare("DELETE FROM files WHERE changeset = ?").run(m.header.id);
+      index.updateChangeset(m.header.id, { parent: m.header.parent, chain: m.header.chain });
+      insertManifestFiles(index, m, { seen: new Set() });
+      index.setStatus(m.header.id, "complete");
+      for (const e of m.entries) {
+        const f = old.get(e.path);
+        if (f && f.file_hash === (e.file_hash ?? null) && f.inode !== null) {
+          keepInode.run(f.inode, f.ctime, m.header.id, toDb(e.path));
+        }
+      }
+    }
+    promoteConfirmed(index);
+  });
+  return stale.map((m) => m.header.id);
+}
+
+/**
+ * Complete changesets of the index whose manifest is gone because a forget elsewhere removed
+ * them: no manifest names them as parent any more, and their source has a newer one (a forget
+ * always keeps the newest). A manifest that is gone otherwise (lost) stays, for check to report.
+ */
+function forgottenElsewhere(index: Index, headers: ManifestHeader[]): string[] {
+  const present = new Set(headers.map((h) => h.id));
+  const parents = new Set(headers.map((h) => h.parent));
+  const newest = new Map<string, string>();
+  for (const h of headers) if ((newest.get(h.source) ?? "") < h.id) newest.set(h.source, h.id);
+  return index.listChangesets().filter((c) =>
+    c.status === "complete" && !present.has(c.id) && !parents.has(c.id) &&
+    (newest.get(c.source) ?? "") > c.id
+  ).map((c) => c.id);
+}
+
+/**
+ * After a forget by another index: every manifest is read, the changesets it forgot are dropped
+ * and those it rewrote taken again, so that this index never trusts a blob that is gone.
+ */
+async function resyncAfterForget(
+  repo: Repository,
+  index: Index,
+  listed: string[],
+  out: CatchUpResult,
+): Promise<void> {
+  const read: ReadManifest[] = [];
+  for (const id of listed) {
+    try {
+      read.push(await readManifest(repo, id));
+    } catch (e) {
+      out.problems.push({
+        object: `changesets/${id}`,
+        message: e instanceof Error ? e.message : String(e),
+      });
+    }
+  }
+  if (out.problems.length > 0) return;
+  out.dropped = forgottenElsewhere(index, read.map((m) => m.header));
+  index.tx(() => {
+    for (const id of out.dropped) dropChangeset(index, id);
+  });
+  out.resynced = resyncChangesets(index, read);
+  index.tx(() => promoteConfirmed(index));
 }

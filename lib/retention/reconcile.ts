@@ -3,8 +3,8 @@
 // from the manifests any rewrite it missed (a forget or prune killed between its manifest and
 // its index transaction). Every manifest is read and verified: what they name is what is live.
 
-import { type Index, toDb } from "../index/sqlite.ts";
-import { catchUpIndex, insertManifestFiles, type ReadManifest } from "../repository/catch_up.ts";
+import type { Index } from "../index/sqlite.ts";
+import { catchUpIndex, type ReadManifest, resyncChangesets } from "../repository/catch_up.ts";
 import {
   deleteManifest,
   hasManifest,
@@ -31,25 +31,6 @@ export async function finishForgotten(repo: Repository, index: Index): Promise<s
     promoteConfirmed(index);
   });
   return ids;
-}
-
-/** True when the index rows of a changeset say what its manifest says (parent and places). */
-function agrees(index: Index, m: ReadManifest): boolean {
-  const row = index.getChangeset(m.header.id);
-  if (!row || row.parent !== m.header.parent || row.chain !== m.header.chain) return false;
-  const rows = new Map(
-    index.filesOf(m.header.id).filter((f) => f.status === "confirmed" || f.status === "present")
-      .map((f) => [f.path, f]),
-  );
-  if (rows.size !== m.entries.length) return false;
-  for (const e of m.entries) {
-    const f = rows.get(e.path);
-    if (!f || f.action !== e.action || f.blob_id !== (e.blob_id ?? null)) return false;
-    if (f.pack !== (e.pack ?? null) || (e.pack !== undefined && f.pack_offset !== e.offset)) {
-      return false;
-    }
-  }
-  return true;
 }
 
 /**
@@ -89,28 +70,17 @@ export async function reconcile(
       );
     }
   }
-  const stale = [...manifests.values()].filter((m) => !agrees(index, m));
-  if (stale.length > 0) {
-    index.tx(() => {
-      for (const m of stale) {
-        // The changeset's row stays (its place in the order of its source), its rows go.
-        const keep = new Map(index.filesOf(m.header.id).map((f) => [f.path, f]));
-        index.db.prepare("DELETE FROM files WHERE changeset = ?").run(m.header.id);
-        index.updateChangeset(m.header.id, { parent: m.header.parent, chain: m.header.chain });
-        insertManifestFiles(index, m, { seen: new Set() });
-        index.setStatus(m.header.id, "complete");
-        // What tells a push whether a file changed is kept where the entry did not change.
-        for (const e of m.entries) {
-          const old = keep.get(e.path);
-          if (old && old.file_hash === (e.file_hash ?? null) && old.inode !== null) {
-            index.db.prepare(
-              "UPDATE files SET inode = ?, ctime = ? WHERE changeset = ? AND path = ?",
-            ).run(old.inode, old.ctime, m.header.id, toDb(e.path));
-          }
-        }
-      }
-      promoteConfirmed(index);
-    });
+  // A manifest that names a parent no manifest is: a lost one, whose blobs only the recovery
+  // tools can still bring back. Prune must not delete them.
+  for (const m of manifests.values()) {
+    const parent = m.header.parent;
+    if (parent !== null && !manifests.has(parent)) {
+      throw new Error(
+        `changeset ${m.header.id} names parent ${parent}, whose manifest is missing; nothing ` +
+          `was changed: run "n2s check"`,
+      );
+    }
   }
+  resyncChangesets(index, manifests.values());
   return manifests;
 }

@@ -3,7 +3,9 @@
 // the row that confirmed them given another one (deduplication trusts confirmed rows only).
 
 import { fromDb, type Index } from "../index/sqlite.ts";
-import { FORGOTTEN } from "../repository/catch_up.ts";
+import { dropChangeset, FORGOTTEN, promoteConfirmed } from "../repository/catch_up.ts";
+
+export { dropChangeset, promoteConfirmed };
 import type { ChangesetRow, FileRow } from "../index/types.ts";
 
 /** The settled rows of the state after `chain` (path → its newest row; deletions dropped). */
@@ -40,28 +42,6 @@ export function forgottenIds(index: Index): string[] {
   return (index.db.prepare(
     "SELECT id FROM changesets WHERE status = 'failed' AND error = ? ORDER BY id",
   ).all(FORGOTTEN) as { id: string }[]).map((r) => r.id);
-}
-
-/** Removes a changeset and its rows from the index. */
-export function dropChangeset(index: Index, id: string): void {
-  index.db.prepare("DELETE FROM files WHERE changeset = ?").run(id);
-  index.db.prepare("DELETE FROM changesets WHERE id = ?").run(id);
-}
-
-/**
- * Gives every blob that complete changesets still name, and that no row calls confirmed any
- * more (the confirming changeset was forgotten), a confirmed row: the oldest that names it.
- */
-export function promoteConfirmed(index: Index): void {
-  index.db.prepare(
-    `UPDATE files SET status = 'confirmed' WHERE rowid IN (
-       SELECT min(f.rowid) FROM files f JOIN changesets c ON c.id = f.changeset
-        WHERE c.status = 'complete' AND f.status = 'present' AND f.action = 'write'
-          AND f.blob_id IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM files g WHERE g.blob_id = f.blob_id
-                            AND g.status = 'confirmed')
-        GROUP BY f.blob_id)`,
-  ).run();
 }
 
 /** Moves every row that names a blob at an old place to its new place in a new pack. */

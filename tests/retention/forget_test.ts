@@ -4,11 +4,13 @@
 // the kept states need, and check --read-data finds nothing wrong or unused.
 
 import assert from "node:assert/strict";
-import { n2sOk } from "../helpers/cli.ts";
+import { n2s, n2sOk } from "../helpers/cli.ts";
 import {
   blobsOf,
   changeDay,
   checkClean,
+  copyIndex,
+  DAY0,
   ENV,
   type Env,
   pulled,
@@ -120,4 +122,33 @@ Deno.test("forget --keep-daily 7 --keep-weekly 4 over 30 daily pushes keeps what
   assert.equal((await logOf(e)).at(-1)!.parent, ids[29]);
   assert.deepEqual(await pulled(e, id30), readTree(e.src));
   assert.deepEqual(await checkClean(e, "after the next push"), []);
+});
+
+Deno.test("another index learns of a forget and prune at its next push: it drops what was forgotten, takes the rewritten manifests, and never points at a deleted blob", async () => {
+  using t = tempDir("n2s-forget-other-");
+  const e = await setup(t.path);
+  const { ids, trees } = await pushDays(e, 8);
+  const other = `${t.path}/other.sqlite`;
+  copyIndex(e.index, other);
+  const otherArgs = ["--repo", e.repo, "--index", other];
+  await n2sOk(["forget", "--keep-last", "2", "--prune", "--max-unused", "0%", ...e.args], ENV);
+
+  // The same content with a new mtime is hashed again and found stored: where it is now.
+  changeDay(e.src, 8);
+  const t0 = new Date(DAY0);
+  Deno.utimeSync(`${e.src}/static/s0.bin`, t0, t0);
+  const r = JSON.parse(
+    await n2sOk(["push", "--scan", e.src, "--source", "daily", "--json", ...otherArgs], {
+      ...ENV,
+      N2S_TEST_NOW: new Date(DAY0 + 8 * 86_400_000).toISOString(),
+    }),
+  );
+  assert.ok(r.present > 0, JSON.stringify(r));
+  const log = JSON.parse(await n2sOk(["log", "--json", ...otherArgs], ENV));
+  assert.deepEqual(log.map((c: { id: string }) => c.id), [ids[6], ids[7], r.changeset]);
+  const checked = await n2s(["check", "--read-data", "--json", ...otherArgs], ENV);
+  assert.equal(checked.code, 0, checked.stdout);
+  assert.deepEqual(JSON.parse(checked.stdout).findings, []);
+  assert.deepEqual(await pulled(e, ids[6], otherArgs), trees[6]);
+  assert.deepEqual(await pulled(e, r.changeset, otherArgs), readTree(e.src));
 });

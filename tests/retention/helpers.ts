@@ -145,3 +145,14 @@ export async function pulled(e: Env, id: string, args = e.args): Promise<Record<
   await n2sOk(["pull", "--changeset-id", id, "--target-path", out, ...args], ENV);
   return readTree(out);
 }
+
+/** Copies an index file (with its WAL), as a second machine's index that saw the same pushes. */
+export function copyIndex(from: string, to: string): void {
+  for (const suffix of ["", "-wal", "-shm"]) {
+    try {
+      Deno.copyFileSync(`${from}${suffix}`, `${to}${suffix}`);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+}
