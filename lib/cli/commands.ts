@@ -570,6 +570,29 @@ export async function withStore(
   return 0;
 }
 
+/**
+ * Hints on stderr for what the index shows: unfinished pushes that `push --resume` completes,
+ * and an empty index beside a repository that holds changesets (a new machine, a lost index).
+ */
+async function hints(store: N2S, rows: { id: string; source: string; status: string }[]) {
+  for (const c of rows) {
+    if (c.status === "pending" || c.status === "uploading") {
+      note(
+        `n2s: changeset ${c.id} of ${c.source} is unfinished; unless a push of it is running, ` +
+          `"n2s push --resume" completes it`,
+      );
+    }
+  }
+  if (store.status().length > 0) return;
+  for await (const o of store.backend.list("changesets/")) {
+    note(
+      `n2s: the index ${store.indexPath} holds no changesets, but the repository does ` +
+        `(${o.key}); "n2s recover index" reads them into it`,
+    );
+    break;
+  }
+}
+
 const status: Command = {
   summary: "changesets with status, counts and times",
   usage: "n2s status [ID] [--json]",
@@ -579,6 +602,7 @@ const status: Command = {
     const { values, positionals } = parse(args, { ...REPO_OPTIONS, ...NO_OPTIONS }, this.usage);
     return await withStore(values, async (store) => {
       const rows = store.status(await changesetId(store, positionals[0]));
+      await hints(store, rows);
       if (values.json) printJson(rows);
       else if (rows.length === 0) out("no changesets yet");
       else {
@@ -702,8 +726,9 @@ const log: Command = {
   examples: ["n2s log", "n2s log --source data --json"],
   async run(args) {
     const { values } = parse(args, { ...REPO_OPTIONS, ...LOG_OPTIONS }, this.usage);
-    return await withStore(values, (store) => {
+    return await withStore(values, async (store) => {
       const rows = store.log(values.source);
+      await hints(store, rows);
       if (values.json) printJson(rows);
       else {
         for (const c of rows) {

@@ -185,3 +185,39 @@ Deno.test("deno task compile refuses a DENORT_BIN that is a full deno, and build
   assert.throws(() => Deno.statSync(`${ROOT}dist/n2s`), Deno.errors.NotFound);
   assert.ok(t.path);
 });
+
+Deno.test("status hints at recover index for an empty index, and at push --resume for an unfinished push", async () => {
+  using t = tempDir();
+  writeTree(`${t.path}/src`, { "a.txt": "a", "b.txt": "b" });
+  const repo = ["--repo", `${t.path}/repo`];
+  await n2sOk(["init", ...repo, "--index", `${t.path}/first.sqlite`], ENV);
+  let r = await n2s(["status", ...repo, "--index", `${t.path}/first.sqlite`], ENV);
+  assert.equal(r.stderr, "", "an empty repository needs no hint");
+  await n2sOk([
+    "push",
+    `${t.path}/src`,
+    "--source",
+    "s",
+    ...repo,
+    "--index",
+    `${t.path}/first.sqlite`,
+  ], ENV);
+  r = await n2s(["status", ...repo, "--index", `${t.path}/other.sqlite`], ENV);
+  assert.equal(r.code, 0);
+  assert.match(
+    r.stderr,
+    /the index .*other\.sqlite holds no changesets, but the repository does \(changesets\/\w+\); "n2s recover index" reads them into it/,
+  );
+  // A push killed after it recorded its plan leaves an unfinished changeset.
+  writeTree(`${t.path}/src`, { "c.txt": "c" });
+  const killed = await n2s(
+    ["push", `${t.path}/src`, "--source", "s", ...repo, "--index", `${t.path}/first.sqlite`],
+    { ...ENV, N2S_CRASH_AT: "manifest:1" },
+  );
+  assert.notEqual(killed.code, 0);
+  r = await n2s(["status", ...repo, "--index", `${t.path}/first.sqlite`], ENV);
+  assert.match(r.stderr, /changeset \w+ of s is unfinished; .*"n2s push --resume" completes it/);
+  await n2sOk(["push", "--resume", ...repo, "--index", `${t.path}/first.sqlite`], ENV);
+  r = await n2s(["status", ...repo, "--index", `${t.path}/first.sqlite`], ENV);
+  assert.equal(r.stderr, "");
+});
