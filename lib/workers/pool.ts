@@ -22,8 +22,14 @@ import {
 
 /** Segments of one large file sealed ahead of the writer (about 1 MiB each). */
 const STREAM_CREDIT = 4;
-/** Chunks of a blob read ahead of the thread that restores it (up to 4 MiB each). */
-const RESTORE_CREDIT = 2;
+/** Chunks of a blob read ahead of the thread that restores it. */
+const RESTORE_CREDIT = 4;
+/**
+ * Backends yield pieces of their own size (a 255 KiB SFTP read, a 64 KiB socket read); they
+ * travel to the restoring thread joined into messages of at least this size, so that a
+ * message's round trip is paid per MiB, not per piece.
+ */
+const RESTORE_MESSAGE = 1 << 20;
 /** How long a Worker may take to load before the push goes on without it. */
 const START_TIMEOUT_MS = 30_000;
 
@@ -441,7 +447,7 @@ export class SealPool {
     try {
       ep.post({ t: "rstart", id, item });
       try {
-        for await (const chunk of stream) {
+        for await (const chunk of joined(stream, RESTORE_MESSAGE)) {
           while (sent - acked >= RESTORE_CREDIT && result === null) await wait();
           if (result !== null) break;
           this.#chunkRelease.add(chunk.length + (chunk.length >> 2));
@@ -469,4 +475,36 @@ export class SealPool {
   close(): void {
     for (const ep of this.endpoints) ep.close();
   }
+}
+
+/** The stream's bytes in pieces of at least `min` bytes (the last may be shorter). */
+export async function* joined(
+  stream: AsyncIterable<Uint8Array>,
+  min: number,
+): AsyncGenerator<Uint8Array> {
+  let parts: Uint8Array[] = [];
+  let size = 0;
+  const take = () => {
+    const one = parts.length === 1 ? parts[0] : new Uint8Array(size);
+    if (parts.length > 1) {
+      let o = 0;
+      for (const p of parts) {
+        one.set(p, o);
+        o += p.length;
+      }
+    }
+    parts = [];
+    size = 0;
+    return one;
+  };
+  for await (const chunk of stream) {
+    if (chunk.length >= min && size === 0) {
+      yield chunk;
+      continue;
+    }
+    parts.push(chunk);
+    size += chunk.length;
+    if (size >= min) yield take();
+  }
+  if (size > 0) yield take();
 }

@@ -12,7 +12,7 @@ import { blobIdFor, repoKeys } from "../../lib/format/ids.ts";
 import { findPackEntries } from "../../lib/format/pack.ts";
 import { concat, toHex } from "../../lib/format/bytes.ts";
 import { portableSuite } from "../../lib/format/suite_js.ts";
-import { SealPool } from "../../lib/workers/pool.ts";
+import { joined, SealPool } from "../../lib/workers/pool.ts";
 import { hashFile, sealLarge, sealLargeTo, SMALL_FILE } from "../../lib/workers/seal_jobs.ts";
 import { blobKey } from "../../lib/repository/layout.ts";
 import { LocalBackend } from "../../lib/backends/local/backend.ts";
@@ -393,4 +393,29 @@ Deno.test("a push whose Workers cannot write into the local repository stores th
   } finally {
     await store.close();
   }
+});
+
+Deno.test("a streamed blob travels to the restoring thread in messages of at least 1 MiB, bytes unchanged", async () => {
+  const data = seededBytes(3 * 1024 * 1024 + 12345, 5);
+  async function* pieces() {
+    // Pieces as a backend yields them: 7 KiB socket reads, one larger than the minimum.
+    let o = 0;
+    for (const size of [7168, 7168, 2 * 1024 * 1024, 1, 7168]) {
+      yield data.subarray(o, o + size);
+      o += size;
+    }
+    while (o < data.length) {
+      yield data.subarray(o, Math.min(data.length, o + 7168));
+      o += 7168;
+    }
+  }
+  const sizes: number[] = [];
+  const parts: Uint8Array[] = [];
+  for await (const m of joined(pieces(), 1 << 20)) {
+    sizes.push(m.length);
+    parts.push(m.slice());
+  }
+  assert.deepEqual(concat(parts), data);
+  assert.ok(sizes.slice(0, -1).every((s) => s >= 1 << 20), sizes.join(" "));
+  assert.ok(sizes.length <= 4, sizes.join(" "));
 });
