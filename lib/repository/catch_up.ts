@@ -12,6 +12,7 @@ import {
   type ManifestHeader,
   metaOfEntry,
   readManifest,
+  readRewriteMark,
 } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
 
@@ -152,8 +153,13 @@ export async function catchUpIndex(
     return row === undefined || (row.status === "failed" && row.error !== FORGOTTEN);
   });
   const present = new Set(listed);
-  if (index.listChangesets().some((c) => c.status === "complete" && !present.has(c.id))) {
+  const mark = await readRewriteMark(repo);
+  if (
+    (mark !== null && mark !== rewriteMarkSeen(index)) ||
+    index.listChangesets().some((c) => c.status === "complete" && !present.has(c.id))
+  ) {
     await resyncAfterForget(repo, index, listed, out);
+    if (mark !== null && out.problems.length === 0) setRewriteMarkSeen(index, mark);
   }
   if (unknown.length === 0) return out;
   const read: ReadManifest[] = [];
@@ -180,6 +186,19 @@ export async function catchUpIndex(
     }
   });
   return out;
+}
+
+/** The rewrite mark of the repository when this index last compared itself with every manifest. */
+export function rewriteMarkSeen(index: Index): string | null {
+  const r = index.db.prepare("SELECT value FROM meta WHERE key = 'rewrites'").get() as
+    | { value: string }
+    | undefined;
+  return r?.value ?? null;
+}
+
+/** Records that this index agrees with every manifest as of the rewrite mark `mark`. */
+export function setRewriteMarkSeen(index: Index, mark: string): void {
+  index.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('rewrites', ?)").run(mark);
 }
 
 /** Removes a changeset and its rows from the index. */
@@ -273,8 +292,9 @@ function forgottenElsewhere(index: Index, headers: ManifestHeader[]): string[] {
 }
 
 /**
- * After a forget by another index: every manifest is read, the changesets it forgot are dropped
- * and those it rewrote taken again, so that this index never trusts a blob that is gone.
+ * After a forget or prune with another index (changesets gone, or a new rewrite mark): every
+ * manifest is read, the changesets forgotten are dropped and those rewritten taken again, so
+ * that this index never trusts a blob that is gone.
  */
 async function resyncAfterForget(
   repo: Repository,

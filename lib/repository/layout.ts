@@ -1,5 +1,5 @@
 // Where each kind of object lives in a repository's backend: the one place that knows the key
-// layout (config, keys/, blobs/, packs/, changesets/, locks/).
+// layout (config, rewrites, keys/, blobs/, packs/, changesets/, locks/).
 
 import { isHex128, isHex256, isUlid } from "../format/ids.ts";
 
@@ -7,6 +7,9 @@ import { isHex128, isHex256, isUlid } from "../format/ids.ts";
 export const CONFIG_KEY = "config";
 /** Key of the offline recovery page that travels with the data (plaintext; no secret). */
 export const RECOVERY_PAGE_KEY = "recovery.html";
+
+/** Key of the mark that forget and prune replace whenever they rewrite manifests. */
+export const REWRITES_KEY = "rewrites";
 
 /** Key of a loose blob: blobs/<first two hex digits>/<blob id>. */
 export function blobKey(blobId: string): string {
@@ -34,11 +37,20 @@ export function lockKey(id: string): string {
 }
 
 /** What an object key names. */
-export type ObjectKind = "config" | "key" | "blob" | "pack" | "changeset" | "lock" | "other";
+export type ObjectKind =
+  | "config"
+  | "rewrites"
+  | "key"
+  | "blob"
+  | "pack"
+  | "changeset"
+  | "lock"
+  | "other";
 
 /** The kind and id of an object from its key ("other" for anything n2s did not write there). */
 export function parseKey(key: string): { kind: ObjectKind; id: string } {
   if (key === CONFIG_KEY) return { kind: "config", id: "" };
+  if (key === REWRITES_KEY) return { kind: "rewrites", id: "" };
   const parts = key.split("/");
   const last = parts[parts.length - 1];
   if (

@@ -1,7 +1,7 @@
 // Changeset manifests: the commit point of a push. One sealed container per changeset holding
 // its metadata in the header and its entries as JSON lines, chained to the parent by a digest.
 
-import type { Body } from "../backends/backend.ts";
+import { type Body, bytesBody, NotFoundError, readAll } from "../backends/backend.ts";
 import { concat, fromHex, fromUtf8, toHex, utf8 } from "../format/bytes.ts";
 import {
   ContainerError,
@@ -10,7 +10,7 @@ import {
   SEGMENT_DATA_MAX,
 } from "../format/container.ts";
 import type { Action, FileRow } from "../index/types.ts";
-import { changesetKey, parseKey } from "./layout.ts";
+import { changesetKey, parseKey, REWRITES_KEY } from "./layout.ts";
 import type { BlobLocation, Repository } from "./repository.ts";
 
 /** Header of a changeset manifest. */
@@ -317,6 +317,28 @@ export async function readManifest(
 /** True when the manifest of a changeset is stored (the changeset was committed). */
 export async function hasManifest(repo: Repository, id: string): Promise<boolean> {
   return (await repo.backend.stat(changesetKey(id))) !== null;
+}
+
+/**
+ * The mark forget and prune replace after rewriting manifests (random hex), or null when none
+ * ever did: an index that recorded another mark compares its rows with every manifest.
+ */
+export async function readRewriteMark(repo: Repository): Promise<string | null> {
+  try {
+    const text = fromUtf8(await readAll(await repo.backend.get(REWRITES_KEY))).trim();
+    return /^[0-9a-f]{32}$/.test(text) ? text : `invalid:${text.length}`;
+  } catch (e) {
+    if (e instanceof NotFoundError) return null;
+    throw e;
+  }
+}
+
+/** Replaces the rewrite mark with a new random one, durably, and returns it. */
+export async function writeRewriteMark(repo: Repository): Promise<string> {
+  const mark = toHex(repo.suite.randomBytes(16));
+  await repo.backend.put(REWRITES_KEY, bytesBody(utf8(mark + "\n")));
+  await repo.flush();
+  return mark;
 }
 
 /** Deletes the manifest of a forgotten changeset (deleting one that is gone is not an error). */

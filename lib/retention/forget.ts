@@ -12,7 +12,9 @@ import {
   entryOfRow,
   type ManifestHeader,
   rewriteManifest,
+  writeRewriteMark,
 } from "../repository/manifest.ts";
+import { setRewriteMarkSeen } from "../repository/catch_up.ts";
 import type { Repository } from "../repository/repository.ts";
 import { crashPoint } from "../testing/crash.ts";
 import { applyPolicy, type RetentionPolicy } from "./policy.ts";
@@ -27,9 +29,13 @@ import {
 
 /** One changeset and what forget decided for it. */
 export interface ForgetDecision {
+  /** The changeset's id. */
   id: string;
+  /** Its source. */
   source: string;
+  /** When it was pushed, UTC ISO-8601. */
   created: string;
+  /** True when some rule keeps it; false when it is forgotten. */
   keep: boolean;
   /** The rules that keep it. */
   reasons: string[];
@@ -39,12 +45,15 @@ export interface ForgetDecision {
 export interface ForgetResult {
   /** Every complete changeset of the sources concerned, newest first per source. */
   decisions: ForgetDecision[];
+  /** Ids of the changesets forgotten (their manifests deleted). */
   forgotten: string[];
   /** Kept changesets whose manifest was rewritten onto their nearest kept ancestor. */
   rewritten: string[];
 }
 
+/** Options of `forget`. */
 export interface ForgetOptions {
+  /** Which changesets to keep; an empty policy is refused. */
   policy: RetentionPolicy;
   /** Only this source (default: every source). */
   source?: string;
@@ -173,10 +182,13 @@ export async function forget(
     result.rewritten.push(id);
   }
   await repo.flush();
+  // Other indexes compare themselves with every manifest when this mark changes.
+  const mark = rebased.length > 0 ? await writeRewriteMark(repo) : null;
 
   // 2. The index: forgotten changesets marked (never caught up again), rewritten ones replaced.
   crashPoint("forget-index");
   index.tx(() => {
+    if (mark !== null) setRewriteMarkSeen(index, mark);
     markForgotten(index, result.forgotten);
     for (const r of rebased) {
       replaceFiles(index, r.id, r.rows);

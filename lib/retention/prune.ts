@@ -9,13 +9,15 @@ import { blobPartsSync } from "../format/blob.ts";
 import { bytesEqual, fromHex } from "../format/bytes.ts";
 import { ENTRY_FRAME_BYTES, ENTRY_MAGIC, PACK_PREAMBLE } from "../format/pack.ts";
 import type { Index } from "../index/sqlite.ts";
-import { type ManifestEntry, rewriteManifest } from "../repository/manifest.ts";
+import { type ManifestEntry, rewriteManifest, writeRewriteMark } from "../repository/manifest.ts";
+import { setRewriteMarkSeen } from "../repository/catch_up.ts";
 import { PackWriter } from "../repository/packer.ts";
 import type { Repository } from "../repository/repository.ts";
 import { crashPoint } from "../testing/crash.ts";
 import { reconcile } from "./reconcile.ts";
 import { forgetStoredIn, relocate } from "./rows.ts";
 
+/** Options of `prune`. */
 export interface PruneOptions {
   /** Decide and report, change nothing. */
   dryRun?: boolean;
@@ -25,17 +27,21 @@ export interface PruneOptions {
 
 /** What a prune did (or, with `dryRun`, would do). */
 export interface PruneResult {
-  /** Loose blobs and packs that nothing references, deleted. */
+  /** Loose blobs that nothing references, deleted. */
   deletedBlobs: number;
+  /** Packs that nothing references, deleted. */
   deletedPacks: number;
-  /** Packs repacked (and deleted), the live entries copied and the new packs written. */
+  /** Packs mostly unused, repacked and deleted. */
   repackedPacks: number;
+  /** Live blobs copied out of those packs. */
   copiedBlobs: number;
+  /** New packs written with them. */
   newPacks: number;
   /** Manifests rewritten with the new locations of their blobs. */
   rewrittenManifests: number;
-  /** Bytes of blob and pack objects before and after. */
+  /** Bytes of blob and pack objects before the prune. */
   bytesBefore: number;
+  /** Bytes of blob and pack objects after it. */
   bytesAfter: number;
 }
 
@@ -198,9 +204,14 @@ export async function prune(
     await repo.flush();
   }
 
+  // Other indexes compare themselves with every manifest when this mark changes, before any
+  // object they may trust is deleted.
+  const mark = result.rewrittenManifests > 0 ? await writeRewriteMark(repo) : null;
+
   // 3. The index: new locations, and no row trusting an object about to go.
   const gone = { blobs: new Set(deadBlobs), packs: new Set([...deadPacks, ...repack]) };
   index.tx(() => {
+    if (mark !== null) setRewriteMarkSeen(index, mark);
     relocate(index, moves);
     forgetStoredIn(index, gone);
   });

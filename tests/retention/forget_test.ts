@@ -152,3 +152,69 @@ Deno.test("another index learns of a forget and prune at its next push: it drops
   assert.deepEqual(await pulled(e, ids[6], otherArgs), trees[6]);
   assert.deepEqual(await pulled(e, r.changeset, otherArgs), readTree(e.src));
 });
+
+Deno.test("another index learns of a prune that moved blobs into new packs at its next push, from the rewrite mark", async () => {
+  using t = tempDir("n2s-prune-other-");
+  const e = await setup(t.path);
+  const { ids, trees } = await pushDays(e, 8);
+  await n2sOk(["forget", "--keep-last", "2", ...e.args], ENV);
+  const other = `${t.path}/other.sqlite`;
+  copyIndex(e.index, other);
+  const otherArgs = ["--repo", e.repo, "--index", other];
+  const p = JSON.parse(await n2sOk(["prune", "--max-unused", "0%", "--json", ...e.args], ENV));
+  assert.ok(p.rewrittenManifests > 0, JSON.stringify(p));
+
+  changeDay(e.src, 8);
+  const t0 = new Date(DAY0);
+  Deno.utimeSync(`${e.src}/static/s0.bin`, t0, t0);
+  const r = JSON.parse(
+    await n2sOk(["push", "--scan", e.src, "--source", "daily", "--json", ...otherArgs], {
+      ...ENV,
+      N2S_TEST_NOW: new Date(DAY0 + 8 * 86_400_000).toISOString(),
+    }),
+  );
+  assert.ok(r.present > 0, JSON.stringify(r));
+  const checked = await n2s(["check", "--read-data", "--json", ...otherArgs], ENV);
+  assert.equal(checked.code, 0, checked.stdout);
+  assert.deepEqual(JSON.parse(checked.stdout).findings, []);
+  assert.deepEqual(await pulled(e, ids[7], otherArgs), trees[7]);
+  assert.deepEqual(await pulled(e, r.changeset, otherArgs), readTree(e.src));
+});
+
+Deno.test("the policy applies to each source on its own, and --source limits forget to one", async () => {
+  using t = tempDir("n2s-forget-sources-");
+  const e = await setup(t.path);
+  const ids: Record<string, string[]> = { a: [], b: [] };
+  for (let d = 0; d < 3; d++) {
+    for (const s of ["a", "b"]) {
+      const dir = `${t.path}/${s}`;
+      Deno.mkdirSync(dir, { recursive: true });
+      Deno.writeTextFileSync(`${dir}/f${d}.txt`, `${s} ${d}\n`);
+      const r = JSON.parse(
+        await n2sOk(["push", "--scan", dir, "--source", s, "--json", ...e.args], {
+          ...ENV,
+          N2S_TEST_NOW: new Date(DAY0 + d * 86_400_000).toISOString(),
+        }),
+      );
+      ids[s].push(r.changeset);
+    }
+  }
+  const r = await forgetJson(e, "--keep-last", "1", "--source", "a");
+  assert.deepEqual(r.forgotten.sort(), ids.a.slice(0, 2));
+  const all = await forgetJson(e, "--keep-last", "1", "--dry-run");
+  assert.deepEqual(all.forgotten.sort(), ids.b.slice(0, 2));
+  const log = await logOf(e);
+  assert.deepEqual(log.map((c) => c.id).sort(), [ids.a[2], ...ids.b].sort());
+  assert.deepEqual(await pulled(e, ids.a[2]), {
+    "f0.txt": "4:" + fnv("a 0\n"),
+    "f1.txt": "4:" + fnv("a 1\n"),
+    "f2.txt": "4:" + fnv("a 2\n"),
+  });
+});
+
+/** The FNV-1a hash readTree uses, of a string's bytes. */
+function fnv(text: string): string {
+  let h = 0x811c9dc5;
+  for (const b of new TextEncoder().encode(text)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h.toString(16);
+}
