@@ -18,36 +18,75 @@
  */
 
 export {
+  type ChangesetStats,
   type ChangesetSummary,
+  type DiffResult,
+  type DumpOptions,
+  type DumpResult,
   type FileListing,
   type FindHit,
+  type InitOptions,
+  type LocksResult,
   N2S,
   type OpenOptions,
   type Problem,
   type RepositoryStats,
   type StorePullOptions,
+  type StorePullResult,
+  type Tree,
   type TreeEntry,
+  type UnlockOptions,
 } from "./lib/n2s.ts";
 export type { Located } from "./lib/inspect/resolve.ts";
 export type { Change, DiffEntry } from "./lib/inspect/diff.ts";
 export type { Stats } from "./lib/inspect/stats.ts";
 export type { Sink } from "./lib/inspect/dump.ts";
 export { type Overwrite, OVERWRITE_RULES } from "./lib/pull/overwrite.ts";
-export type { Client, ContentFile, PreviousState, SourceEntry } from "./lib/clients/client.ts";
-export { badPath, openLocalFile } from "./lib/clients/client.ts";
+export type { PullProgress, PullResult } from "./lib/pull/restore.ts";
+export type {
+  CheckFinding,
+  CheckOptions,
+  CheckResult,
+  DamagedChangeset,
+  ReadData,
+} from "./lib/check.ts";
+export type { ForgetDecision, ForgetOptions, ForgetResult } from "./lib/retention/forget.ts";
+export type { Duration, RetentionPolicy } from "./lib/retention/policy.ts";
+export type { PruneOptions, PruneResult } from "./lib/retention/prune.ts";
+
+export type {
+  Client,
+  ClientProblem,
+  ContentFile,
+  PreviousState,
+  SourceEntry,
+} from "./lib/clients/client.ts";
+export { openLocalFile } from "./lib/clients/client.ts";
+export type { ChunkReader } from "./lib/format/blob.ts";
+export type {
+  Action,
+  ChangesetRow,
+  ChangesetStatus,
+  EntryMeta,
+  PathState,
+} from "./lib/index/types.ts";
 export { type ScanClient, scanClient, type ScanOptions } from "./lib/clients/scan.ts";
-export { btrfsClient, type BtrfsOptions } from "./lib/clients/btrfs.ts";
+export { type BtrfsClient, btrfsClient, type BtrfsOptions } from "./lib/clients/btrfs.ts";
 export { type ZfsClient, zfsClient, type ZfsOptions } from "./lib/clients/zfs.ts";
-export { type DsgClient, dsgClient, type DsgOptions } from "./lib/clients/dsg.ts";
-export { type Runner, systemRunner } from "./lib/clients/runner.ts";
-export type { EntryProblem, PushOptions, PushProgress, PushResult } from "./lib/push/types.ts";
-export { push, resume, type ResumeOptions } from "./lib/push/push.ts";
+export { type DsgClient, dsgClient, DsgError, type DsgOptions } from "./lib/clients/dsg.ts";
 export {
-  acquireLock,
+  type Command,
+  CommandError,
+  type CommandResult,
+  type Runner,
+  systemRunner,
+} from "./lib/clients/runner.ts";
+
+export type { EntryProblem, PushOptions, PushProgress, PushResult } from "./lib/push/types.ts";
+export type { ResumeOptions, ResumeResult } from "./lib/push/push.ts";
+
+export {
   type AcquireOptions,
-  listLocks,
-  LOCK_REFRESH_MS,
-  LOCK_STALE_MS,
   LockBusyError,
   type LockHandle,
   type LockInfo,
@@ -55,70 +94,34 @@ export {
   type LockRecord,
   type LockState,
   type LockWaitOptions,
-  unlockRepository,
   type UnlockResult,
+  type UnreadableLock,
 } from "./lib/repository/lock.ts";
-export { type PullOptions, type PullResult, restoreState } from "./lib/pull/restore.ts";
-export { type StateEntry, stateFromIndex, stateFromManifests } from "./lib/pull/state.ts";
-export {
-  initRepository,
-  listKeyFiles,
-  openRepository,
-  readConfig,
-  Repository,
-  type RepositoryConfig,
-} from "./lib/repository/repository.ts";
+export type { RepositoryConfig } from "./lib/repository/repository.ts";
+
 export {
   type Backend,
   BackendError,
   type Body,
+  type ByteRange,
   bytesBody,
   type ErrorKind,
   NotFoundError,
+  type ObjectFiles,
   type ObjectInfo,
+  type TemporaryObject,
 } from "./lib/backends/backend.ts";
-export { LocalBackend } from "./lib/backends/local/backend.ts";
 export {
   LOCATION_FORMS,
   openBackend,
   type OpenOptions as BackendOpenOptions,
 } from "./lib/backends/open.ts";
-export {
-  buildStack,
-  FaultBackend,
-  type FaultOptions,
-  LimitBackend,
-  parseFaults,
-  RetryBackend,
-  type RetryOptions,
-  type StackOptions,
-} from "./lib/backends/wrappers.ts";
-export { Index } from "./lib/index/sqlite.ts";
-export type { Action, ChangesetRow, ChangesetStatus, FileRow } from "./lib/index/types.ts";
-export { denoSuite } from "./lib/crypto_deno.ts";
+export type { FaultOptions, RetryOptions, StackOptions } from "./lib/backends/wrappers.ts";
+
+export { denoSuite, type SuiteInfo } from "./lib/crypto_deno.ts";
 export { portableSuite } from "./lib/format/suite_js.ts";
 export type { Aead, Hasher, Suite } from "./lib/format/suite.ts";
-export { type BlobHeader, openBlob, sealBlob } from "./lib/format/blob.ts";
+
+export { IndexError, type IndexProblem } from "./lib/index/errors.ts";
 export { ContainerError } from "./lib/format/container.ts";
-export { type KeyFile, WrongPassphraseError } from "./lib/format/keyfile.ts";
-export { blobIdFor } from "./lib/format/ids.ts";
-export {
-  addKey,
-  changePassphrase,
-  findKey,
-  keyFileBytes,
-  type NewKeyOptions,
-  removeKey,
-} from "./lib/keys.ts";
-export {
-  type BlobFileInfo,
-  blobIdFromFileName,
-  decryptBlobFiles,
-  inspectBlobFiles,
-  readBlobHeader,
-  rebuildIndex,
-  rebuildIndexFile,
-  type RebuildResult,
-  type RecoveryProblem,
-} from "./lib/recover.ts";
-export { RECOVERY_PAGE_HTML, RECOVERY_PAGE_KEY } from "./lib/recovery_page/page.ts";
+export { WrongPassphraseError } from "./lib/format/keyfile.ts";

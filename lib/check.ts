@@ -31,21 +31,26 @@ export type ReadData =
  * `unfinished` is a push that was started and never completed (`push --resume` finishes it).
  */
 export interface CheckFinding {
+  /** How serious it is (see above); only `damage` makes check exit 1. */
   severity: "damage" | "unused" | "unfinished";
   /** What kind of finding: "config", "key", "manifest", "chain", "blob", "pack", "index",
    * "temporary", "unknown". */
   kind: string;
   /** The object key in the repository, when one is concerned. */
   object?: string;
+  /** The changeset concerned, when one is. */
   changeset?: string;
   /** The path of the file concerned (bytes that are not UTF-8 as lone surrogates). */
   path?: string;
+  /** What was found, for people. */
   message: string;
 }
 
 /** A changeset whose state can no longer be restored in full, and the paths it would lose. */
 export interface DamagedChangeset {
+  /** The damaged changeset's id. */
   changeset: string;
+  /** Its source. */
   source: string;
   /** Paths of its state whose content is missing or damaged. */
   paths: string[];
@@ -53,28 +58,37 @@ export interface DamagedChangeset {
   holes: string[];
 }
 
+/** What `check` found and how much it read. */
 export interface CheckResult {
+  /** Everything found: damage, unused storage, unfinished pushes. */
   findings: CheckFinding[];
   /** Changesets that a pull could not restore in full (each pull of them exits 1). */
   damagedChangesets: DamagedChangeset[];
+  /** Changeset manifests in the repository. */
   manifests: number;
-  /** Blob and pack objects in the repository. */
+  /** Loose blob objects in the repository. */
   blobs: number;
+  /** Pack objects in the repository. */
   packs: number;
   /** Blobs that complete changesets reference (each counted once). */
   referenced: number;
-  /** Objects read in full and bytes read, with --read-data. */
+  /** Objects read in full and verified (with `readData`). */
   readObjects: number;
+  /** Bytes read to verify them. */
   readBytes: number;
   /** What --repair did. */
   repaired?: { lostBlobs: number; temporariesDeleted: number };
 }
 
+/** Options of `check`. */
 export interface CheckOptions {
+  /** How much content to read and verify (default none: only sizes and presence). */
   readData?: ReadData;
+  /** Record lost blobs in the index and delete old temporary objects (takes the exclusive lock). */
   repair?: boolean;
-  /** Temporary objects older than this are deleted by repair (default one hour). */
+  /** Age in milliseconds above which repair deletes a temporary object (default one hour). */
   temporaryAge?: number;
+  /** Called as objects are checked: done of total, and what is being checked. */
   onProgress?: (done: number, total: number, what: string) => void;
 }
 

@@ -66,7 +66,9 @@ const nodeZstd = {
 export interface SuiteInfo {
   /** "napi": @napi-rs/blake-hash; "hash-wasm" when it cannot load or N2S_NO_NATIVE=1. */
   blake3: "napi" | "hash-wasm";
+  /** "openssl": the system's libcrypto through FFI; else node:crypto. */
   aead: "openssl" | "node:crypto";
+  /** "libzstd": the system's libzstd through FFI; else node:zlib. */
   zstd: "libzstd" | "node:zlib";
 }
 

@@ -7,7 +7,6 @@ import { denoSuite } from "./crypto_deno.ts";
 import type { Suite } from "./format/suite.ts";
 import { Index } from "./index/sqlite.ts";
 import type { ChangesetRow } from "./index/types.ts";
-import type { Client } from "./clients/client.ts";
 import { compileGlob, isGlob, unescapePath } from "./glob.ts";
 import { parseKey } from "./repository/layout.ts";
 import {
@@ -17,15 +16,20 @@ import {
   type Repository,
   type RepositoryConfig,
 } from "./repository/repository.ts";
-import { push, resume } from "./push/push.ts";
+import { push, resume, type ResumeOptions, type ResumeResult } from "./push/push.ts";
 import {
   acquireLock,
   type AcquireOptions,
+  listLocks,
   type LockHandle,
+  type LockState,
   type LockWaitOptions,
+  unlockRepository,
+  type UnlockResult,
+  type UnreadableLock,
 } from "./repository/lock.ts";
 import type { PushOptions, PushResult } from "./push/types.ts";
-import { type PullResult, restoreState } from "./pull/restore.ts";
+import { type PullProgress, type PullResult, restoreState } from "./pull/restore.ts";
 import { type PullState, stateFromIndex, stateFromManifests } from "./pull/state.ts";
 import type { Overwrite } from "./pull/overwrite.ts";
 import { type CheckOptions, checkRepository, type CheckResult } from "./check.ts";
@@ -41,11 +45,17 @@ import { RECOVERY_PAGE_HTML } from "./recovery_page/page.ts";
 
 /** A changeset as `status` and `log` report it. */
 export interface ChangesetSummary {
+  /** The changeset's id (a ULID). */
   id: string;
+  /** Its name (`--changeset-name` or the client's suggestion), or null when it has none. */
   name: string | null;
+  /** The source whose chain it belongs to. */
   source: string;
+  /** The kind of client that found its entries ("scan", "btrfs", "zfs", "dsg" or a custom one). */
   client: string;
+  /** The id of the previous changeset of its source, or null for the first. */
   parent: string | null;
+  /** "pending", "uploading" (an unfinished push), "complete" or "failed". */
   status: string;
   /** Entries in the changeset (writes, links, deletions). */
   files: number;
@@ -53,25 +63,39 @@ export interface ChangesetSummary {
   bytes: number;
   /** Blobs uploaded by this changeset. */
   uploaded: number;
+  /** Bytes of the files whose blobs this changeset uploaded (content, before compression). */
   uploaded_bytes: number;
   /** Files whose blob was already stored. */
   present: number;
+  /** Entries that could not be stored. */
   failed: number;
+  /** Entries not yet settled (an interrupted push). */
   pending: number;
+  /** When the push started, UTC ISO-8601. */
   created: string;
+  /** When it completed, UTC ISO-8601, or null while it is not complete. */
   completed: string | null;
+  /** Why it failed, or null. */
   error: string | null;
 }
 
-/** One entry of a changeset as `ls` reports it. */
+/** One entry of a changeset as `ls --changed` reports it. */
 export interface FileListing {
+  /** Path relative to the source root (bytes that are not UTF-8 as lone surrogates). */
   path: string;
+  /** What the entry does: "write", "link", "dir", "special", "hardlink" or "delete". */
   action: string;
+  /** Size of a written file in bytes, or null for other actions. */
   size: number | null;
+  /** The keyed blob id (hex) holding a written file's content, or null. */
   blob_id: string | null;
+  /** BLAKE3 of a written file's content (hex), or null. */
   file_hash: string | null;
+  /** Upload state: "pending", "confirmed" (uploaded now), "present" (already stored), "failed". */
   status: string;
+  /** When the blob's upload was confirmed durable, UTC ISO-8601, or null. */
   confirmed: string | null;
+  /** A symlink's target or the path a hard link shares content with, else null. */
   target: string | null;
 }
 
@@ -80,54 +104,130 @@ export interface FileListing {
  * the command exits 1.
  */
 export interface Problem {
+  /** The path concerned, or the changeset reference when the whole state is affected. */
   path: string;
+  /** What is missing, for people. */
   message: string;
 }
 
 /** One path of the state at a changeset, as `ls` reports it. */
 export interface TreeEntry {
+  /** Path relative to the source root (bytes that are not UTF-8 as lone surrogates). */
   path: string;
+  /** What the entry is: "write", "link", "dir", "special" or "hardlink". */
   action: string;
+  /** Size of a file in bytes, or null for other entries. */
   size: number | null;
+  /** The keyed blob id (hex) holding a file's content, or null. */
   blob_id: string | null;
+  /** BLAKE3 of a file's content (hex), or null. */
   file_hash: string | null;
+  /** A symlink's target or the path a hard link shares content with, else null. */
   target: string | null;
+  /** POSIX permission bits, or null when the client recorded none. */
   mode: number | null;
   /** Milliseconds since 1970 UTC. */
   mtime: number | null;
 }
 
+/** The full tree at a changeset, as `N2S.tree` returns it. */
+export interface Tree {
+  /** The changeset's full id. */
+  changeset: string;
+  /** Its source. */
+  source: string;
+  /** The paths, in path order. */
+  entries: TreeEntry[];
+  /** Holes in the chain: when not empty, the tree is incomplete. */
+  problems: Problem[];
+}
+
+/** What differs between two states, as `N2S.diff` returns it. */
+export interface DiffResult {
+  /** Full id of the older changeset. */
+  from: string;
+  /** Full id of the newer changeset. */
+  to: string;
+  /** The paths that differ, in path order. */
+  changes: DiffEntry[];
+  /** Holes in either chain: when not empty, the comparison is incomplete. */
+  problems: Problem[];
+}
+
+/** The figures of the state at one changeset, as `N2S.stats` returns them. */
+export interface ChangesetStats extends Stats {
+  /** The changeset's full id. */
+  changeset: string;
+  /** Its source. */
+  source: string;
+  /** Holes in the chain: when not empty, the figures are incomplete. */
+  problems: Problem[];
+}
+
 /** The figures of the whole repository, as `stats` without a changeset reports them. */
 export interface RepositoryStats {
+  /** Complete changesets in the index. */
   changesets: number;
+  /** Sources with at least one complete changeset. */
   sources: number;
-  /** Distinct file versions (blobs) the index knows, and their content in bytes. */
+  /** Distinct file versions (blobs) the index knows. */
   blobs: number;
+  /** Content of those blobs in bytes, before compression and encryption. */
   bytes: number;
-  /** Every blob and pack object in the repository, and their size. */
+  /** Bytes of every blob and pack object in the repository. */
   storedBytes: number;
+  /** Pack objects in the repository. */
   packs: number;
+  /** Blobs stored as objects of their own (not in a pack). */
   looseBlobs: number;
-  /** bytes / storedBytes. */
+  /** bytes / storedBytes, or null when nothing is stored. */
   compressionRatio: number | null;
 }
 
 /** One stored version of a path as `find` reports it. */
 export interface FindHit {
+  /** Path relative to the source root (bytes that are not UTF-8 as lone surrogates). */
   path: string;
+  /** The id of the changeset holding this version. */
   changeset: string;
+  /** That changeset's source. */
   source: string;
+  /** What the entry does: "write", "link", "dir", "special", "hardlink" or "delete". */
   action: string;
+  /** Size of a written file in bytes, or null for other actions. */
   size: number | null;
+  /** The keyed blob id (hex) holding a written file's content, or null. */
   blob_id: string | null;
+  /** When the blob's upload was confirmed durable, UTC ISO-8601, or null. */
   confirmed: string | null;
+}
+
+/** Options of `N2S.dump`. */
+export interface DumpOptions {
+  /** Refuse to write a tar (when the sink is a terminal); default true: a tar is allowed. */
+  allowTar?: boolean;
+}
+
+/** What `N2S.dump` wrote. */
+export interface DumpResult {
+  /** The changeset's full id. */
+  changeset: string;
+  /** True when a tar was written, false when the bytes of one file were. */
+  tar: boolean;
+  /** Entries written: 1 for a single file, else the tar's members. */
+  members: number;
+  /** Holes in the chain: when not empty, the output is incomplete. */
+  problems: Problem[];
 }
 
 /** Options of a pull. */
 export interface StorePullOptions {
+  /** Globs of the paths to restore (default: every path); each must match some path. */
   patterns?: string[];
+  /** Reads in flight at once (default: what the backend says suits it). */
   concurrency?: number;
-  onProgress?: Parameters<typeof restoreState>[2]["onProgress"];
+  /** Called as files are restored. */
+  onProgress?: (p: PullProgress) => void;
   /** Restore owner and group (default: when running as root). */
   owner?: boolean;
   /** When a command that deletes holds the repository: wait (default) or fail. */
@@ -136,6 +236,26 @@ export interface StorePullOptions {
   overwrite?: Overwrite;
   /** Decides and reports what would be written, replaced and kept; writes nothing. */
   dryRun?: boolean;
+}
+
+/** What a pull did, and the changeset it restored. */
+export interface StorePullResult extends PullResult {
+  /** The full id of the changeset restored. */
+  changeset: string;
+}
+
+/** The repository's locks, as `N2S.locks` returns them. */
+export interface LocksResult {
+  /** Every lock n2s can read, with what makes it stale (null while its holder may run). */
+  locks: LockState[];
+  /** Objects under locks/ that are not locks n2s can read. */
+  unreadable: UnreadableLock[];
+}
+
+/** Options of `N2S.unlock`. */
+export interface UnlockOptions {
+  /** Remove every lock, also those whose holders may still run (default: stale ones only). */
+  all?: boolean;
 }
 
 /** Options to open a store. */
@@ -154,29 +274,49 @@ export interface OpenOptions {
   backend?: Backend;
 }
 
+/** Options to create a repository: those to open one, a passphrase and the new key's cost. */
+export interface InitOptions extends OpenOptions {
+  /** Passphrase of the repository's first key. */
+  passphrase: string;
+  /** A label for the first key, shown by `n2s key list`. */
+  label?: string;
+  /**
+   * log2 of the scrypt cost of the first key (default 17). Lower values (10) make a cheap key
+   * for tests; never for real data.
+   */
+  logN?: number;
+  /** Target size of pack objects in bytes (default 16 MiB). */
+  packSize?: number;
+  /** Sealed blobs under this many bytes go into packs (default 1 MiB). */
+  packThreshold?: number;
+}
+
 /** A repository and its index, opened together. */
 export class N2S {
   #repo: Repository | null = null;
   private constructor(
+    /**
+     * The backend stack the repository is read and written through.
+     * @internal
+     */
     readonly backend: Backend,
+    /** The repository's configuration: its id, format version and pack sizes. */
     readonly config: RepositoryConfig,
+    /**
+     * The index database.
+     * @internal
+     */
     readonly index: Index,
+    /**
+     * The crypto primitives in use.
+     * @internal
+     */
     readonly suite: Suite,
     private readonly passphrase: OpenOptions["passphrase"],
   ) {}
 
   /** Creates a repository at `repository` and opens it. */
-  static async init(
-    opts: OpenOptions & {
-      passphrase: string;
-      label?: string;
-      logN?: number;
-      /** Target size of pack objects in bytes (default 16 MiB). */
-      packSize?: number;
-      /** Sealed blobs under this many bytes go into packs (default 1 MiB). */
-      packThreshold?: number;
-    },
-  ): Promise<N2S> {
+  static async init(opts: InitOptions): Promise<N2S> {
     const suite = opts.suite ?? (await denoSuite());
     const backend = opts.backend ?? (await openBackend(opts.repository, opts.backendOptions));
     try {
@@ -226,7 +366,10 @@ export class N2S {
     return this.index.path;
   }
 
-  /** The repository with its master key (asks for the passphrase once). */
+  /**
+   * The repository with its master key (asks for the passphrase once).
+   * @internal
+   */
   async repository(): Promise<Repository> {
     if (this.#repo) return this.#repo;
     const p = typeof this.passphrase === "function" ? await this.passphrase() : this.passphrase;
@@ -243,7 +386,7 @@ export class N2S {
   }
 
   /** Completes interrupted pushes (of one source, or of all). */
-  async resume(opts: Parameters<typeof resume>[2] = {}): ReturnType<typeof resume> {
+  async resume(opts: ResumeOptions = {}): Promise<ResumeResult> {
     return resume(await this.repository(), this.index, opts);
   }
 
@@ -255,6 +398,19 @@ export class N2S {
     return acquireLock(await this.repository(), opts);
   }
 
+  /** Every lock of the repository, with what makes it stale, and the objects that are not locks. */
+  async locks(): Promise<LocksResult> {
+    return await listLocks(await this.repository());
+  }
+
+  /**
+   * Removes stale locks and lock objects that cannot be read; with `all`, every lock, for when
+   * no n2s command runs on the repository.
+   */
+  async unlock(opts: UnlockOptions = {}): Promise<UnlockResult> {
+    return await unlockRepository(await this.repository(), { all: opts.all });
+  }
+
   /**
    * Restores the state of a source at a changeset (id or unique prefix) under `target`, holding
    * a shared lock (nothing is deleted meanwhile; on read-only storage it goes on without one).
@@ -263,7 +419,7 @@ export class N2S {
     changeset: string,
     target: string,
     opts: StorePullOptions = {},
-  ): Promise<PullResult & { changeset: string }> {
+  ): Promise<StorePullResult> {
     const repo = await this.repository();
     const lock = await acquireLock(repo, {
       kind: "shared",
@@ -283,7 +439,7 @@ export class N2S {
     changeset: string,
     target: string,
     opts: StorePullOptions,
-  ): Promise<PullResult & { changeset: string }> {
+  ): Promise<StorePullResult> {
     const state = await this.#state(changeset);
     const patterns = opts.patterns ?? [];
     const unmatched = unmatchedPatterns(patterns, state.entries.map((e) => e.path));
@@ -329,7 +485,7 @@ export class N2S {
   async tree(
     ref: string,
     patterns: string[] = [],
-  ): Promise<{ changeset: string; source: string; entries: TreeEntry[]; problems: Problem[] }> {
+  ): Promise<Tree> {
     const s = await this.#chosen(ref, patterns);
     return {
       changeset: s.id,
@@ -352,7 +508,7 @@ export class N2S {
   async diff(
     from: string,
     to: string,
-  ): Promise<{ from: string; to: string; changes: DiffEntry[]; problems: Problem[] }> {
+  ): Promise<DiffResult> {
     const a = await this.#state(from);
     const b = await this.#state(to);
     return {
@@ -364,9 +520,7 @@ export class N2S {
   }
 
   /** Files, bytes, stored bytes and packs of the state at a changeset. */
-  async stats(
-    ref: string,
-  ): Promise<Stats & { changeset: string; source: string; problems: Problem[] }> {
+  async stats(ref: string): Promise<ChangesetStats> {
     const s = await this.#state(ref);
     const stats = await stateStats(s.entries, async (blobId) => {
       const known = this.index.blobConfirmed(blobId)?.stored_size;
@@ -417,8 +571,8 @@ export class N2S {
     ref: string,
     path: string,
     sink: Sink,
-    opts: { allowTar?: boolean } = {},
-  ): Promise<{ changeset: string; tar: boolean; members: number; problems: Problem[] }> {
+    opts: DumpOptions = {},
+  ): Promise<DumpResult> {
     const s = await this.#chosen(ref, [path]);
     const repo = await this.repository();
     const only = s.entries.length === 1 ? s.entries[0] : undefined;
@@ -572,5 +726,3 @@ export class N2S {
     await this.backend.close();
   }
 }
-
-export type { Client };

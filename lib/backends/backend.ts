@@ -5,7 +5,9 @@ import { concat } from "../format/bytes.ts";
 
 /** A byte range of an object: `length` bytes from `offset`. */
 export interface ByteRange {
+  /** First byte, counted from 0. */
   offset: number;
+  /** Number of bytes from `offset`. */
   length: number;
 }
 
@@ -71,13 +73,19 @@ export interface Backend {
   readonly name: string;
   /** How many operations in flight suit this backend (push and pull use it); default 4. */
   readonly parallelism?: number;
+  /** Stores `body` under `key`, atomically (see the contract above). */
   put(key: string, body: Body): Promise<ObjectInfo>;
   /** The object's bytes, or only those of `range` (see the contract above). */
   get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>>;
+  /** The object's size and reference, or null when it does not exist. */
   stat(key: string): Promise<ObjectInfo | null>;
+  /** Every object whose key starts with `prefix`, in no particular order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Removes an object; a missing one is not an error. */
   delete(key: string): Promise<void>;
+  /** Makes every completed put durable. */
   flush(): Promise<void>;
+  /** Releases connections and processes the backend holds. */
   close(): Promise<void>;
   /**
    * The capability to reach this backend's objects as files: other threads of this process may
@@ -99,8 +107,11 @@ export interface Backend {
 
 /** A temporary object: its key (relative to the repository), size and mtime (ms). */
 export interface TemporaryObject {
+  /** Its key, relative to the repository. */
   key: string;
+  /** Its size in bytes. */
   size: number;
+  /** Its modification time, milliseconds since 1970 UTC. */
   mtime: number;
 }
 
@@ -115,7 +126,9 @@ export type ErrorKind = "notfound" | "permanent" | "transient";
 
 /** A backend error with its classification and the backend it came from. */
 export class BackendError extends Error {
+  /** The error's name. */
   override name = "BackendError";
+  /** Makes the error; the message is prefixed with the backend's name. */
   constructor(
     readonly kind: ErrorKind,
     readonly backend: string,
@@ -128,7 +141,9 @@ export class BackendError extends Error {
 
 /** The object does not exist. */
 export class NotFoundError extends BackendError {
+  /** The error's name. */
   override name = "NotFoundError";
+  /** Makes the error for the missing `key` of `backend`. */
   constructor(backend: string, key: string) {
     super("notfound", backend, `object not found: ${key}`);
   }

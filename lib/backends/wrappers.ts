@@ -421,6 +421,7 @@ export class FaultBackend implements Backend {
 
 /** Options of the backend stack. */
 export interface StackOptions {
+  /** Retries of transient errors (default: 10 attempts with exponential backoff). */
   retry?: RetryOptions;
   /** Operations in flight (default: the backend's own `parallelism`, else 4). */
   concurrency?: number;

@@ -3,7 +3,7 @@
 
 import { pathText } from "../format/names.ts";
 import { basename, resolve } from "node:path";
-import type { Client, PreviousState, SourceEntry } from "./client.ts";
+import type { Client, ClientProblem, PreviousState, SourceEntry } from "./client.ts";
 import { type Runner, systemRunner } from "./runner.ts";
 import { type ChangedPaths, emptyChanges, resolveChanges, walkSnapshot } from "./snapshot.ts";
 import type { Problem } from "./tree.ts";
@@ -260,8 +260,14 @@ export interface BtrfsInfo {
   parent?: string;
 }
 
+/** A client that pushes one btrfs snapshot; `problems` lists the entries it could not use. */
+export interface BtrfsClient extends Client {
+  /** Entries found but not stored (unreadable, or skipped on purpose), filled as it runs. */
+  readonly problems: ClientProblem[];
+}
+
 /** Makes a client that pushes one btrfs snapshot. */
-export function btrfsClient(opts: BtrfsOptions): Client & { readonly problems: Problem[] } {
+export function btrfsClient(opts: BtrfsOptions): BtrfsClient {
   const snapshot = resolve(opts.snapshot);
   const runner = opts.runner ?? systemRunner;
   const problems: Problem[] = [];

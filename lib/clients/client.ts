@@ -14,6 +14,10 @@ export interface SourceEntry {
    * that are not UTF-8 as lone surrogates (lib/format/names.ts).
    */
   path: string;
+  /**
+   * What the entry is: a file's content (`write`), a symlink, a directory, a FIFO or device, or a
+   * deletion.
+   */
   action: Exclude<Action, "hardlink">;
   /** For writes: size in bytes, as the client saw it. */
   size?: number;
@@ -31,10 +35,24 @@ export interface SourceEntry {
   meta?: EntryMeta;
 }
 
+/**
+ * An entry a client found but could not use (`Client.problems`), reported to the user with its
+ * path (relative to the source root) and the reason.
+ */
+export interface ClientProblem {
+  /** The entry's path relative to the source root. */
+  path: string;
+  /** Why it was left out, for people. */
+  message: string;
+  /** Left out on purpose (a socket): reported, but the push still succeeds. */
+  note?: boolean;
+}
+
 /** An open file to read content from. */
 export interface ContentFile extends ChunkReader {
   /** Current size and modification time, to detect a file that changes while it is read. */
   stat(): Promise<{ size: number; mtime: number; mode: number; inode?: number }>;
+  /** Closes the file. */
   close(): void;
 }
 
@@ -77,7 +95,7 @@ export interface Client {
    * problem marked `note` (a socket or FIFO skipped on purpose) does not fail the push; any
    * other means data was left out, and the push exits with an error after storing the rest.
    */
-  readonly problems?: { path: string; message: string; note?: boolean }[];
+  readonly problems?: ClientProblem[];
   /** Releases anything the client holds (e.g. a temporary clone). Always called. */
   close?(): Promise<void>;
 }

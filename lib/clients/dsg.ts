@@ -2,7 +2,13 @@
 // (`.dsg/last-sync.json`, earlier ones in `.dsg/archive/sN-sync.json.lz4`), not the tree.
 
 import { basename, resolve } from "node:path";
-import { badPath, type Client, type PreviousState, type SourceEntry } from "./client.ts";
+import {
+  badPath,
+  type Client,
+  type ClientProblem,
+  type PreviousState,
+  type SourceEntry,
+} from "./client.ts";
 import { decodeLz4Frames } from "./lz4.ts";
 import { compareNames, lstatPath, type Problem } from "./tree.ts";
 
@@ -37,6 +43,7 @@ export interface DsgManifest {
 
 /** A dsg repository that cannot be read as documented. */
 export class DsgError extends Error {
+  /** Makes the error; the message is prefixed with "dsg: ". */
   constructor(message: string) {
     super(`dsg: ${message}`);
     this.name = "DsgError";
@@ -127,8 +134,11 @@ export interface DsgInfo {
 
 /** The dsg client, with its default source name (`dsg:<repo_name>`). */
 export interface DsgClient extends Client {
-  readonly problems: Problem[];
+  /** Entries found but not stored (unreadable, or skipped on purpose), filled as it runs. */
+  readonly problems: ClientProblem[];
+  /** The source name used when none is given: `dsg:<repo_name>`. */
   readonly defaultSource: string;
+  /** The id of the dsg snapshot this client pushes. */
   readonly snapshotId: string;
 }
 

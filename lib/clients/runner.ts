@@ -3,14 +3,19 @@
 
 /** What a finished command returned. */
 export interface CommandResult {
+  /** Exit code (0 for success). */
   code: number;
+  /** Everything written to stdout. */
   stdout: Uint8Array;
+  /** Everything written to stderr, as text. */
   stderr: string;
 }
 
 /** One command of a pipeline. */
 export interface Command {
+  /** The program to run, found on PATH. */
   cmd: string;
+  /** Its arguments. */
   args: string[];
 }
 
@@ -27,6 +32,7 @@ export interface Runner {
 
 /** A command that exited with an error. */
 export class CommandError extends Error {
+  /** Makes the error from the command line, its exit code and its stderr. */
   constructor(readonly command: string, readonly code: number, readonly stderr: string) {
     super(`${command} failed (exit ${code})${stderr.trim() ? `: ${stderr.trim()}` : ""}`);
     this.name = "CommandError";

@@ -2,7 +2,7 @@
 // also records deletions; with `since`, only files modified since then are pushed.
 
 import { resolve } from "node:path";
-import type { Client, PreviousState, SourceEntry } from "./client.ts";
+import type { Client, ClientProblem, PreviousState, SourceEntry } from "./client.ts";
 import { anyMatch, compileGlob } from "../glob.ts";
 import { lstatPath, type Problem, walkTree } from "./tree.ts";
 
@@ -70,7 +70,8 @@ function relativeTo(root: string, abs: string): string {
 
 /** The scan client and what it found to complain about. */
 export interface ScanClient extends Client {
-  readonly problems: Problem[];
+  /** Entries found but not stored (unreadable, or skipped on purpose), filled as it runs. */
+  readonly problems: ClientProblem[];
 }
 
 /** Makes a find-style client over a directory tree (or some paths within one). */

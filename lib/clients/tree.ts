@@ -27,7 +27,7 @@ import {
   S_IFREG,
   S_IFSOCK,
 } from "../fs/posix.ts";
-import type { SourceEntry } from "./client.ts";
+import type { ClientProblem, SourceEntry } from "./client.ts";
 
 /** What one path of a tree is. */
 export type Found =
@@ -40,12 +40,7 @@ export type Found =
   | { kind: "missing"; path: string };
 
 /** A problem found while reading a tree (reported to the user). */
-export interface Problem {
-  path: string;
-  message: string;
-  /** Informational only (e.g. a socket skipped): reported, but the push still succeeds. */
-  note?: boolean;
-}
+export type Problem = ClientProblem;
 
 /** Joins a root directory and a relative path ("" is the root itself). */
 export function joinRoot(root: string, path: string): string {

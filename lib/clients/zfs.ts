@@ -3,7 +3,7 @@
 
 import { pathText } from "../format/names.ts";
 import { tmpdir } from "node:os";
-import type { Client, PreviousState, SourceEntry } from "./client.ts";
+import type { Client, ClientProblem, PreviousState, SourceEntry } from "./client.ts";
 import { CommandError, runChecked, type Runner, systemRunner } from "./runner.ts";
 import { type ChangedPaths, emptyChanges, resolveChanges, walkSnapshot } from "./snapshot.ts";
 import type { Problem } from "./tree.ts";
@@ -171,7 +171,8 @@ async function destroyClone(runner: Runner, clone: string): Promise<void> {
 
 /** The ZFS client, with the clone it made (if any). */
 export interface ZfsClient extends Client {
-  readonly problems: Problem[];
+  /** Entries found but not stored (unreadable, or skipped on purpose), filled as it runs. */
+  readonly problems: ClientProblem[];
   /** The temporary clone content is read from, or undefined when `.zfs/snapshot` is used. */
   readonly clone?: string;
 }

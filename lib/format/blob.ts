@@ -36,6 +36,7 @@ export interface BlobHeader {
 
 /** Something that fills a buffer from the start and returns the count, or null at the end. */
 export interface ChunkReader {
+  /** Reads into `buf`; resolves to the number of bytes read, or null at the end. */
   read(buf: Uint8Array): Promise<number | null>;
 }
 

@@ -34,6 +34,7 @@ export const KEY_CONTEXT: Record<ContainerKind, string> = {
 
 /** An error opening a container: tampering, truncation, a wrong key, or a malformed stream. */
 export class ContainerError extends Error {
+  /** The error's name. */
   override name = "ContainerError";
 }
 

@@ -35,6 +35,7 @@ export interface KeyFile {
 
 /** A wrong passphrase, or a key file that was altered. */
 export class WrongPassphraseError extends Error {
+  /** The error's name. */
   override name = "WrongPassphraseError";
 }
 

@@ -15,16 +15,21 @@ export type LockKind = "shared" | "source" | "exclusive";
 
 /** The header of a lock object: who holds it, since when, and what it locks. */
 export interface LockRecord {
+  /** Version of the lock record. */
   v: 1;
+  /** What the lock allows beside it. */
   kind: LockKind;
   /** The source a `source` lock is for; absent on the other kinds. */
   source?: string;
   /** What holds it, for people: "push", "pull", "check --repair". */
   command: string;
+  /** Host name of the machine holding it. */
   host: string;
+  /** Process id of the holder on that machine. */
   pid: number;
   /** When the process started (Linux: clock ticks after boot), to tell a reused pid; or null. */
   pid_start: string | null;
+  /** User running the holder. */
   user: string;
   /** When the lock was taken, UTC ISO-8601. */
   created: string;

@@ -3,6 +3,7 @@
 
 /** An incremental BLAKE3-256 hasher. */
 export interface Hasher {
+  /** Feeds more bytes. */
   update(data: Uint8Array): void;
   /** The 32-byte digest; the hasher is reset and may be reused after this call. */
   digest(): Uint8Array;
@@ -32,7 +33,9 @@ export const CODEC_ZSTD = 1;
 
 /** The primitive set a container reader or writer uses. */
 export interface Suite {
+  /** ChaCha20-Poly1305. */
   aead: Aead;
+  /** A new incremental BLAKE3-256 hasher. */
   newHasher(): Hasher;
   /** BLAKE3 derive_key mode: a 32-byte key from a context string and key material. */
   deriveKey(context: string, material: Uint8Array): Uint8Array;

@@ -8,7 +8,9 @@ export type IndexProblem = "damaged" | "full" | "busy" | "access" | "io" | "othe
 
 /** An error of the index database, naming its file. */
 export class IndexError extends Error {
+  /** The error's name. */
   override name = "IndexError";
+  /** Makes the error for index `file`; `problem` says what the user can do. */
   constructor(
     readonly file: string,
     readonly problem: IndexProblem,

@@ -13,20 +13,33 @@ export type UploadStatus = "pending" | "confirmed" | "present" | "failed";
 
 /** One row of `changesets`. */
 export interface ChangesetRow {
+  /** The changeset's id (a ULID). */
   id: string;
+  /** Its name, or null when it has none. */
   name: string | null;
+  /** The source whose chain it belongs to. */
   source: string;
+  /** The kind of client that found its entries. */
   client: string;
   /** Where content was read from (a directory or a snapshot), for resuming. */
   root: string | null;
+  /** The previous changeset of its source, or null for the first. */
   parent: string | null;
+  /** Where its push stands. */
   status: ChangesetStatus;
+  /** Entries the push planned. */
   files_planned: number;
+  /** Bytes of the files the push planned to read. */
   bytes_planned: number;
+  /** Blobs uploaded so far. */
   files_uploaded: number;
+  /** Bytes of content uploaded so far. */
   bytes_uploaded: number;
+  /** When the push started, UTC ISO-8601. */
   created: string;
+  /** When it completed, UTC ISO-8601, or null. */
   completed: string | null;
+  /** Why it failed, or null. */
   error: string | null;
   /** Chain digest, hex, once complete. */
   chain: string | null;
@@ -66,14 +79,21 @@ export interface FileRow {
 
 /** The last known state of one path of a source: what tells whether it changed. */
 export interface PathState {
+  /** What the path is in that state. */
   action: Action;
+  /** A file's size in bytes, else null. */
   size: number | null;
+  /** Modification time, milliseconds since 1970 UTC, or null. */
   mtime: number | null;
+  /** Inode number when the push saw one, else null. */
   inode: number | null;
+  /** POSIX permission bits, or null. */
   mode: number | null;
+  /** A symlink's target or a hard link's leader path, else null. */
   target: string | null;
   /** The changeset whose entry this is. */
   changeset: string;
+  /** Change time when it was planned (nanoseconds, decimal), or null. */
   ctime: string | null;
 }
 
@@ -95,20 +115,26 @@ export interface StoredBlob {
 export interface EntryMeta {
   /** Nanoseconds within the second of `mtime`. */
   nsec?: number;
+  /** Numeric owner. */
   uid?: number;
+  /** Numeric group. */
   gid?: number;
-  /** Owner and group names, where the source system knew them. */
+  /** Owner name, where the source system knew it. */
   user?: string;
+  /** Group name, where the source system knew it. */
   group?: string;
   /** Extended attributes: name → value (base64). */
   xattrs?: Record<string, string>;
   /** A special file: a FIFO, or a character or block device and its numbers. */
   kind?: "fifo" | "char" | "block";
+  /** A device's major number. */
   major?: number;
+  /** A device's minor number. */
   minor?: number;
   /** A sparse file's holes: [start, end) byte ranges that read as zeros and take no space. */
   holes?: [number, number][];
-  /** The change time (nanoseconds, decimal) and device: for detecting changes only. */
+  /** The change time (nanoseconds, decimal): for detecting changes only. */
   ctime?: string;
+  /** The device holding the file (decimal): for detecting changes only. */
   dev?: string;
 }

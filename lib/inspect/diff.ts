@@ -8,7 +8,9 @@ export type Change = "added" | "removed" | "modified" | "metadata";
 
 /** One path that differs; `fields` names the metadata that changed (for `metadata`). */
 export interface DiffEntry {
+  /** Path relative to the source root (bytes that are not UTF-8 as lone surrogates). */
   path: string;
+  /** How it differs: added, removed, modified (content or type) or metadata only. */
   change: Change;
   /** The entry's action in the newer state (in the older one for `removed`). */
   action: string;

@@ -9,8 +9,11 @@ import type { Repository } from "../repository/repository.ts";
 
 /** A changeset a reference names, and whether the index holds it. */
 export interface Located {
+  /** The changeset's full id. */
   id: string;
+  /** Its source. */
   source: string;
+  /** True when the index knows the changeset; false when only the repository's manifests do. */
   inIndex: boolean;
 }
 

@@ -9,15 +9,19 @@ export interface Stats {
   files: number;
   /** Their content, in bytes. */
   bytes: number;
-  /** Directories, symlinks, and FIFOs or devices. */
+  /** Directories. */
   dirs: number;
+  /** Symlinks. */
   links: number;
+  /** FIFOs and device nodes. */
   specials: number;
-  /** Distinct blobs the files need, and their sealed size in the repository. */
+  /** Distinct blobs the files need. */
   blobs: number;
+  /** Sealed size of those blobs in the repository, in bytes. */
   storedBytes: number;
-  /** Packs holding some of those blobs, and blobs stored as objects of their own. */
+  /** Packs holding some of those blobs. */
   packs: number;
+  /** Those blobs stored as objects of their own. */
   looseBlobs: number;
   /** bytes / storedBytes: above 1 when compression and deduplication save space. */
   compressionRatio: number | null;

@@ -40,9 +40,8 @@ export interface PullOptions {
   patterns?: string[];
   /** Objects read from the backend at once (default: what the backend says suits it, else 8). */
   concurrency?: number;
-  onProgress?: (
-    p: { filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number },
-  ) => void;
+  /** Called as files are restored. */
+  onProgress?: (p: PullProgress) => void;
   /** Restore owner and group (default: when running as root, as tar and restic do). */
   owner?: boolean;
   /**
@@ -54,22 +53,44 @@ export interface PullOptions {
   dryRun?: boolean;
 }
 
+/** Progress of a pull, reported as it goes. */
+export interface PullProgress {
+  /** Files restored so far, of `filesTotal` to restore. */
+  filesDone: number;
+  /** Files the pull restores. */
+  filesTotal: number;
+  /** Bytes of content restored so far, of `bytesTotal`. */
+  bytesDone: number;
+  /** Bytes of content the pull restores. */
+  bytesTotal: number;
+}
+
 /** What a pull did. */
 export interface PullResult {
+  /** Regular files restored (hard links included). */
   files: number;
+  /** Their content, in bytes. */
   bytes: number;
+  /** Symlinks restored. */
   links: number;
-  /** Directories, FIFOs and devices restored (hard links count as files). */
+  /** Directories restored. */
   dirs?: number;
+  /** FIFOs and devices restored. */
   specials?: number;
   /** Temporary files that an interrupted pull left in the target, removed first. */
   leftovers?: number;
-  /** Paths already in the target that were replaced, kept (`never`), or equal to the entry. */
+  /** Paths already in the target that were replaced because they differed (or `always`). */
   replaced: string[];
+  /** Paths already in the target that were kept as they are (`never`). */
   kept: string[];
+  /** Paths already in the target that equal the entry, left alone. */
   unchanged: string[];
   /** A dry run: the paths that would be created (the rest of the counts say what would be). */
   created?: string[];
+  /**
+   * Entries that could not be restored, and holes in the chain: when not empty, the command exits
+   * 1.
+   */
   problems: { path: string; message: string }[];
 }
 

@@ -223,6 +223,14 @@ export type ResumeOptions = Partial<
   >
 >;
 
+/** What a resume did. */
+export interface ResumeResult {
+  /** Ids of the interrupted changesets that were completed now. */
+  resumed: string[];
+  /** Entries left out of them, and changesets marked failed instead of forking a chain. */
+  problems: EntryProblem[];
+}
+
 /**
  * Completes interrupted changesets (all sources, or one) without a new scan, holding the lock
  * of each source while its changesets are completed.
@@ -231,8 +239,8 @@ export async function resume(
   repo: Repository,
   index: Index,
   opts: ResumeOptions = {},
-): Promise<{ resumed: string[]; problems: EntryProblem[] }> {
-  const out = { resumed: [] as string[], problems: [] as EntryProblem[] };
+): Promise<ResumeResult> {
+  const out: ResumeResult = { resumed: [], problems: [] };
   const sources = [...new Set(index.incomplete(opts.source).map((c) => c.source))];
   for (const source of sources) {
     const lock = await lockSource(repo, index, source, "push --resume", opts.lock, out.problems);

@@ -6,10 +6,15 @@ import type { LockWaitOptions } from "../repository/lock.ts";
 
 /** Progress of a push, reported as it goes. */
 export interface PushProgress {
+  /** The stage the push is in: listing changes, uploading content, writing the manifest. */
   phase: "scan" | "upload" | "commit";
+  /** Files settled so far. */
   filesDone: number;
+  /** Files the push has to settle (grows during the scan). */
   filesTotal: number;
+  /** Bytes of content read so far. */
   bytesDone: number;
+  /** Bytes of content the push has to read (grows during the scan). */
   bytesTotal: number;
 }
 
@@ -27,16 +32,27 @@ export interface PushOptions {
   compressLevel?: number;
   /** Uploads confirmed per durable batch (default 1000); smaller batches lose less to a crash. */
   confirmBatch?: number;
+  /** Called as the push goes (a progress bar). */
   onProgress?: (p: PushProgress) => void;
   /** When another command holds the source's lock: wait (default) or fail, and what to say. */
   lock?: LockWaitOptions;
+  /**
+   * The clock, in milliseconds since 1970 (tests replace it).
+   * @internal
+   */
   now?: () => number;
+  /**
+   * Makes changeset ids (tests replace it).
+   * @internal
+   */
   ids?: UlidGenerator;
 }
 
 /** A problem with one entry: the rest of the push went on. */
 export interface EntryProblem {
+  /** Path relative to the source root. */
   path: string;
+  /** What went wrong, for people. */
   message: string;
 }
 
@@ -46,13 +62,21 @@ export interface PushResult {
   changeset: string | null;
   /** Changesets of this source that were interrupted earlier and completed now. */
   resumed: string[];
+  /** Entries recorded in the changeset. */
   files: number;
+  /** Bytes of the files written. */
   bytes: number;
+  /** Blobs uploaded by this push. */
   uploaded: number;
+  /** Bytes of content uploaded (before compression). */
   uploadedBytes: number;
+  /** Files whose blob was already stored (nothing uploaded). */
   present: number;
+  /** Deletions recorded. */
   deleted: number;
+  /** Symlinks recorded. */
   links: number;
+  /** Entries skipped because nothing changed since the last changeset. */
   unchanged: number;
   /** Entries that were not stored (the command fails after storing the rest). */
   problems: EntryProblem[];

@@ -26,12 +26,18 @@ export interface LockInfo extends LockRecord {
 
 /** A lock with what makes it stale (null when its holder may still run). */
 export interface LockState extends LockInfo {
+  /**
+   * Why the lock is stale (its process is gone, it was not refreshed), or null while its holder may
+   * run.
+   */
   stale: string | null;
 }
 
 /** A lock object that could not be opened (damaged, or not n2s's): ignored, and reported. */
 export interface UnreadableLock {
+  /** The object's name under locks/. */
   id: string;
+  /** Why it could not be read. */
   message: string;
 }
 
@@ -47,6 +53,7 @@ export interface LockWaitOptions {
 
 /** Options of acquireLock. */
 export interface AcquireOptions extends LockWaitOptions {
+  /** What the lock allows beside it: shared, source or exclusive. */
   kind: LockKind;
   /** The source of a `source` lock. */
   source?: string;
@@ -57,9 +64,17 @@ export interface AcquireOptions extends LockWaitOptions {
    * so through onNote. For readers only: what they read is verified anyway.
    */
   bestEffort?: boolean;
+  /**
+   * The clock, in milliseconds since 1970 (tests replace it).
+   * @internal
+   */
   now?: () => number;
+  /**
+   * The random source of the lock's id and the jitter of waits (tests replace it).
+   * @internal
+   */
   random?: () => number;
-  /** Refresh interval (default LOCK_REFRESH_MS). */
+  /** Refresh interval in milliseconds (default five minutes). */
   refreshMs?: number;
 }
 
@@ -74,12 +89,15 @@ export interface LockHandle {
   check(): void;
   /** Stops refreshing and removes the lock; never throws (a failure is reported via onNote). */
   release(): Promise<void>;
+  /** Releases the lock at the end of an `await using` block. */
   [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** The lock a command needs is held and it was told not to wait. */
 export class LockBusyError extends Error {
+  /** The error's name. */
   override name = "LockBusyError";
+  /** Makes the error; `holder` is the lock that is in the way. */
   constructor(message: string, readonly holder: LockInfo) {
     super(message);
   }
@@ -415,6 +433,7 @@ class HeldLock implements LockHandle {
 
 /** What unlock removed. */
 export interface UnlockResult {
+  /** Locks removed: stale ones (or, with `all`, every one) and objects that are not locks. */
   removed: (LockState | UnreadableLock)[];
   /** Locks left in place because their holders may still run. */
   kept: LockState[];

@@ -44,11 +44,13 @@ export const DEFAULT_PACK_THRESHOLD = 1 << 20;
 
 /** The repository's plaintext `config` object. */
 export interface RepositoryConfig {
+  /** Marks the object as an n2s repository configuration. */
   n2s_repository: 1;
   /** Random id, 32 hex digits. */
   id: string;
   /** Repository format version. */
   format: 2;
+  /** When the repository was created, UTC ISO-8601. */
   created: string;
   /** Target size of a pack object in bytes. */
   pack_size: number;

@@ -5,11 +5,17 @@
 
 /** A retention policy; a count of -1 means unlimited. */
 export interface RetentionPolicy {
+  /** Keep the newest N changesets. */
   last?: number;
+  /** Keep the newest changeset of each of the last N hours that have one. */
   hourly?: number;
+  /** Keep the newest changeset of each of the last N days (UTC) that have one. */
   daily?: number;
+  /** Keep the newest changeset of each of the last N ISO weeks that have one. */
   weekly?: number;
+  /** Keep the newest changeset of each of the last N months that have one. */
   monthly?: number;
+  /** Keep the newest changeset of each of the last N years that have one. */
   yearly?: number;
   /** Keep every changeset created within this span before the newest one. */
   within?: Duration;
@@ -17,9 +23,13 @@ export interface RetentionPolicy {
 
 /** A span of calendar time, as `--keep-within` takes it ("1y2m3d4h"). */
 export interface Duration {
+  /** Calendar years. */
   years: number;
+  /** Calendar months. */
   months: number;
+  /** Days. */
   days: number;
+  /** Hours. */
   hours: number;
 }
 
