@@ -154,9 +154,13 @@ export async function catchUpIndex(
   });
   const present = new Set(listed);
   const mark = await readRewriteMark(repo);
-  if (
+  const complete = index.listChangesets().filter((c) => c.status === "complete");
+  if (complete.length === 0) {
+    // An empty index takes every manifest as it is now (below).
+    if (mark !== null) setRewriteMarkSeen(index, mark);
+  } else if (
     (mark !== null && mark !== rewriteMarkSeen(index)) ||
-    index.listChangesets().some((c) => c.status === "complete" && !present.has(c.id))
+    complete.some((c) => !present.has(c.id))
   ) {
     await resyncAfterForget(repo, index, listed, out);
     if (mark !== null && out.problems.length === 0) setRewriteMarkSeen(index, mark);

@@ -218,3 +218,21 @@ function fnv(text: string): string {
   for (const b of new TextEncoder().encode(text)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
   return h.toString(16);
 }
+
+Deno.test("forget without a rule, with a bad count or duration, or --max-unused without --prune is a usage error", async () => {
+  using t = tempDir("n2s-forget-usage-");
+  const e = await setup(t.path);
+  for (
+    const flags of [
+      [],
+      ["--keep-daily", "x"],
+      ["--keep-within", "3w"],
+      ["--keep-last", "1", "--max-unused", "5%"],
+      ["--keep-last", "1", "--prune", "--max-unused", "150%"],
+    ]
+  ) {
+    const r = await n2s(["forget", ...flags, ...e.args], ENV);
+    assert.equal(r.code, 2, `${flags.join(" ")}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split("\n")[0].startsWith("n2s forget: "), true, r.stderr);
+  }
+});
