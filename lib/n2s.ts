@@ -64,7 +64,7 @@ export interface ChangesetSummary {
   /** Blobs uploaded by this changeset. */
   uploaded: number;
   /** Bytes of the files whose blobs this changeset uploaded (content, before compression). */
-  uploaded_bytes: number;
+  uploadedBytes: number;
   /** Files whose blob was already stored. */
   present: number;
   /** Entries that could not be stored. */
@@ -88,9 +88,9 @@ export interface FileListing {
   /** Size of a written file in bytes, or null for other actions. */
   size: number | null;
   /** The keyed blob id (hex) holding a written file's content, or null. */
-  blob_id: string | null;
+  blobId: string | null;
   /** BLAKE3 of a written file's content (hex), or null. */
-  file_hash: string | null;
+  fileHash: string | null;
   /** Upload state: "pending", "confirmed" (uploaded now), "present" (already stored), "failed". */
   status: string;
   /** When the blob's upload was confirmed durable, UTC ISO-8601, or null. */
@@ -119,9 +119,9 @@ export interface TreeEntry {
   /** Size of a file in bytes, or null for other entries. */
   size: number | null;
   /** The keyed blob id (hex) holding a file's content, or null. */
-  blob_id: string | null;
+  blobId: string | null;
   /** BLAKE3 of a file's content (hex), or null. */
-  file_hash: string | null;
+  fileHash: string | null;
   /** A symlink's target or the path a hard link shares content with, else null. */
   target: string | null;
   /** POSIX permission bits, or null when the client recorded none. */
@@ -197,7 +197,7 @@ export interface FindHit {
   /** Size of a written file in bytes, or null for other actions. */
   size: number | null;
   /** The keyed blob id (hex) holding a written file's content, or null. */
-  blob_id: string | null;
+  blobId: string | null;
   /** When the blob's upload was confirmed durable, UTC ISO-8601, or null. */
   confirmed: string | null;
 }
@@ -495,8 +495,8 @@ export class N2S {
         path: e.path,
         action: e.action,
         size: e.size ?? null,
-        blob_id: e.blob_id ?? null,
-        file_hash: e.file_hash ?? null,
+        blobId: e.blob_id ?? null,
+        fileHash: e.file_hash ?? null,
         target: e.target ?? null,
         mode: e.mode ?? null,
         mtime: e.mtime ?? null,
@@ -667,8 +667,8 @@ export class N2S {
       path: f.path,
       action: f.action,
       size: f.size,
-      blob_id: f.blob_id,
-      file_hash: f.file_hash,
+      blobId: f.blob_id,
+      fileHash: f.file_hash,
       status: f.status,
       confirmed: f.confirmed,
       target: f.target,
@@ -691,7 +691,7 @@ export class N2S {
         source: sources.get(f.changeset) ?? "",
         action: f.action,
         size: f.size,
-        blob_id: f.blob_id,
+        blobId: f.blob_id,
         confirmed: f.confirmed,
       });
     }
@@ -710,7 +710,7 @@ export class N2S {
       files: n.files,
       bytes: n.bytes,
       uploaded: n.uploaded,
-      uploaded_bytes: n.uploadedBytes,
+      uploadedBytes: n.uploadedBytes,
       present: n.present,
       failed: n.failed,
       pending: n.pending,

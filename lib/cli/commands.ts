@@ -615,7 +615,7 @@ const status: Command = {
             c.name ?? "-",
             String(c.files),
             formatBytes(c.bytes),
-            `${c.uploaded} (${formatBytes(c.uploaded_bytes)})`,
+            `${c.uploaded} (${formatBytes(c.uploadedBytes)})`,
             c.created,
             c.completed ?? "-",
           ]),
@@ -656,7 +656,7 @@ const ls: Command = {
                 ? `${f.action} -> ${displayPath(f.target ?? "")}`
                 : f.action,
               f.size === null ? "-" : String(f.size),
-              f.blob_id?.slice(0, 16) ?? "-",
+              f.blobId?.slice(0, 16) ?? "-",
               f.confirmed ?? f.status,
             ]),
           ));
@@ -678,7 +678,7 @@ const ls: Command = {
             f.size === null ? "-" : String(f.size),
             f.mode === null ? "-" : f.mode.toString(8).padStart(4, "0"),
             f.mtime === null ? "-" : new Date(f.mtime).toISOString(),
-            f.blob_id?.slice(0, 16) ?? "-",
+            f.blobId?.slice(0, 16) ?? "-",
           ]),
         ));
       }

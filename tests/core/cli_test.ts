@@ -109,10 +109,10 @@ Deno.test("status, ls, find and log answer in JSON with the documented fields", 
   const ls = JSON.parse(await n2sOk(["ls", p1.changeset, "--changed", "--json", ...args]));
   assert.deepEqual(ls.map((f: { path: string }) => f.path), ["x", "x/report.csv", "y.txt"]);
   assert.deepEqual(ls.map((f: { action: string }) => f.action), ["dir", "write", "write"]);
-  for (const k of ["path", "action", "size", "blob_id", "confirmed"]) {
+  for (const k of ["path", "action", "size", "blobId", "confirmed"]) {
     assert.ok(k in ls[1], `ls has ${k}`);
   }
-  assert.match(ls[1].blob_id, /^[0-9a-f]{64}$/);
+  assert.match(ls[1].blobId, /^[0-9a-f]{64}$/);
   assert.match(ls[1].confirmed, /Z$/);
 
   const found = JSON.parse(await n2sOk(["find", "**/*.csv", "--json", ...args]));

@@ -49,7 +49,7 @@ Deno.test("ls lists the full tree at a changeset; --changed lists only its own e
   const tree = JSON.parse(await n2sOk(["ls", second.changeset, "--json", ...args], ENV));
   assert.deepEqual(tree.map((f: { path: string }) => f.path), ["a.txt", "keep", "keep/b.txt"]);
   const a = tree[0];
-  for (const k of ["path", "action", "size", "blob_id", "file_hash", "target", "mode", "mtime"]) {
+  for (const k of ["path", "action", "size", "blobId", "fileHash", "target", "mode", "mtime"]) {
     assert.ok(k in a, `ls has ${k}`);
   }
   assert.equal(a.size, 9);

@@ -96,7 +96,7 @@ async function roundTrip(
   for (const [cs, expected] of [[one, first], [two, second]] as const) {
     const rows = JSON.parse(await run(["ls", cs, "--json", ...args])) as Record<string, unknown>[];
     content.push(
-      rows.map((r) => JSON.stringify([r.path, r.action, r.size, r.file_hash, r.target])).sort(),
+      rows.map((r) => JSON.stringify([r.path, r.action, r.size, r.fileHash, r.target])).sort(),
     );
     const out = `${dir}/${sub}-out-${cs}`;
     await run(["pull", "--changeset-id", cs, "--target-path", out, ...args]);

@@ -180,10 +180,10 @@ Deno.test("RECOVERY.md case 4: a damaged pack entry; the rest is restored, then 
   const key = `${env.REPO}/keys/${[...Deno.readDirSync(`${env.REPO}/keys`)][0].name}`;
   const hit = (JSON.parse(await n2sOk(["ls", second, "--json", "--repo", env.REPO], env)) as {
     path: string;
-    blob_id: string;
+    blobId: string;
   }[]).find((f) => f.path === "report.txt")!;
   // report.txt is small: its blob is an entry of a pack. Zeros over the middle of it.
-  const entry = (await packEntries(env, key)).find((e) => e.blobId === hit.blob_id)!;
+  const entry = (await packEntries(env, key)).find((e) => e.blobId === hit.blobId)!;
   assert.ok(entry, "report.txt's blob is in a pack");
   const pack = entry.file;
   const damagedFile = pack.slice(env.REPO.length + 1);
@@ -204,7 +204,7 @@ Deno.test("RECOVERY.md case 4: a damaged pack entry; the rest is restored, then 
     OLDER_CHANGESET: first,
   };
   const r = await runBlock("damaged-blob", caseEnv);
-  assert.match(r.stderr, new RegExp(`report\\.txt: blob ${hit.blob_id}`));
+  assert.match(r.stderr, new RegExp(`report\\.txt: blob ${hit.blobId}`));
   assert.match(r.stdout, /some files were not restored/);
   assert.throws(() => Deno.statSync(`${env.TARGET}/report.txt`));
   // The other file of that pack, and every other file, were restored.
@@ -217,7 +217,7 @@ Deno.test("RECOVERY.md case 4: a damaged pack entry; the rest is restored, then 
   assert.match(listed.stdout, /damaged entries are named above/);
   assert.match(
     listed.stderr,
-    new RegExp(`${damagedFile}: entry at offset ${entry.offset}: blob ${hit.blob_id}`),
+    new RegExp(`${damagedFile}: entry at offset ${entry.offset}: blob ${hit.blobId}`),
   );
 
   await runBlock("damaged-blob-mirror", caseEnv);
