@@ -27,13 +27,14 @@ import type { ChangesetRow } from "./index/types.ts";
 import { type PullResult, restoreState } from "./pull/restore.ts";
 import type { StateEntry } from "./pull/state.ts";
 import { blobKey, packKey } from "./repository/layout.ts";
-import { insertManifest } from "./repository/catch_up.ts";
+import { insertManifest, promoteConfirmed, setRewriteMarkSeen } from "./repository/catch_up.ts";
 import {
   entryLocation,
   listManifests,
   type ManifestEntry,
   type ManifestHeader,
   readManifest,
+  readRewriteMark,
 } from "./repository/manifest.ts";
 import {
   type BlobLocation,
@@ -168,6 +169,8 @@ export async function rebuildIndex(
     orphanBlobs: 0,
     problems: [],
   };
+  // Read first: a forget or prune after it shows as another mark at the next catch-up.
+  const mark = await readRewriteMark(repo);
   const blobs = new Map<string, ObjectInfo>();
   for await (const o of repo.listBlobs()) blobs.set(o.id, o);
   const packs = new Map<string, ObjectInfo>();
@@ -256,6 +259,9 @@ export async function rebuildIndex(
       result.files += insertManifest(index, m, { seen, stored });
       result.changesets++;
     }
+    // Entries a forget carried into a rewritten manifest were confirmed before it began.
+    promoteConfirmed(index);
+    if (mark !== null) setRewriteMarkSeen(index, mark);
     const complete = new Set(manifests.map((m) => m.header.id));
     const byChangeset = new Map<string, OrphanBlob[]>();
     for (const o of orphans.values()) {

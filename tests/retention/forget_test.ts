@@ -236,3 +236,28 @@ Deno.test("forget without a rule, with a bad count or duration, or --max-unused 
     assert.equal(r.stderr.trim().split("\n")[0].startsWith("n2s forget: "), true, r.stderr);
   }
 });
+
+Deno.test("an index rebuilt after forget --prune still trusts the blobs that forgotten changesets first stored and kept ones carry", async () => {
+  using t = tempDir("n2s-forget-recover-");
+  const e = await setup(t.path);
+  const { ids, trees } = await pushDays(e, 6);
+  await n2sOk(["forget", "--keep-last", "2", "--prune", ...e.args], ENV);
+  const rebuilt = ["--repo", e.repo, "--index", `${t.path}/rebuilt.sqlite`];
+  await n2sOk(["recover", "index", ...rebuilt], ENV);
+  changeDay(e.src, 6);
+  const t0 = new Date(DAY0);
+  Deno.utimeSync(`${e.src}/static/s0.bin`, t0, t0);
+  const before = stored(e.repo).copies;
+  const r = JSON.parse(
+    await n2sOk(["push", "--scan", e.src, "--source", "daily", "--json", ...rebuilt], {
+      ...ENV,
+      N2S_TEST_NOW: new Date(DAY0 + 6 * 86_400_000).toISOString(),
+    }),
+  );
+  // static/s0.bin was first stored by day 0, which is forgotten: it is still found stored.
+  assert.ok(r.present >= 1, JSON.stringify(r));
+  assert.equal(stored(e.repo).copies, before + r.uploaded);
+  assert.deepEqual(await checkClean(e, "after the push"), []);
+  assert.deepEqual(await pulled(e, ids[4], rebuilt), trees[4]);
+  assert.deepEqual(await pulled(e, r.changeset, rebuilt), readTree(e.src));
+});
