@@ -33,7 +33,9 @@ function maxUnused(text: string | undefined): number | undefined {
   return Number(m[1]) / 100;
 }
 
-function printForget(r: ForgetResult, dryRun: boolean): void {
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+function printForget(r: ForgetResult, dryRun: boolean, pruneNext: boolean): void {
   let source: string | null = null;
   for (const d of r.decisions) {
     if (d.source !== source) {
@@ -48,20 +50,23 @@ function printForget(r: ForgetResult, dryRun: boolean): void {
   const kept = r.decisions.length - r.forgotten.length;
   out(
     dryRun
-      ? `would keep ${kept} changesets and forget ${r.forgotten.length} (dry run: nothing changed)`
-      : `kept ${kept} changesets, forgot ${r.forgotten.length}; ${r.rewritten.length} kept ` +
-        `changesets rewritten onto their nearest kept ancestor` +
-        (r.forgotten.length > 0 ? `; "n2s prune" frees their storage` : ""),
+      ? `would keep ${plural(kept, "changeset")} and forget ${r.forgotten.length} (dry run: ` +
+        `nothing changed)`
+      : `kept ${plural(kept, "changeset")}, forgot ${r.forgotten.length}; ` +
+        `${plural(r.rewritten.length, "kept changeset")} rewritten onto the nearest kept ` +
+        `ancestor` +
+        (r.forgotten.length > 0 && !pruneNext ? `; "n2s prune" frees their storage` : ""),
   );
 }
 
 function printPrune(r: PruneResult, dryRun: boolean): void {
   const verb = dryRun ? "would delete" : "deleted";
   out(
-    `${verb} ${r.deletedBlobs} unused blob objects and ${r.deletedPacks} unused packs; ` +
-      `${dryRun ? "would repack" : "repacked"} ${r.repackedPacks} packs (${r.copiedBlobs} ` +
-      `blobs copied` + (dryRun ? "" : ` into ${r.newPacks} new packs, ${r.rewrittenManifests} ` +
-        `manifests rewritten`) +
+    `${verb} ${plural(r.deletedBlobs, "unused blob object")} and ` +
+      `${plural(r.deletedPacks, "unused pack")}; ${dryRun ? "would repack" : "repacked"} ` +
+      `${plural(r.repackedPacks, "pack")} (${plural(r.copiedBlobs, "blob")} copied` +
+      (dryRun ? "" : ` into ${plural(r.newPacks, "new pack")}, ` +
+        `${plural(r.rewrittenManifests, "manifest")} rewritten`) +
       `); ${formatBytes(r.bytesBefore)} → ${formatBytes(r.bytesAfter)}` +
       (dryRun ? " (dry run: nothing changed)" : ""),
   );
@@ -191,7 +196,7 @@ const forget: Command = {
         : undefined;
       if (values.json) printJson({ ...r, prune: pruned ?? null });
       else {
-        printForget(r, dryRun);
+        printForget(r, dryRun, values.prune ?? false);
         if (pruned) printPrune(pruned, dryRun);
       }
       return 0;
