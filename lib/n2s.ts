@@ -42,6 +42,14 @@ import { forget, type ForgetOptions, type ForgetResult } from "./retention/forge
 import { prune, type PruneOptions, type PruneResult } from "./retention/prune.ts";
 import { defaultIndexPath } from "./paths.ts";
 import { RECOVERY_PAGE_HTML } from "./recovery_page/page.ts";
+import * as arg from "./args.ts";
+import {
+  checkInitOptions,
+  checkOpenOptions,
+  checkPullOptions,
+  checkPushOptions,
+  checkResumeOptions,
+} from "./n2s_checks.ts";
 
 /** A changeset as `status` and `log` report it. */
 export interface ChangesetSummary {
@@ -317,6 +325,7 @@ export class N2S {
 
   /** Creates a repository at `repository` and opens it. */
   static async init(opts: InitOptions): Promise<N2S> {
+    checkInitOptions("N2S.init", opts);
     const suite = opts.suite ?? (await denoSuite());
     const backend = opts.backend ?? (await openBackend(opts.repository, opts.backendOptions));
     try {
@@ -339,6 +348,7 @@ export class N2S {
 
   /** Opens an existing repository and its index (created when absent). */
   static async open(opts: OpenOptions): Promise<N2S> {
+    checkOpenOptions("N2S.open", opts);
     const suite = opts.suite ?? (await denoSuite());
     const backend = opts.backend ?? (await openBackend(opts.repository, opts.backendOptions));
     try {
@@ -380,6 +390,7 @@ export class N2S {
 
   /** Pushes the changes a client finds as a new changeset of `source`. */
   async push(opts: PushOptions): Promise<PushResult> {
+    checkPushOptions("N2S.push", opts);
     // The key is derived before the walk, not during it: scrypt's 128 MiB on top of the walk's
     // memory took a 50,000-file push past 250 MiB; after it, both stay under 200 MiB.
     return push(await this.repository(), this.index, opts);
@@ -387,6 +398,7 @@ export class N2S {
 
   /** Completes interrupted pushes (of one source, or of all). */
   async resume(opts: ResumeOptions = {}): Promise<ResumeResult> {
+    checkResumeOptions("N2S.resume", opts);
     return resume(await this.repository(), this.index, opts);
   }
 
@@ -395,6 +407,8 @@ export class N2S {
    * deletes, which then runs beside no other command; release it in a `finally`.
    */
   async lock(opts: AcquireOptions): Promise<LockHandle> {
+    const o = arg.object("N2S.lock", "options", opts);
+    arg.oneOf("N2S.lock", "options.kind", o.kind, ["shared", "source", "exclusive"]);
     return acquireLock(await this.repository(), opts);
   }
 
@@ -408,6 +422,8 @@ export class N2S {
    * no n2s command runs on the repository.
    */
   async unlock(opts: UnlockOptions = {}): Promise<UnlockResult> {
+    const o = arg.object("N2S.unlock", "options", opts);
+    arg.optionalBoolean("N2S.unlock", "options.all", o.all);
     return await unlockRepository(await this.repository(), { all: opts.all });
   }
 
@@ -420,6 +436,9 @@ export class N2S {
     target: string,
     opts: StorePullOptions = {},
   ): Promise<StorePullResult> {
+    arg.string("N2S.pull", "changeset", changeset);
+    arg.string("N2S.pull", "target", target);
+    checkPullOptions("N2S.pull", opts);
     const repo = await this.repository();
     const lock = await acquireLock(repo, {
       kind: "shared",
@@ -455,6 +474,7 @@ export class N2S {
    * changeset, when the repository holds one source) or `latest:SOURCE`.
    */
   async resolve(ref: string): Promise<Located> {
+    arg.string("N2S.resolve", "ref", ref);
     return await locateChangeset(this.index, this.backend, () => this.repository(), ref);
   }
 
@@ -486,6 +506,8 @@ export class N2S {
     ref: string,
     patterns: string[] = [],
   ): Promise<Tree> {
+    arg.string("N2S.tree", "ref", ref);
+    arg.strings("N2S.tree", "patterns", patterns);
     const s = await this.#chosen(ref, patterns);
     return {
       changeset: s.id,
@@ -509,6 +531,8 @@ export class N2S {
     from: string,
     to: string,
   ): Promise<DiffResult> {
+    arg.string("N2S.diff", "from", from);
+    arg.string("N2S.diff", "to", to);
     const a = await this.#state(from);
     const b = await this.#state(to);
     return {
@@ -521,6 +545,7 @@ export class N2S {
 
   /** Files, bytes, stored bytes and packs of the state at a changeset. */
   async stats(ref: string): Promise<ChangesetStats> {
+    arg.string("N2S.stats", "ref", ref);
     const s = await this.#state(ref);
     const stats = await stateStats(s.entries, async (blobId) => {
       const known = this.index.blobConfirmed(blobId)?.stored_size;
@@ -573,6 +598,11 @@ export class N2S {
     sink: Sink,
     opts: DumpOptions = {},
   ): Promise<DumpResult> {
+    arg.string("N2S.dump", "ref", ref);
+    arg.string("N2S.dump", "path", path);
+    arg.func("N2S.dump", "sink", sink);
+    const o = arg.object("N2S.dump", "options", opts);
+    arg.optionalBoolean("N2S.dump", "options.allowTar", o.allowTar);
     const s = await this.#chosen(ref, [path]);
     const repo = await this.repository();
     const only = s.entries.length === 1 ? s.entries[0] : undefined;
@@ -597,6 +627,9 @@ export class N2S {
    * push stores them again, and old temporary objects are deleted.
    */
   async check(opts: CheckOptions & { lock?: LockWaitOptions } = {}): Promise<CheckResult> {
+    const o = arg.object("N2S.check", "options", opts);
+    arg.optionalBoolean("N2S.check", "options.repair", o.repair);
+    arg.optionalObject("N2S.check", "options.readData", o.readData);
     const repo = await this.repository();
     // Repair deletes (temporary objects) and changes what pushes trust: it runs alone. A plain
     // check only reads, beside anything but a command that deletes.
@@ -618,6 +651,10 @@ export class N2S {
    * changesets it does not keep are forgotten, and kept ones that depended on them rewritten.
    */
   async forget(opts: ForgetOptions & { lock?: LockWaitOptions }): Promise<ForgetResult> {
+    const o = arg.object("N2S.forget", "options", opts);
+    arg.object("N2S.forget", "options.policy", o.policy);
+    arg.optionalString("N2S.forget", "options.source", o.source);
+    arg.optionalBoolean("N2S.forget", "options.dryRun", o.dryRun);
     const repo = await this.repository();
     const lock = await acquireLock(repo, {
       kind: opts.dryRun ? "shared" : "exclusive",
@@ -636,6 +673,9 @@ export class N2S {
    * lib/retention/prune.ts), holding the exclusive lock.
    */
   async prune(opts: PruneOptions & { lock?: LockWaitOptions } = {}): Promise<PruneResult> {
+    const o = arg.object("N2S.prune", "options", opts);
+    arg.optionalBoolean("N2S.prune", "options.dryRun", o.dryRun);
+    arg.optionalNumber("N2S.prune", "options.maxUnused", o.maxUnused, 0, 1);
     const repo = await this.repository();
     const lock = await acquireLock(repo, {
       kind: opts.dryRun ? "shared" : "exclusive",
@@ -651,17 +691,20 @@ export class N2S {
 
   /** Changesets (all, or one by id prefix) with counts. */
   status(id?: string): ChangesetSummary[] {
+    arg.optionalString("N2S.status", "id", id);
     const rows = id ? [this.index.resolveChangeset(id)] : this.index.listChangesets();
     return rows.map((c) => this.#summary(c));
   }
 
   /** The changeset chain of a source (or of every source), oldest first. */
   log(source?: string): ChangesetSummary[] {
+    arg.optionalString("N2S.log", "source", source);
     return this.index.listChangesets(source).map((c) => this.#summary(c));
   }
 
   /** Entries of one changeset. */
   ls(id: string): FileListing[] {
+    arg.string("N2S.ls", "id", id);
     const cs = this.index.resolveChangeset(id);
     return this.index.filesOf(cs.id).map((f) => ({
       path: f.path,
@@ -677,6 +720,7 @@ export class N2S {
 
   /** Every stored version of the paths matching a glob (or containing a plain string). */
   find(pattern: string): FindHit[] {
+    arg.string("N2S.find", "pattern", pattern);
     const glob = isGlob(pattern) ? compileGlob(pattern) : undefined;
     const needle = unescapePath(pattern).normalize("NFC");
     const test = glob

@@ -8,6 +8,7 @@ import { openS3Location } from "./s3/backend.ts";
 import { openIpfsLocation } from "./ipfs/backend.ts";
 import { openRcloneLocation } from "./rclone/backend.ts";
 import { buildStack, parseFaults, parseRetry, type StackOptions } from "./wrappers.ts";
+import * as arg from "../args.ts";
 
 /** The location forms, for error messages and help. */
 export const LOCATION_FORMS = [
@@ -51,6 +52,11 @@ export function openBaseBackend(
 
 /** Opens the backend stack named by a repository location. */
 export async function openBackend(location: string, opts: OpenOptions = {}): Promise<Backend> {
+  arg.string("openBackend", "location", location);
+  const o = arg.object("openBackend", "options", opts);
+  arg.optionalObject("openBackend", "options.env", o.env);
+  arg.optionalObject("openBackend", "options.retry", o.retry);
+  arg.optionalInteger("openBackend", "options.concurrency", o.concurrency, 1);
   const env = opts.env ?? Deno.env.toObject();
   const faults = opts.faults ?? (env.N2S_FAULTS ? parseFaults(env.N2S_FAULTS) : undefined);
   const retry = opts.retry ?? (env.N2S_RETRY ? parseRetry(env.N2S_RETRY) : {});

@@ -7,6 +7,7 @@ import type { Client, ClientProblem, PreviousState, SourceEntry } from "./client
 import { type Runner, systemRunner } from "./runner.ts";
 import { type ChangedPaths, emptyChanges, resolveChanges, walkSnapshot } from "./snapshot.ts";
 import type { Problem } from "./tree.ts";
+import * as arg from "../args.ts";
 
 const SIMPLE_ESCAPES: Record<string, number> = {
   a: 7,
@@ -268,6 +269,12 @@ export interface BtrfsClient extends Client {
 
 /** Makes a client that pushes one btrfs snapshot. */
 export function btrfsClient(opts: BtrfsOptions): BtrfsClient {
+  const o = arg.object("btrfsClient", "options", opts);
+  arg.string("btrfsClient", "options.snapshot", o.snapshot);
+  arg.optionalString("btrfsClient", "options.parent", o.parent);
+  if (o.runner !== undefined) {
+    arg.withMethods("btrfsClient", "options.runner", o.runner, "a Runner", ["run", "lines"]);
+  }
   const snapshot = resolve(opts.snapshot);
   const runner = opts.runner ?? systemRunner;
   const problems: Problem[] = [];

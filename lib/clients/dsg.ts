@@ -11,6 +11,7 @@ import {
 } from "./client.ts";
 import { decodeLz4Frames } from "./lz4.ts";
 import { compareNames, lstatPath, type Problem } from "./tree.ts";
+import * as arg from "../args.ts";
 
 /** One entry of a dsg manifest. */
 export type DsgEntry =
@@ -149,6 +150,9 @@ function sameFile(a: DsgEntry | undefined, b: DsgEntry): boolean {
 
 /** Makes a client that pushes a dsg snapshot. */
 export async function dsgClient(opts: DsgOptions): Promise<DsgClient> {
+  const o = arg.object("dsgClient", "options", opts);
+  arg.string("dsgClient", "options.repoDir", o.repoDir);
+  arg.optionalString("dsgClient", "options.snapshot", o.snapshot);
   const repoDir = resolve(opts.repoDir);
   const manifest = await readDsgManifest(repoDir, opts.snapshot);
   if (!manifest) {

@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import type { Client, ClientProblem, PreviousState, SourceEntry } from "./client.ts";
 import { anyMatch, compileGlob } from "../glob.ts";
 import { lstatPath, type Problem, walkTree } from "./tree.ts";
+import * as arg from "../args.ts";
 
 /** Options of the scan client. */
 export interface ScanOptions {
@@ -76,6 +77,16 @@ export interface ScanClient extends Client {
 
 /** Makes a find-style client over a directory tree (or some paths within one). */
 export function scanClient(opts: ScanOptions): ScanClient {
+  const o = arg.object("scanClient", "options", opts);
+  arg.optionalString("scanClient", "options.dir", o.dir);
+  arg.optionalString("scanClient", "options.root", o.root);
+  arg.optionalStrings("scanClient", "options.paths", o.paths);
+  if (!(o.since instanceof Date || typeof o.since === "number")) {
+    arg.optionalString("scanClient", "options.since", o.since);
+  }
+  arg.optionalStrings("scanClient", "options.exclude", o.exclude);
+  arg.optionalStrings("scanClient", "options.include", o.include);
+  arg.optionalFunction("scanClient", "options.now", o.now);
   const abs = (opts.paths ?? []).map((p) => resolve(p).replace(/(.)\/+$/, "$1"));
   let root: string;
   let starts: string[];

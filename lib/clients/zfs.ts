@@ -7,6 +7,7 @@ import type { Client, ClientProblem, PreviousState, SourceEntry } from "./client
 import { CommandError, runChecked, type Runner, systemRunner } from "./runner.ts";
 import { type ChangedPaths, emptyChanges, resolveChanges, walkSnapshot } from "./snapshot.ts";
 import type { Problem } from "./tree.ts";
+import * as arg from "../args.ts";
 
 /** One line of `zfs diff -FHt`. */
 export interface ZfsDiffLine {
@@ -182,6 +183,13 @@ export interface ZfsClient extends Client {
  * absent, a read-only clone is made now and destroyed by `close()`.
  */
 export async function zfsClient(opts: ZfsOptions): Promise<ZfsClient> {
+  const o = arg.object("zfsClient", "options", opts);
+  arg.string("zfsClient", "options.snapshot", o.snapshot);
+  arg.optionalString("zfsClient", "options.parent", o.parent);
+  arg.optionalString("zfsClient", "options.cloneDir", o.cloneDir);
+  if (o.runner !== undefined) {
+    arg.withMethods("zfsClient", "options.runner", o.runner, "a Runner", ["run", "lines"]);
+  }
   const runner = opts.runner ?? systemRunner;
   const { dataset, snap } = splitSnapshot(opts.snapshot);
   const snapshot = `${dataset}@${snap}`;
