@@ -323,7 +323,26 @@ export class N2S {
     private readonly passphrase: OpenOptions["passphrase"],
   ) {}
 
-  /** Creates a repository at `repository` and opens it. */
+  /**
+   * Creates a repository at `repository` and opens it.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * assert.match(store.config.id, /^[0-9a-f]{32}$/);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   static async init(opts: InitOptions): Promise<N2S> {
     checkInitOptions("N2S.init", opts);
     const suite = opts.suite ?? (await denoSuite());
@@ -346,7 +365,25 @@ export class N2S {
     }
   }
 
-  /** Opens an existing repository and its index (created when absent). */
+  /**
+   * Opens an existing repository and its index (created when absent).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * const opts = { repository: `${dir}/repo`, index: `${dir}/index.sqlite` };
+   * await (await N2S.init({ ...opts, passphrase: "correct horse", logN: 10 })).close();
+   *
+   * // status, ls, find and log need no passphrase; push and pull ask for it once.
+   * const store = await N2S.open({ ...opts, passphrase: () => Promise.resolve("correct horse") });
+   * assert.deepEqual(store.status(), []);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   static async open(opts: OpenOptions): Promise<N2S> {
     checkOpenOptions("N2S.open", opts);
     const suite = opts.suite ?? (await denoSuite());
@@ -371,7 +408,28 @@ export class N2S {
     return new N2S(backend, config, index, suite, opts.passphrase);
   }
 
-  /** Path of the index file. */
+  /**
+   * Path of the index file.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * assert.equal(store.indexPath, `${dir}/index.sqlite`);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   get indexPath(): string {
     return this.index.path;
   }
@@ -388,7 +446,32 @@ export class N2S {
     return this.#repo;
   }
 
-  /** Pushes the changes a client finds as a new changeset of `source`. */
+  /**
+   * Pushes the changes a client finds as a new changeset of `source`.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const r = await store.push({ client: scanClient({ dir: `${dir}/data` }), source: "data" });
+   * assert.equal(r.uploaded, 1);
+   * // Nothing changed: no new changeset, nothing uploaded.
+   * const again = await store.push({ client: scanClient({ dir: `${dir}/data` }), source: "data" });
+   * assert.equal(again.changeset, null);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   async push(opts: PushOptions): Promise<PushResult> {
     checkPushOptions("N2S.push", opts);
     // The key is derived before the walk, not during it: scrypt's 128 MiB on top of the walk's
@@ -396,7 +479,30 @@ export class N2S {
     return push(await this.repository(), this.index, opts);
   }
 
-  /** Completes interrupted pushes (of one source, or of all). */
+  /**
+   * Completes interrupted pushes (of one source, or of all).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * // Nothing was interrupted here; after a killed push, this completes it.
+   * const r = await store.resume({ source: "data" });
+   * assert.deepEqual(r.resumed, []);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   async resume(opts: ResumeOptions = {}): Promise<ResumeResult> {
     checkResumeOptions("N2S.resume", opts);
     return resume(await this.repository(), this.index, opts);
@@ -405,6 +511,30 @@ export class N2S {
   /**
    * Takes a lock of the repository (see lib/repository/lock.ts): `exclusive` for a command that
    * deletes, which then runs beside no other command; release it in a `finally`.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const lock = await store.lock({ kind: "exclusive", command: "maintenance", wait: false });
+   * try {
+   *   assert.equal((await store.locks()).locks.length, 1);
+   * } finally {
+   *   await lock.release();
+   * }
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
    */
   async lock(opts: AcquireOptions): Promise<LockHandle> {
     const o = arg.object("N2S.lock", "options", opts);
@@ -412,7 +542,29 @@ export class N2S {
     return acquireLock(await this.repository(), opts);
   }
 
-  /** Every lock of the repository, with what makes it stale, and the objects that are not locks. */
+  /**
+   * Every lock of the repository, with what makes it stale, and the objects that are not locks.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const { locks, unreadable } = await store.locks();
+   * assert.deepEqual([locks, unreadable], [[], []]);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   async locks(): Promise<LocksResult> {
     return await listLocks(await this.repository());
   }
@@ -420,6 +572,26 @@ export class N2S {
   /**
    * Removes stale locks and lock objects that cannot be read; with `all`, every lock, for when
    * no n2s command runs on the repository.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const { removed, kept } = await store.unlock();
+   * assert.deepEqual([removed, kept], [[], []]);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
    */
   async unlock(opts: UnlockOptions = {}): Promise<UnlockResult> {
     const o = arg.object("N2S.unlock", "options", opts);
@@ -430,6 +602,29 @@ export class N2S {
   /**
    * Restores the state of a source at a changeset (id or unique prefix) under `target`, holding
    * a shared lock (nothing is deleted meanwhile; on read-only storage it goes on without one).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * const r = await store.pull(changeset!, `${dir}/out`, { patterns: ["*.txt"] });
+   * assert.equal(r.files, 1);
+   * assert.equal(await Deno.readTextFile(`${dir}/out/a.txt`), "hello\n");
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
    */
   async pull(
     changeset: string,
@@ -472,6 +667,28 @@ export class N2S {
   /**
    * The changeset a reference names: an id or a unique prefix, `latest` (the newest complete
    * changeset, when the repository holds one source) or `latest:SOURCE`.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * assert.equal((await store.resolve("latest:data")).id, changeset);
+   * assert.equal((await store.resolve(changeset!.slice(0, 12))).id, changeset);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
    */
   async resolve(ref: string): Promise<Located> {
     arg.string("N2S.resolve", "ref", ref);
@@ -501,6 +718,28 @@ export class N2S {
   /**
    * The full tree at a changeset (what a pull restores), in path order; with `patterns`, the
    * matching paths, and a pattern that matches nothing is an error.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * const tree = await store.tree("latest");
+   * assert.deepEqual(tree.entries.map((e) => [e.path, e.action, e.size]), [["a.txt", "write", 6]]);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
    */
   async tree(
     ref: string,
@@ -526,7 +765,33 @@ export class N2S {
     };
   }
 
-  /** What differs from the state at `from` to the state at `to`. */
+  /**
+   * What differs from the state at `from` to the state at `to`.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * await Deno.writeTextFile(`${dir}/data/b.txt`, "new\n");
+   * const second = await store.push({ client: scanClient({ dir: `${dir}/data` }), source: "data" });
+   * const d = await store.diff(changeset!, second.changeset!);
+   * assert.deepEqual(d.changes.map((c) => [c.path, c.change]), [["b.txt", "added"]]);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   async diff(
     from: string,
     to: string,
@@ -543,7 +808,32 @@ export class N2S {
     };
   }
 
-  /** Files, bytes, stored bytes and packs of the state at a changeset. */
+  /**
+   * Files, bytes, stored bytes and packs of the state at a changeset.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * const s = await store.stats("latest");
+   * assert.equal(s.files, 1);
+   * assert.equal(s.bytes, 6);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   async stats(ref: string): Promise<ChangesetStats> {
     arg.string("N2S.stats", "ref", ref);
     const s = await this.#state(ref);
@@ -555,7 +845,32 @@ export class N2S {
     return { changeset: s.id, source: s.source, ...stats, problems: s.problems };
   }
 
-  /** The figures of the whole repository: what the index knows, and what the repository holds. */
+  /**
+   * The figures of the whole repository: what the index knows, and what the repository holds.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * const s = await store.repositoryStats();
+   * assert.equal(s.changesets, 1);
+   * assert.equal(s.blobs, 1);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   async repositoryStats(): Promise<RepositoryStats> {
     const changesets = this.index.listChangesets().filter((c) => c.status === "complete");
     const sizes = new Map<string, number>();
@@ -591,6 +906,33 @@ export class N2S {
    * Writes stored content to `sink`: the bytes of the file at `path` in the state at a
    * changeset, or a tar of every entry that `path` (a directory, a glob) matches. Each blob is
    * verified whole before any of its bytes is written.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * const parts: Uint8Array[] = [];
+   * const r = await store.dump("latest", "a.txt", (bytes) => {
+   *   parts.push(bytes.slice());
+   *   return Promise.resolve();
+   * });
+   * assert.equal(r.tar, false);
+   * assert.equal(new TextDecoder().decode(parts[0]), "hello\n");
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
    */
   async dump(
     ref: string,
@@ -625,6 +967,29 @@ export class N2S {
    * Checks the repository and this index against it (see lib/check.ts): with `readData`, every
    * needed blob is read and verified; with `repair`, lost blobs are recorded so that the next
    * push stores them again, and old temporary objects are deleted.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * const r = await store.check({ readData: { kind: "all" } });
+   * assert.deepEqual(r.findings.filter((f) => f.severity === "damage"), []);
+   * assert.equal(r.readObjects > 0, true);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
    */
   async check(opts: CheckOptions & { lock?: LockWaitOptions } = {}): Promise<CheckResult> {
     const o = arg.object("N2S.check", "options", opts);
@@ -649,6 +1014,30 @@ export class N2S {
   /**
    * Applies a retention policy (see lib/retention/forget.ts) holding the exclusive lock: the
    * changesets it does not keep are forgotten, and kept ones that depended on them rewritten.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello again\n");
+   * await store.push({ client: scanClient({ dir: `${dir}/data` }), source: "data" });
+   * const r = await store.forget({ policy: { last: 1 } });
+   * assert.deepEqual(r.forgotten, [changeset]);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
    */
   async forget(opts: ForgetOptions & { lock?: LockWaitOptions }): Promise<ForgetResult> {
     const o = arg.object("N2S.forget", "options", opts);
@@ -671,6 +1060,32 @@ export class N2S {
   /**
    * Deletes what no changeset references and repacks packs mostly unused (see
    * lib/retention/prune.ts), holding the exclusive lock.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello again\n");
+   * await store.push({ client: scanClient({ dir: `${dir}/data` }), source: "data" });
+   * await store.forget({ policy: { last: 1 } });
+   * // The first version of a.txt is referenced by no changeset any more.
+   * const r = await store.prune();
+   * assert.equal(r.bytesAfter < r.bytesBefore, true);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
    */
   async prune(opts: PruneOptions & { lock?: LockWaitOptions } = {}): Promise<PruneResult> {
     const o = arg.object("N2S.prune", "options", opts);
@@ -689,20 +1104,93 @@ export class N2S {
     }
   }
 
-  /** Changesets (all, or one by id prefix) with counts. */
+  /**
+   * Changesets (all, or one by id prefix) with counts.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * const [c] = store.status(changeset!);
+   * assert.equal(c.status, "complete");
+   * assert.equal(c.uploadedBytes, 6);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   status(id?: string): ChangesetSummary[] {
     arg.optionalString("N2S.status", "id", id);
     const rows = id ? [this.index.resolveChangeset(id)] : this.index.listChangesets();
     return rows.map((c) => this.#summary(c));
   }
 
-  /** The changeset chain of a source (or of every source), oldest first. */
+  /**
+   * The changeset chain of a source (or of every source), oldest first.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * assert.deepEqual(store.log("data").map((c) => c.id), [changeset]);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   log(source?: string): ChangesetSummary[] {
     arg.optionalString("N2S.log", "source", source);
     return this.index.listChangesets(source).map((c) => this.#summary(c));
   }
 
-  /** Entries of one changeset. */
+  /**
+   * Entries of one changeset.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * const [a] = store.ls(changeset!);
+   * assert.equal(a.path, "a.txt");
+   * assert.equal(a.status, "confirmed");
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   ls(id: string): FileListing[] {
     arg.string("N2S.ls", "id", id);
     const cs = this.index.resolveChangeset(id);
@@ -718,7 +1206,30 @@ export class N2S {
     }));
   }
 
-  /** Every stored version of the paths matching a glob (or containing a plain string). */
+  /**
+   * Every stored version of the paths matching a glob (or containing a plain string).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const store = await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "correct horse",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * });
+   * const client = scanClient({ dir: `${dir}/data` });
+   * const { changeset } = await store.push({ client, source: "data" });
+   * assert.deepEqual(store.find("*.txt").map((h) => [h.path, h.changeset]), [["a.txt", changeset]]);
+   * await store.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   find(pattern: string): FindHit[] {
     arg.string("N2S.find", "pattern", pattern);
     const glob = isGlob(pattern) ? compileGlob(pattern) : undefined;
@@ -764,7 +1275,25 @@ export class N2S {
     };
   }
 
-  /** Closes the index and the backend. */
+  /**
+   * Closes the index and the backend.
+   *
+   * @example
+   * ```ts
+   * import { N2S } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * const repository = `${dir}/repo`;
+   * const store = await N2S.init({ repository, index: `${dir}/i.sqlite`, passphrase: "pw", logN: 10 });
+   * try {
+   *   const changesets = store.status();
+   *   if (changesets.length !== 0) throw new Error("a new repository has no changesets");
+   * } finally {
+   *   await store.close();
+   * }
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
   async close(): Promise<void> {
     this.index.close();
     await this.backend.close();
