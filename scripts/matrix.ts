@@ -6,7 +6,7 @@
 import { parseArgs } from "node:util";
 
 const FILES: Record<string, string[]> = {
-  crash: ["tests/matrix/crash_test.ts"],
+  crash: ["tests/matrix/crash_test.ts", "tests/retention/crash_test.ts"],
   faults: ["tests/matrix/faults_test.ts"],
   fuzz: ["tests/matrix/fuzz_parsers_test.ts", "tests/matrix/fuzz_cli_test.ts"],
 };

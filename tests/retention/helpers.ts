@@ -14,22 +14,35 @@ export const DAY0 = Date.UTC(2026, 0, 5, 12);
 
 export interface Env {
   dir: string;
+  /** The repository's location (a directory, unless `setupAt` was given another). */
   repo: string;
   index: string;
   src: string;
   args: string[];
+  /** What the CLI needs besides the passphrase (credentials of a server). */
+  env: Record<string, string>;
 }
 
 /** A repository with small packs and a low pack threshold, so that both kinds of blob occur. */
-export async function setup(dir: string): Promise<Env> {
+export function setup(dir: string): Promise<Env> {
+  return setupAt(dir, `${dir}/repo`);
+}
+
+/** As `setup`, with the repository at any location, reached with `env`. */
+export async function setupAt(
+  dir: string,
+  location: string,
+  env: Record<string, string> = {},
+): Promise<Env> {
   const e: Env = {
     dir,
-    repo: `${dir}/repo`,
+    repo: location,
     index: `${dir}/index.sqlite`,
     src: `${dir}/src`,
-    args: ["--repo", `${dir}/repo`, "--index", `${dir}/index.sqlite`],
+    args: ["--repo", location, "--index", `${dir}/index.sqlite`],
+    env: { ...ENV, ...env },
   };
-  await n2sOk(["init", ...e.args, "--pack-size", "16KiB", "--pack-threshold", "4KiB"], ENV);
+  await n2sOk(["init", ...e.args, "--pack-size", "16KiB", "--pack-threshold", "4KiB"], e.env);
   return e;
 }
 
@@ -65,7 +78,7 @@ export function dayTime(d: number): string {
 export async function pushDay(e: Env, d: number): Promise<string> {
   const r = JSON.parse(
     await n2sOk(["push", "--scan", e.src, "--source", SOURCE, "--json", ...e.args], {
-      ...ENV,
+      ...e.env,
       N2S_TEST_NOW: dayTime(d),
     }),
   );
@@ -134,7 +147,7 @@ export async function checkClean(
   e: Env,
   what: string,
 ): Promise<{ severity: string; kind: string; message: string }[]> {
-  const r = await n2s(["check", "--read-data", "--json", ...e.args], ENV);
+  const r = await n2s(["check", "--read-data", "--json", ...e.args], e.env);
   assert.equal(r.code, 0, `${what}: check exited ${r.code}\n${r.stdout}\n${r.stderr}`);
   return JSON.parse(r.stdout).findings;
 }
@@ -142,7 +155,7 @@ export async function checkClean(
 /** Pulls a changeset into a fresh directory and returns its tree. */
 export async function pulled(e: Env, id: string, args = e.args): Promise<Record<string, string>> {
   const out = Deno.makeTempDirSync({ dir: e.dir, prefix: "pull-" });
-  await n2sOk(["pull", "--changeset-id", id, "--target-path", out, ...args], ENV);
+  await n2sOk(["pull", "--changeset-id", id, "--target-path", out, ...args], e.env);
   return readTree(out);
 }
 
