@@ -191,13 +191,15 @@ const forget: Command = {
     try {
       const lock = lockMessages("forget", !values["no-wait"]);
       const r = await store.forget({ policy, source: values.source, dryRun, lock });
-      const pruned = values.prune
-        ? await store.prune({ dryRun, maxUnused: limit, lock: lockMessages("prune") })
+      // A dry run forgets nothing, so a prune after it would free nothing of what it would forget.
+      const pruned = values.prune && !dryRun
+        ? await store.prune({ maxUnused: limit, lock: lockMessages("prune") })
         : undefined;
       if (values.json) printJson({ ...r, prune: pruned ?? null });
       else {
         printForget(r, dryRun, values.prune ?? false);
         if (pruned) printPrune(pruned, dryRun);
+        else if (values.prune) out(`prune: not run (dry run); "n2s prune --dry-run" after forget`);
       }
       return 0;
     } finally {
