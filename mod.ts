@@ -5,14 +5,34 @@
  * back, and ask what is stored where:
  *
  * ```ts
+ * import assert from "node:assert/strict";
  * import { N2S, scanClient } from "@n2s/n2s";
  *
- * const store = await N2S.open({ repository: "/srv/n2s", passphrase: "correct horse" });
- * const r = await store.push({ client: scanClient({ paths: ["./data"] }), source: "data" });
- * await store.pull(r.changeset!, "/tmp/restore");
- * console.log(store.status(), store.find("**\/*.csv"));
- * await store.close();
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/data/reports`, { recursive: true });
+ * await Deno.writeTextFile(`${dir}/data/reports/q3.csv`, "region,total\nnorth,42\n");
+ *
+ * // A repository (a path, or sftp://, s3://, ipfs://, rclone:) and the index beside it.
+ * const store = await N2S.init({
+ *   repository: `${dir}/repo`,
+ *   index: `${dir}/index.sqlite`,
+ *   passphrase: "correct horse",
+ *   logN: 10, // a cheap key: for examples and tests only
+ * });
+ * try {
+ *   const r = await store.push({ client: scanClient({ dir: `${dir}/data` }), source: "data" });
+ *   await store.pull(r.changeset!, `${dir}/restore`);
+ *   const restored = await Deno.readTextFile(`${dir}/restore/reports/q3.csv`);
+ *   assert.equal(restored, "region,total\nnorth,42\n");
+ *   assert.deepEqual(store.find("**\/*.csv").map((h) => h.path), ["reports/q3.csv"]);
+ *   assert.equal(store.status()[0].status, "complete");
+ * } finally {
+ *   await store.close();
+ * }
+ * await Deno.remove(dir, { recursive: true });
  * ```
+ *
+ * Later runs open the same repository with `N2S.open({ repository, passphrase })`.
  *
  * @module
  */

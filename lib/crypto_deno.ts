@@ -75,6 +75,17 @@ export interface SuiteInfo {
 /**
  * The fast suite used by the CLI and library in Deno. Each call makes its own native contexts,
  * so a suite belongs to one thread (a Worker makes its own).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { denoSuite } from "@n2s/n2s";
+ *
+ * const suite = await denoSuite();
+ * assert.equal(suite.keyedHash(new Uint8Array(32), new Uint8Array(0)).length, 32);
+ * // Which implementation each primitive uses: native ones where they load.
+ * assert.ok(["napi", "hash-wasm"].includes(suite.info.blake3));
+ * ```
  */
 export async function denoSuite(): Promise<Suite & { info: SuiteInfo }> {
   const b3 = await napiBlake3();

@@ -785,7 +785,8 @@ export class N2S {
    * const client = scanClient({ dir: `${dir}/data` });
    * const { changeset } = await store.push({ client, source: "data" });
    * await Deno.writeTextFile(`${dir}/data/b.txt`, "new\n");
-   * const second = await store.push({ client: scanClient({ dir: `${dir}/data` }), source: "data" });
+   * const next = scanClient({ dir: `${dir}/data` });
+   * const second = await store.push({ client: next, source: "data" });
    * const d = await store.diff(changeset!, second.changeset!);
    * assert.deepEqual(d.changes.map((c) => [c.path, c.change]), [["b.txt", "added"]]);
    * await store.close();
@@ -1225,7 +1226,8 @@ export class N2S {
    * });
    * const client = scanClient({ dir: `${dir}/data` });
    * const { changeset } = await store.push({ client, source: "data" });
-   * assert.deepEqual(store.find("*.txt").map((h) => [h.path, h.changeset]), [["a.txt", changeset]]);
+   * const hits = store.find("*.txt");
+   * assert.deepEqual(hits.map((h) => [h.path, h.changeset]), [["a.txt", changeset]]);
    * await store.close();
    * await Deno.remove(dir, { recursive: true });
    * ```
@@ -1284,7 +1286,8 @@ export class N2S {
    *
    * const dir = await Deno.makeTempDir();
    * const repository = `${dir}/repo`;
-   * const store = await N2S.init({ repository, index: `${dir}/i.sqlite`, passphrase: "pw", logN: 10 });
+   * const index = `${dir}/index.sqlite`;
+   * const store = await N2S.init({ repository, index, passphrase: "pw", logN: 10 });
    * try {
    *   const changesets = store.status();
    *   if (changesets.length !== 0) throw new Error("a new repository has no changesets");

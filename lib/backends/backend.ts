@@ -32,7 +32,25 @@ export interface Body {
   open(): AsyncIterable<Uint8Array | Uint8Array[]>;
 }
 
-/** A body over bytes already in memory. */
+/**
+ * A body over bytes already in memory.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bytesBody, openBackend } from "@n2s/n2s";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const backend = await openBackend(dir);
+ * try {
+ *   const info = await backend.put("notes/a", bytesBody(new TextEncoder().encode("hello")));
+ *   assert.equal(info.size, 5);
+ * } finally {
+ *   await backend.close();
+ * }
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export function bytesBody(data: Uint8Array): Body {
   return {
     size: data.length,

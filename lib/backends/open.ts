@@ -50,7 +50,30 @@ export function openBaseBackend(
   return Promise.resolve(openLocalLocation(location));
 }
 
-/** Opens the backend stack named by a repository location. */
+/**
+ * Opens the backend stack named by a repository location.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { N2S, openBackend } from "@n2s/n2s";
+ *
+ * // A local directory; "sftp://host/path", "s3://bucket/prefix?…", "ipfs://…" and "rclone:…"
+ * // open the other backends. Retries and a limit on operations in flight come with it.
+ * const dir = await Deno.makeTempDir();
+ * const backend = await openBackend(`file://${dir}/repo`, { retry: { attempts: 3 } });
+ * const store = await N2S.init({
+ *   repository: `${dir}/repo`,
+ *   backend,
+ *   index: `${dir}/index.sqlite`,
+ *   passphrase: "correct horse",
+ *   logN: 10,
+ * });
+ * assert.deepEqual(store.status(), []);
+ * await store.close(); // closes the backend too
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export async function openBackend(location: string, opts: OpenOptions = {}): Promise<Backend> {
   arg.string("openBackend", "location", location);
   const o = arg.object("openBackend", "options", opts);

@@ -267,7 +267,33 @@ export interface BtrfsClient extends Client {
   readonly problems: ClientProblem[];
 }
 
-/** Makes a client that pushes one btrfs snapshot. */
+/**
+ * Makes a client that pushes one btrfs snapshot.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { btrfsClient, N2S } from "@n2s/n2s";
+ *
+ * // The first push of a source walks the snapshot; later ones read `btrfs send --no-data`
+ * // between the last pushed snapshot and the new one. Here a directory stands in for the first.
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/snap/home.monday`, { recursive: true });
+ * await Deno.writeTextFile(`${dir}/snap/home.monday/notes.txt`, "monday\n");
+ * const store = await N2S.init({
+ *   repository: `${dir}/repo`,
+ *   index: `${dir}/index.sqlite`,
+ *   passphrase: "correct horse",
+ *   logN: 10, // a cheap key: for examples and tests only
+ * });
+ * const client = btrfsClient({ snapshot: `${dir}/snap/home.monday` });
+ * const r = await store.push({ client, source: "home" });
+ * assert.equal(r.uploaded, 1);
+ * assert.equal(store.status(r.changeset!)[0].name, "home.monday");
+ * await store.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export function btrfsClient(opts: BtrfsOptions): BtrfsClient {
   const o = arg.object("btrfsClient", "options", opts);
   arg.string("btrfsClient", "options.snapshot", o.snapshot);

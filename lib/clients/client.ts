@@ -100,7 +100,28 @@ export interface Client {
   close?(): Promise<void>;
 }
 
-/** Opens `root/path` as a ContentFile without following a final symlink. */
+/**
+ * Opens `root/path` as a ContentFile without following a final symlink.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openLocalFile } from "@n2s/n2s";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/a.txt`, "hello\n");
+ * // A custom Client's open(path) can read its files this way.
+ * const f = await openLocalFile(dir, "a.txt");
+ * try {
+ *   assert.equal((await f.stat()).size, 6);
+ *   const buf = new Uint8Array(16);
+ *   assert.equal(await f.read(buf), 6);
+ * } finally {
+ *   f.close();
+ * }
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export async function openLocalFile(root: string, path: string): Promise<ContentFile> {
   const full = root.endsWith("/") ? root + path : `${root}/${path}`;
   const f = await Deno.open(full, { read: true });

@@ -148,7 +148,38 @@ function sameFile(a: DsgEntry | undefined, b: DsgEntry): boolean {
     a.hash === b.hash && a.filesize === b.filesize && Date.parse(a.mtime) === Date.parse(b.mtime);
 }
 
-/** Makes a client that pushes a dsg snapshot. */
+/**
+ * Makes a client that pushes a dsg snapshot.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { dsgClient, N2S } from "@n2s/n2s";
+ *
+ * // A dsg repository whose last sync recorded one file.
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/project/.dsg`, { recursive: true });
+ * await Deno.writeTextFile(`${dir}/project/notes.txt`, "notes\n");
+ * const mtime = "2026-11-25T10:00:00Z";
+ * await Deno.utime(`${dir}/project/notes.txt`, new Date(mtime), new Date(mtime));
+ * const file = { type: "file", path: "notes.txt", filesize: 6, mtime, hash: "" };
+ * const manifest = { metadata: { snapshot_id: "s1" }, entries: { "notes.txt": file } };
+ * await Deno.writeTextFile(`${dir}/project/.dsg/last-sync.json`, JSON.stringify(manifest));
+ *
+ * const client = await dsgClient({ repoDir: `${dir}/project` });
+ * assert.equal(client.defaultSource, "dsg:project");
+ * const store = await N2S.init({
+ *   repository: `${dir}/repo`,
+ *   index: `${dir}/index.sqlite`,
+ *   passphrase: "correct horse",
+ *   logN: 10, // a cheap key: for examples and tests only
+ * });
+ * const r = await store.push({ client, source: client.defaultSource });
+ * assert.equal(r.uploaded, 1);
+ * await store.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export async function dsgClient(opts: DsgOptions): Promise<DsgClient> {
   const o = arg.object("dsgClient", "options", opts);
   arg.string("dsgClient", "options.repoDir", o.repoDir);

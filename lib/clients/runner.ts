@@ -69,7 +69,19 @@ async function readText(stream: ReadableStream<Uint8Array>): Promise<string> {
   return await new Response(stream).text();
 }
 
-/** The runner that starts real processes. */
+/**
+ * The runner that starts real processes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { systemRunner } from "@n2s/n2s";
+ *
+ * const r = await systemRunner.run("echo", ["hello"]);
+ * assert.equal(r.code, 0);
+ * assert.equal(new TextDecoder().decode(r.stdout), "hello\n");
+ * ```
+ */
 export const systemRunner: Runner = {
   async run(cmd, args) {
     try {

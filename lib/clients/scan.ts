@@ -75,7 +75,32 @@ export interface ScanClient extends Client {
   readonly problems: ClientProblem[];
 }
 
-/** Makes a find-style client over a directory tree (or some paths within one). */
+/**
+ * Makes a find-style client over a directory tree (or some paths within one).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { N2S, scanClient } from "@n2s/n2s";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/data/logs`, { recursive: true });
+ * await Deno.writeTextFile(`${dir}/data/report.csv`, "1,2\n");
+ * await Deno.writeTextFile(`${dir}/data/logs/today.log`, "...\n");
+ * const store = await N2S.init({
+ *   repository: `${dir}/repo`,
+ *   index: `${dir}/index.sqlite`,
+ *   passphrase: "correct horse",
+ *   logN: 10, // a cheap key: for examples and tests only
+ * });
+ * const client = scanClient({ dir: `${dir}/data`, exclude: ["logs"] });
+ * const r = await store.push({ client, source: "data" });
+ * assert.deepEqual(store.ls(r.changeset!).map((f) => f.path), ["report.csv"]);
+ * assert.deepEqual(client.problems, []);
+ * await store.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export function scanClient(opts: ScanOptions): ScanClient {
   const o = arg.object("scanClient", "options", opts);
   arg.optionalString("scanClient", "options.dir", o.dir);

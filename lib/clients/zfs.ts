@@ -181,6 +181,40 @@ export interface ZfsClient extends Client {
 /**
  * Makes a client that pushes one ZFS snapshot. When the dataset's `.zfs/snapshot` directory is
  * absent, a read-only clone is made now and destroyed by `close()`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { N2S, type Runner, zfsClient } from "@n2s/n2s";
+ *
+ * // A dataset tank/home mounted at dir/home with a snapshot "monday"; a Runner that answers as
+ * // `zfs` would stands in for the real command.
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/home/.zfs/snapshot/monday`, { recursive: true });
+ * await Deno.writeTextFile(`${dir}/home/.zfs/snapshot/monday/notes.txt`, "monday\n");
+ * const runner: Runner = {
+ *   run(cmd, args) {
+ *     assert.equal([cmd, ...args].join(" "), "zfs get -H -o value mountpoint tank/home");
+ *     const stdout = new TextEncoder().encode(`${dir}/home\n`);
+ *     return Promise.resolve({ code: 0, stdout, stderr: "" });
+ *   },
+ *   lines() {
+ *     throw new Error("a first push runs no pipeline");
+ *   },
+ * };
+ * const client = await zfsClient({ snapshot: "tank/home@monday", runner });
+ * assert.equal(client.root, `${dir}/home/.zfs/snapshot/monday`);
+ * const store = await N2S.init({
+ *   repository: `${dir}/repo`,
+ *   index: `${dir}/index.sqlite`,
+ *   passphrase: "correct horse",
+ *   logN: 10, // a cheap key: for examples and tests only
+ * });
+ * const r = await store.push({ client, source: "zfs:tank/home" });
+ * assert.equal(r.uploaded, 1);
+ * await store.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export async function zfsClient(opts: ZfsOptions): Promise<ZfsClient> {
   const o = arg.object("zfsClient", "options", opts);

@@ -51,6 +51,18 @@ export function nobleHasher(): Hasher {
 /**
  * The portable suite: hash-wasm BLAKE3 (keyed_hash and derive_key from noble), noble
  * ChaCha20-Poly1305 and scrypt, fzstd.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { denoSuite, portableSuite } from "@n2s/n2s";
+ *
+ * // The same primitives in pure JavaScript and WASM: the same bytes as the native suite.
+ * const [js, native] = [await portableSuite(), await denoSuite()];
+ * const key = new Uint8Array(32).fill(7);
+ * const data = new TextEncoder().encode("hello");
+ * assert.deepEqual(js.keyedHash(key, data), native.keyedHash(key, data));
+ * ```
  */
 export async function portableSuite(): Promise<Suite> {
   const newHasher = await wasmBlake3();
