@@ -136,7 +136,7 @@ export {
   openBackend,
   type OpenOptions as BackendOpenOptions,
 } from "./lib/backends/open.ts";
-export type { FaultOptions, RetryOptions, StackOptions } from "./lib/backends/wrappers.ts";
+export type { RetryOptions, StackOptions } from "./lib/backends/wrappers.ts";
 
 export { denoSuite, type SuiteInfo } from "./lib/crypto_deno.ts";
 export { portableSuite } from "./lib/format/suite_js.ts";

@@ -425,7 +425,10 @@ export interface StackOptions {
   retry?: RetryOptions;
   /** Operations in flight (default: the backend's own `parallelism`, else 4). */
   concurrency?: number;
-  /** Faults to inject below the retry layer (tests only). */
+  /**
+   * Faults to inject below the retry layer (tests only).
+   * @internal
+   */
   faults?: FaultOptions;
 }
 
