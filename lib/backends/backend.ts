@@ -52,6 +52,11 @@ export interface Body {
  * ```
  */
 export function bytesBody(data: Uint8Array): Body {
+  if (!(data instanceof Uint8Array)) {
+    throw new TypeError(
+      `bytesBody: data must be a Uint8Array, not ${data === null ? "null" : typeof data}`,
+    );
+  }
   return {
     size: data.length,
     async *open() {

@@ -3,6 +3,7 @@
 
 import type { ChunkReader } from "../format/blob.ts";
 import type { Action, ChangesetRow, EntryMeta, PathState } from "../index/types.ts";
+import * as arg from "../args.ts";
 
 /**
  * One thing a client found: a file to store, a symlink, a directory, a FIFO or device, or a
@@ -123,6 +124,8 @@ export interface Client {
  * ```
  */
 export async function openLocalFile(root: string, path: string): Promise<ContentFile> {
+  arg.string("openLocalFile", "root", root);
+  arg.string("openLocalFile", "path", path);
   const full = root.endsWith("/") ? root + path : `${root}/${path}`;
   const f = await Deno.open(full, { read: true });
   return {

@@ -4,9 +4,11 @@
 import assert from "node:assert/strict";
 import {
   btrfsClient,
+  bytesBody,
   dsgClient,
   N2S,
   openBackend,
+  openLocalFile,
   scanClient,
   type SourceEntry,
   zfsClient,
@@ -145,7 +147,7 @@ Deno.test("a store's methods name the argument that is null or of the wrong type
   }
 });
 
-Deno.test("clients and openBackend name the option that is null or of the wrong type", async () => {
+Deno.test("clients, openLocalFile, bytesBody and openBackend name the argument that is wrong", async () => {
   throwsType(() => scanClient(bad(null)), /^scanClient: options must be an object, not null$/);
   throwsType(() => scanClient({ paths: bad("data") }), /options\.paths must be an array of str/);
   throwsType(() => scanClient({ dir: ".", since: bad({}) }), /options\.since must be a string/);
@@ -162,6 +164,15 @@ Deno.test("clients and openBackend name the option that is null or of the wrong 
   await rejectsType(() => zfsClient(bad({})), /^zfsClient: options\.snapshot must be/);
   await rejectsType(() => dsgClient(bad(null)), /^dsgClient: options must be an object/);
   await rejectsType(() => dsgClient(bad({ repoDir: null })), /options\.repoDir must be .* null/);
+  await rejectsType(
+    () => openLocalFile(bad(null), "a"),
+    /^openLocalFile: root must be a non-empty/,
+  );
+  await rejectsType(
+    () => openLocalFile("/tmp", bad(3)),
+    /^openLocalFile: path must be a non-empty/,
+  );
+  throwsType(() => bytesBody(bad("text")), /^bytesBody: data must be a Uint8Array, not string$/);
   await rejectsType(() => openBackend(bad(null)), /^openBackend: location must be a non-empty/);
   await rejectsType(() => openBackend("/tmp/x", bad(null)), /^openBackend: options must be/);
 });
