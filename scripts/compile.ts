@@ -4,8 +4,10 @@
 //
 //   deno task compile
 //   DENORT_BIN=/path/to/denort deno task compile
+//   deno task compile --dry-run     print the deno compile command line and stop
 
 import { VERSION } from "../lib/version.ts";
+import { NAPI_BLAKE3_SPECIFIER } from "../lib/format/blake3_napi.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const output = `${root}dist/n2s`;
@@ -57,18 +59,23 @@ if (denort) {
   }
 }
 
-const { code } = await new Deno.Command(Deno.execPath(), {
-  args: [
-    "compile",
-    ...PERMISSIONS,
-    "--include",
-    "npm:@napi-rs/blake-hash@1.3.4",
-    "-o",
-    output,
-    `${root}cli.ts`,
-  ],
-  cwd: root,
-}).output();
+// The native hash is imported by a computed name that the module graph does not follow: the
+// executable must be told to embed it, at the version the import map pins.
+const config = JSON.parse(Deno.readTextFileSync(`${root}deno.json`));
+const args = [
+  "compile",
+  ...PERMISSIONS,
+  "--include",
+  config.imports[NAPI_BLAKE3_SPECIFIER],
+  "-o",
+  output,
+  `${root}cli.ts`,
+];
+if (Deno.args.includes("--dry-run")) {
+  console.log(["deno", ...args].join(" "));
+  Deno.exit(0);
+}
+const { code } = await new Deno.Command(Deno.execPath(), { args, cwd: root }).output();
 if (code !== 0) fail("deno compile failed (see above)");
 const said = await answer(output, ["--version"]);
 if (said !== `n2s ${VERSION}`) {

@@ -59,7 +59,8 @@ Deno.test("an option that help lists is one the command accepts", async () => {
   for (let i = 0; i < runs.length; i += 6) {
     await Promise.all(
       runs.slice(i, i + 6).map(async (args) => {
-        const r = await n2s(args, { N2S_PASSPHRASE: "pw" });
+        // In the temporary directory: values such as --output x write there, if anywhere.
+        const r = await n2s(args, { N2S_PASSPHRASE: "pw" }, { cwd: t.path });
         assert.doesNotMatch(r.stderr, /unknown option/, args.join(" "));
       }),
     );
