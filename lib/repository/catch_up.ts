@@ -15,6 +15,7 @@ import {
   readRewriteMark,
 } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
+import { blobKey, packKey } from "./layout.ts";
 
 /**
  * The error of a changeset that forget marked as forgotten: its manifest may still be there
@@ -133,6 +134,8 @@ export interface CatchUpResult {
   dropped: string[];
   /** Changesets whose rows were taken again from their rewritten manifests. */
   resynced: string[];
+  /** Entries of unfinished pushes set back to pending: the object they were stored in is gone. */
+  reopened?: number;
 }
 
 /**
@@ -154,6 +157,7 @@ export async function catchUpIndex(
   });
   const present = new Set(listed);
   const mark = await readRewriteMark(repo);
+  const markChanged = mark !== null && mark !== rewriteMarkSeen(index);
   const complete = index.listChangesets().filter((c) => c.status === "complete");
   if (complete.length === 0) {
     // An empty index takes every manifest as it is now (below).
@@ -165,6 +169,10 @@ export async function catchUpIndex(
     await resyncAfterForget(repo, index, listed, out);
     if (mark !== null && out.problems.length === 0) setRewriteMarkSeen(index, mark);
   }
+  // A prune elsewhere deletes what no manifest names: also what this index's own unfinished
+  // pushes stored. Their rows that trust a deleted object go back to pending (a resume stores
+  // them again), before anything builds on them.
+  if (markChanged) out.reopened = await recheckUnfinished(repo, index);
   if (unknown.length === 0) return out;
   const read: ReadManifest[] = [];
   for (const id of unknown) {
@@ -324,4 +332,40 @@ async function resyncAfterForget(
   });
   out.resynced = resyncChangesets(index, read);
   index.tx(() => promoteConfirmed(index));
+}
+
+/**
+ * Entries of unfinished changesets (pending, uploading) that the index holds as stored in an
+ * object the repository no longer has: set back to pending, their location cleared. Returns
+ * how many entries were reopened.
+ */
+export async function recheckUnfinished(repo: Repository, index: Index): Promise<number> {
+  const rows = index.db.prepare(
+    `SELECT DISTINCT blob_id, pack FROM files
+      WHERE status IN ('confirmed', 'present') AND blob_id IS NOT NULL
+        AND changeset IN (SELECT id FROM changesets WHERE status IN ('pending', 'uploading'))`,
+  ).all() as { blob_id: string; pack: string | null }[];
+  const exists = new Map<string, boolean>();
+  const gone: { blob_id: string; pack: string | null }[] = [];
+  for (const r of rows) {
+    const key = r.pack === null ? blobKey(r.blob_id) : packKey(r.pack);
+    let there = exists.get(key);
+    if (there === undefined) {
+      there = (await repo.backend.stat(key)) !== null;
+      exists.set(key, there);
+    }
+    if (!there) gone.push(r);
+  }
+  if (gone.length === 0) return 0;
+  let reopened = 0;
+  const reopen = index.db.prepare(
+    `UPDATE files SET status = 'pending', confirmed = NULL, stored_size = NULL, ref = NULL,
+            pack = NULL, pack_offset = NULL, pack_length = NULL
+      WHERE blob_id = ? AND pack IS ? AND status IN ('confirmed', 'present')
+        AND changeset IN (SELECT id FROM changesets WHERE status IN ('pending', 'uploading'))`,
+  );
+  index.tx(() => {
+    for (const g of gone) reopened += Number(reopen.run(g.blob_id, g.pack).changes);
+  });
+  return reopened;
 }

@@ -206,7 +206,9 @@ export async function prune(
 
   // Other indexes compare themselves with every manifest when this mark changes, before any
   // object they may trust is deleted.
-  const mark = result.rewrittenManifests > 0 ? await writeRewriteMark(repo) : null;
+  // A deletion counts too: another index's unfinished push may have stored what is deleted.
+  const deletes = deadBlobs.length + deadPacks.length + repack.length > 0;
+  const mark = result.rewrittenManifests > 0 || deletes ? await writeRewriteMark(repo) : null;
 
   // 3. The index: new locations, and no row trusting an object about to go.
   const gone = { blobs: new Set(deadBlobs), packs: new Set([...deadPacks, ...repack]) };
