@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs rclone (Debian's package) for the rclone backend and its tests, when it is missing.
-# Waits for the dpkg lock rather than failing when another setup step is installing packages.
+# Installs rclone (Debian's package) for the rclone backend and its tests, and fuse for the local
+# backend's test (which mounts a repository with rclone mount), when they are missing. Waits for
+# the dpkg lock rather than failing when another setup step is installing packages.
 set -euo pipefail
 
-command -v rclone >/dev/null 2>&1 && exit 0
+pkgs=()
+command -v rclone >/dev/null 2>&1 || pkgs+=(rclone)
+command -v fusermount >/dev/null 2>&1 || pkgs+=(fuse)
+[ ${#pkgs[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
   SUDO=sudo
@@ -12,7 +16,7 @@ else
 fi
 install() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    -o DPkg::Lock::Timeout=300 rclone
+    -o DPkg::Lock::Timeout=300 "${pkgs[@]}"
 }
 # The package lists are normally fresh (CI runs apt-get update); refresh them only when the
 # install cannot find the package.

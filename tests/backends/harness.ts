@@ -14,16 +14,36 @@ import {
   type ObjectInfo,
   readAll,
 } from "../../lib/backends/backend.ts";
-import { fromBody } from "../../lib/backends/wrappers.ts";
+import { fromBody, RetryBackend } from "../../lib/backends/wrappers.ts";
 import { n2s } from "../helpers/cli.ts";
 import { assertSameTree, seededBytes, tempDir, writeTree } from "../helpers/fs.ts";
 
 const MiB = 1 << 20;
 
+/**
+ * Passing trouble of a backend's own kind (its connection cut, its helper process killed, its
+ * server busy), which the suite strikes while a get is under way.
+ */
+export interface Trouble {
+  /** What goes wrong, for the step's name. */
+  what: string;
+  /**
+   * Opens the backend the trouble hits, without the retry wrapper (default: the suite's `open`).
+   */
+  open?: () => Promise<Backend>;
+  /**
+   * Strikes: the get under way, or else the next call, must fail. Returns what ends the trouble
+   * (nothing to do for trouble that passes by itself, such as a connection that is gone).
+   */
+  strike(b: Backend): Promise<() => void | Promise<void>>;
+}
+
 /** Options of the conformance suite. */
 export interface ConformanceOptions {
   /** The backend's list page size, if it pages: the listing test stores this many + 50. */
   listPageHint?: number;
+  /** How to cause passing trouble, for the step on transient errors. */
+  trouble: Trouble;
 }
 
 /** Pseudo-random bytes from a seed, produced in pieces of `piece` bytes. */
@@ -134,11 +154,15 @@ async function pool<T>(n: number, width: number, f: (i: number) => Promise<T>): 
 export async function runConformance(
   t: Deno.TestContext,
   open: () => Promise<Backend>,
-  opts: ConformanceOptions = {},
+  opts: ConformanceOptions,
 ): Promise<void> {
-  const step = (name: string, f: (b: Backend, p: string) => Promise<void>) =>
+  const step = (
+    name: string,
+    f: (b: Backend, p: string) => Promise<void>,
+    opener: () => Promise<Backend> = open,
+  ) =>
     t.step(name, async () => {
-      const b = await open();
+      const b = await opener();
       const p = `conf-${crypto.randomUUID().slice(0, 8)}/`;
       try {
         await f(b, p);
@@ -295,8 +319,8 @@ export async function runConformance(
     const key = `${p}blobs/cd/interrupted`;
     await assert.rejects(
       () => b.put(key, failing(3 * MiB)),
-      (e) => fromBody(e),
-      "the body's own error reaches the caller in the cause chain",
+      (e) => fromBody(e) && errorKind(e) === "permanent",
+      "the body's own error reaches the caller in the cause chain, as a permanent error",
     );
     assert.equal(await b.stat(key), null, "no object after a failed put");
     await assertNotFound(b, key);
@@ -309,6 +333,106 @@ export async function runConformance(
     assert.equal(digest, digestOf(1234, 10));
     assert.deepEqual(await keysUnder(b, p), [key]);
   });
+
+  await step(
+    "a put under way shows nothing under its key, nor part of the new object",
+    async (b, p) => {
+      // A body that stops after 3 MiB of 6 until the test lets it go on.
+      const body = (seed: number) => {
+        const reached = Promise.withResolvers<void>();
+        const resume = Promise.withResolvers<void>();
+        const paused: Body = {
+          size: 6 * MiB,
+          async *open() {
+            let n = 0;
+            for (const piece of pieces(6 * MiB, seed)) {
+              if (n === 3 * MiB) {
+                reached.resolve();
+                await resume.promise;
+              }
+              n += piece.length;
+              yield piece;
+            }
+          },
+        };
+        return { body: paused, reached: reached.promise, resume: resume.resolve };
+      };
+      const key = `${p}blobs/ef/under-way`;
+      // A first call: the rclone backend lets one request at a time through until the remote
+      // has answered, and the stalled put would hold it.
+      assert.equal(await b.stat(key), null);
+      const first = body(21);
+      const putting = b.put(key, first.body);
+      await first.reached;
+      assert.equal(await b.stat(key), null, "stat shows no object while the put is under way");
+      await assertNotFound(b, key);
+      assert.deepEqual(await keysUnder(b, p), [], "a listing shows nothing while it is under way");
+      first.resume();
+      assert.equal((await putting).size, 6 * MiB);
+      // An overwrite under way: the previous object stays whole until the new one is complete.
+      const second = body(22);
+      const overwriting = b.put(key, second.body);
+      await second.reached;
+      const [during, n] = await digestStream(await b.get(key));
+      assert.equal(n, 6 * MiB);
+      assert.equal(during, digestOf(6 * MiB, 21), "the previous object, whole");
+      assert.equal((await b.stat(key))?.size, 6 * MiB);
+      assert.deepEqual(await keysUnder(b, p), [key]);
+      second.resume();
+      await overwriting;
+      assert.equal((await digestStream(await b.get(key)))[0], digestOf(6 * MiB, 22));
+    },
+  );
+
+  await step("permanent errors: invalid keys are refused by every call", async (b, p) => {
+    const permanent = (e: unknown) => errorKind(e) === "permanent";
+    for (const key of ["", "/abs", `${p}a/../b`, `${p}a//b`, `${p}./a`, `${p}nul\0`]) {
+      const what = JSON.stringify(key);
+      await assert.rejects(() => b.put(key, seededBody(10, 1)), permanent, `put ${what}`);
+      await assert.rejects(async () => await readAll(await b.get(key)), permanent, `get ${what}`);
+      await assert.rejects(() => b.stat(key), permanent, `stat ${what}`);
+      await assert.rejects(() => b.delete(key), permanent, `delete ${what}`);
+    }
+    assert.deepEqual(await keysUnder(b, p), [], "nothing was stored");
+  });
+
+  await step(
+    `transient errors: ${opts.trouble.what} fails a get as transient; then it works again`,
+    async (b, p) => {
+      const size = 64 * MiB;
+      const key = `${p}packs/ab/large`;
+      await b.put(key, seededBody(size, 31));
+      // A get under way: its first piece read, the rest still to come when the trouble strikes.
+      const reading = (await b.get(key))[Symbol.asyncIterator]();
+      assert.equal((await reading.next()).done, false);
+      const end = await opts.trouble.strike(b);
+      try {
+        await assert.rejects(
+          async () => {
+            while (!(await reading.next()).done) {
+              // the rest of the object, or as much of it as comes
+            }
+            // A get that was beyond the trouble's reach (a file already open): the next call.
+            await readAll(await b.get(key));
+          },
+          (e) => {
+            assert.equal(errorKind(e), "transient", `a transient error, not: ${e}`);
+            assert.ok(e instanceof Error && e.message.startsWith(b.name), `named: ${e}`);
+            return true;
+          },
+        );
+      } finally {
+        await reading.return?.();
+        await end();
+      }
+      // Trying again helps, as a transient error says: the object reads back whole.
+      const retried = new RetryBackend(b, { attempts: 10, baseMs: 50, maxMs: 1000 });
+      const [digest, n] = await digestStream(await retried.get(key));
+      assert.equal(n, size);
+      assert.equal(digest, digestOf(size, 31));
+    },
+    opts.trouble.open,
+  );
 
   await step("concurrent puts", async (b, p) => {
     const n = 24;

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { BackendError, bytesBody, readAll } from "../../lib/backends/backend.ts";
 import { IpfsBackend, openIpfsLocation } from "../../lib/backends/ipfs/backend.ts";
 import { startIpfs } from "../servers/ipfs.ts";
+import { startRelay } from "../servers/relay.ts";
 import { expectFastFailure, runCliRoundTrip, runConformance } from "./harness.ts";
 
 /** Calls the node's RPC API directly and returns the parsed JSON (or the raw text). */
@@ -154,7 +155,23 @@ Deno.test("ipfs backend: conformance, IPFS specifics and CLI round trip", async 
       }
     });
 
-    await runConformance(t, () => openIpfsLocation(location, {}));
+    const api = new URL(node.api);
+    const relay = startRelay({ hostname: api.hostname, port: Number(api.port) });
+    try {
+      await runConformance(t, () => openIpfsLocation(location, {}), {
+        trouble: {
+          what: "connections to the node cut",
+          open: () => openIpfsLocation(`ipfs://n2s-relayed?api=http://127.0.0.1:${relay.port}`, {}),
+          // deno-lint-ignore require-await
+          strike: async () => {
+            relay.cut();
+            return () => relay.mend();
+          },
+        },
+      });
+    } finally {
+      await relay.stop();
+    }
 
     await t.step("a 1 GiB object reads back byte for byte", async () => {
       // js-ipfs's files/write stored files this large wrongly (reads differed from 261 MiB on);

@@ -20,7 +20,7 @@ import { parseRcloneLocation, redactRemote } from "../../lib/backends/rclone/loc
 import { startS3 } from "../servers/s3.ts";
 import { startSshd } from "../servers/sshd.ts";
 import { seededBytes, tempDir } from "../helpers/fs.ts";
-import { expectFastFailure, runCliRoundTrip, runConformance } from "./harness.ts";
+import { expectFastFailure, runCliRoundTrip, runConformance, type Trouble } from "./harness.ts";
 
 const SETUP_HINT = "run `bash scripts/setup.sh` (scripts/setup/rclone.sh installs rclone)";
 
@@ -77,6 +77,18 @@ function rcdPids(): number[] {
   return pids;
 }
 
+/** rcd killed: the requests in flight fail, and the next calls start another one. */
+const rcdKilled: Trouble = {
+  what: "rcd killed",
+  // deno-lint-ignore require-await
+  strike: async () => {
+    const pids = rcdPids();
+    assert.equal(pids.length, 1, `one rcd runs, not ${pids.length}`);
+    Deno.kill(pids[0], "SIGKILL");
+    return () => {};
+  },
+};
+
 /** Files left under a local directory (the temporary area must end up empty). */
 function filesUnder(dir: string): string[] {
   const out: string[] = [];
@@ -126,7 +138,7 @@ Deno.test("rclone backend: a local path and an sftp remote", async (t) => {
   await t.step("local path", async (t) => {
     using tmp = tempDir();
     const loc = `rclone:${tmp.path}/repo`;
-    await runConformance(t, () => open(loc, {}));
+    await runConformance(t, () => open(loc, {}), { trouble: rcdKilled });
     assert.deepEqual(filesUnder(`${tmp.path}/repo/${TEMP_DIR}`), [], "no temporary file is left");
 
     await t.step("leftovers of cut-off uploads are listed with their age and deleted", async () => {
@@ -223,7 +235,7 @@ Deno.test("rclone backend: a local path and an sftp remote", async (t) => {
       const env = { RCLONE_CONFIG: conf };
       const loc = `rclone:n2s-sftp:${sshd.dir}/repo`;
 
-      await runConformance(t, () => open(loc, env));
+      await runConformance(t, () => open(loc, env), { trouble: rcdKilled });
       assert.deepEqual(filesUnder(`${sshd.dir}/repo/${TEMP_DIR}`), [], "no temporary file is left");
 
       await t.step(

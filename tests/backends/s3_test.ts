@@ -35,7 +35,7 @@ import {
   testCertificates,
 } from "../servers/s3.ts";
 import type { SignatureRules } from "../servers/sigv4_check.ts";
-import { expectFastFailure, runCliRoundTrip, runConformance } from "./harness.ts";
+import { expectFastFailure, runCliRoundTrip, runConformance, type Trouble } from "./harness.ts";
 
 const MiB = 1 << 20;
 const enc = new TextEncoder();
@@ -96,6 +96,20 @@ function xmlError(status: number, code: string, message: string, headers = {}): 
       `<Message>${message}</Message><RequestId>1</RequestId></Error>`,
     { status, headers: { "content-type": "application/xml", ...headers } },
   );
+}
+
+/** The store behind `proxy` answers every request with 503 SlowDown until the trouble ends. */
+function slowDown(proxy: S3Proxy): Trouble {
+  return {
+    what: "the store answering 503 SlowDown",
+    // deno-lint-ignore require-await
+    strike: async () => {
+      proxy.fault = () => xmlError(503, "SlowDown", "Please reduce your request rate.");
+      return () => {
+        proxy.fault = () => undefined;
+      };
+    },
+  };
 }
 
 /** A TCP server that answers every request with `reply` (or nothing) and closes. */
@@ -192,14 +206,16 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
     const open = (loc: string, e: Record<string, string> = env) => openS3Location(loc, e);
 
     // Path style, default part size: the 64 MiB object is a 4-part multipart upload.
-    await runConformance(t, () => open(at("conf")), { listPageHint: 1000 });
+    await runConformance(t, () => open(at("conf")), { listPageHint: 1000, trouble: slowDown(sig) });
     // Virtual-host style with 5 MiB parts: the 64 MiB object goes up in 13 parts.
     await runConformance(t, () => open(vhost("conf-vhost", s3.bucket, "&partsize=5MiB")), {
       listPageHint: 1000,
+      trouble: slowDown(sig),
     });
     // One PUT for everything, the 64 MiB object included.
     await runConformance(t, () => open(at("conf-single", "&threshold=1GiB")), {
       listPageHint: 1000,
+      trouble: slowDown(sig),
     });
 
     await t.step("every request so far was signed right", () => allSigned(sig, "s3rver"));
@@ -215,7 +231,10 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
     const fqAt = (prefix: string) =>
       `s3://${fq.bucket}/${prefix}?endpoint=${fqSig.endpoint}&partsize=5MiB&threshold=10MiB`;
     try {
-      await runConformance(t, () => open(fqAt("conf"), fqEnv), { listPageHint: 1000 });
+      await runConformance(t, () => open(fqAt("conf"), fqEnv), {
+        listPageHint: 1000,
+        trouble: slowDown(fqSig),
+      });
       await t.step(
         "fauxqs: keys that need escaping",
         () => oddKeys(() => open(fqAt("odd"), fqEnv)),
@@ -761,6 +780,7 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
       try {
         await runConformance(t, () => open(at("token", "", proxy.endpoint), withToken), {
           listPageHint: 1000,
+          trouble: slowDown(proxy),
         });
         allSigned(proxy, "with a session token");
         const none = await open(at("token", "", proxy.endpoint));
@@ -799,7 +819,7 @@ Deno.test("s3 backend: conformance, multipart, errors, credentials, CLI", async 
         await runConformance(
           t,
           () => open(at("region", `&region=${region}`, proxy.endpoint)),
-          { listPageHint: 1000 },
+          { listPageHint: 1000, trouble: slowDown(proxy) },
         );
         // The region from the environment, in virtual-host style.
         const v = await open(

@@ -20,7 +20,7 @@ import { parseSftpLocation } from "../../lib/backends/sftp/location.ts";
 import { TEMP_MARK } from "../../lib/backends/shared.ts";
 import { buildStack } from "../../lib/backends/wrappers.ts";
 import { startSshd } from "../servers/sshd.ts";
-import { expectFastFailure, runCliRoundTrip, runConformance } from "./harness.ts";
+import { expectFastFailure, runCliRoundTrip, runConformance, type Trouble } from "./harness.ts";
 
 const MiB = 1 << 20;
 
@@ -154,7 +154,21 @@ Deno.test("sftp backend: conformance, CLI round trip, location forms, failures",
     const plainEnv = { N2S_SSH_CONFIG: plainConfig };
     const direct = `sftp://root@127.0.0.1:${sshd.port}${sshd.dir}`;
 
-    await runConformance(t, async () => buildStack(await openSftpLocation(`${alias}/c`, env)));
+    // The backend alone (without the retry wrapper) when its ssh process dies.
+    const killed = (host: string, open: () => Promise<Backend>): Trouble => ({
+      what: "its ssh process killed",
+      open,
+      // deno-lint-ignore require-await
+      strike: async () => {
+        const pids = sshChildren(host);
+        assert.equal(pids.length, 1, `one ssh process, not ${pids.length}`);
+        Deno.kill(pids[0], "SIGKILL");
+        return () => {};
+      },
+    });
+    await runConformance(t, async () => buildStack(await openSftpLocation(`${alias}/c`, env)), {
+      trouble: killed(sshd.alias, () => openSftpLocation(`${alias}/c`, env)),
+    });
 
     const only = sshd.sftpOnly!;
     const onlyLocation = `sftp://${only.alias}${only.dir}`;
@@ -162,18 +176,16 @@ Deno.test("sftp backend: conformance, CLI round trip, location forms, failures",
       await runConformance(
         t,
         async () => buildStack(await openSftpLocation(`${onlyLocation}/c`, env)),
+        { trouble: killed(only.alias, () => openSftpLocation(`${onlyLocation}/c`, env)) },
       );
     });
 
     await t.step("conformance in plain SFTP version 3 (no extensions)", async (t) => {
       const loc = parseSftpLocation(`${alias}/plain`);
-      await runConformance(
-        t,
-        () =>
-          Promise.resolve(
-            buildStack(new SftpBackend(loc, { config: sshd.configFile, useExtensions: false })),
-          ),
-      );
+      const plain = () => new SftpBackend(loc, { config: sshd.configFile, useExtensions: false });
+      await runConformance(t, () => Promise.resolve(buildStack(plain())), {
+        trouble: killed(sshd.alias, () => Promise.resolve(plain())),
+      });
     });
 
     await t.step("no temporary file is left behind", () => {
