@@ -237,6 +237,11 @@ export class Repository {
     return out;
   }
 
+  /** A pack object's bytes as the backend yields them. */
+  readPackStream(packId: string): Promise<AsyncIterable<Uint8Array>> {
+    return this.backend.get(packKey(packId));
+  }
+
   /** A whole pack object in memory (packs are a few MiB). */
   async readPack(packId: string): Promise<Uint8Array> {
     return readAll(await this.backend.get(packKey(packId)));
