@@ -8,18 +8,10 @@
 
 import { VERSION } from "../lib/version.ts";
 import { NAPI_BLAKE3_SPECIFIER } from "../lib/format/blake3_napi.ts";
+import { PERMISSIONS } from "./permissions.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const output = `${root}dist/n2s`;
-const PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-run",
-  "--allow-net",
-  "--allow-sys",
-  "--allow-ffi",
-];
 
 function fail(message: string): never {
   console.error(`compile: ${message}`);

@@ -9,16 +9,7 @@
 import { parseArgs } from "node:util";
 import { join, resolve } from "node:path";
 import { NAPI_BLAKE3_SPECIFIER } from "../lib/format/blake3_napi.ts";
-
-const PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-run",
-  "--allow-net",
-  "--allow-sys",
-  "--allow-ffi",
-];
+import { PERMISSIONS } from "./permissions.ts";
 
 const { values } = parseArgs({ options: { bin: { type: "string" } } });
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
