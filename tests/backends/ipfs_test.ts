@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { BackendError, bytesBody, readAll } from "../../lib/backends/backend.ts";
-import { IpfsBackend, openIpfsLocation } from "../../lib/backends/ipfs/backend.ts";
+import { ADD_ATTEMPTS, IpfsBackend, openIpfsLocation } from "../../lib/backends/ipfs/backend.ts";
 import { startIpfs } from "../servers/ipfs.ts";
 import { startRelay } from "../servers/relay.ts";
 import { expectFastFailure, runCliRoundTrip, runConformance } from "./harness.ts";
@@ -172,6 +172,46 @@ Deno.test("ipfs backend: conformance, IPFS specifics and CLI round trip", async 
     } finally {
       await relay.stop();
     }
+
+    await t.step("an upload whose connection is lost is sent again, a few times", async () => {
+      const again = startRelay({ hostname: api.hostname, port: Number(api.port) });
+      const b = await openIpfsLocation(
+        `ipfs://n2s-resent?api=http://127.0.0.1:${again.port}`,
+        {},
+      );
+      try {
+        const data = seeded(1_000_000, 7);
+        // The first connection (the put's add) is closed a tenth of the way in.
+        again.dropAfter(1, 100_000);
+        await b.put("blobs/one", bytesBody(data));
+        assert.equal(again.dropped, 1);
+        assert.deepEqual(await readAll(await b.get("blobs/one")), data);
+        // A node that loses every attempt (through a relay of its own, so that no pooled
+        // connection is reused): the put fails, transient, naming the lost connection.
+        const lossy = startRelay({ hostname: api.hostname, port: Number(api.port) });
+        const c = await openIpfsLocation(
+          `ipfs://n2s-resent?api=http://127.0.0.1:${lossy.port}`,
+          {},
+        );
+        try {
+          lossy.dropAfter(ADD_ATTEMPTS, 100_000);
+          await assert.rejects(
+            () => c.put("blobs/two", bytesBody(data)),
+            (e) =>
+              e instanceof BackendError && e.kind === "transient" &&
+              /put blobs\/two: connection lost$/.test(e.message),
+          );
+          assert.equal(lossy.dropped, ADD_ATTEMPTS);
+        } finally {
+          await c.close();
+          await lossy.stop();
+        }
+        assert.equal(await b.stat("blobs/two"), null);
+      } finally {
+        await b.close();
+        await again.stop();
+      }
+    });
 
     await t.step("a 1 GiB object reads back byte for byte", async () => {
       // js-ipfs's files/write stored files this large wrongly (reads differed from 261 MiB on);

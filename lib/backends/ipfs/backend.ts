@@ -23,6 +23,8 @@ import { IpfsRpc, streamTimeout } from "./transport.ts";
 const READ_WINDOW = 64 << 20;
 /** Seconds an upload may wait on the node (for it to take bytes, or to answer) before failing. */
 const STALL_S = 120;
+/** Times one upload is sent when the connection carrying it is lost. */
+export const ADD_ATTEMPTS = 3;
 /** The MFS directory (under the root) that holds puts in progress; `list` skips it. */
 const TEMP_DIR = ".n2s-tmp";
 /** Tries of the remove-then-move step when other puts race for the same key. */
@@ -146,6 +148,27 @@ export class IpfsBackend implements Backend {
    * read back differed from 261 MiB on), while `add` stores them right.
    */
   async #write(tmp: string, body: Body, what: string): Promise<number> {
+    // Adding is idempotent (content-addressed, unpinned), so an upload whose connection was
+    // lost (a pooled connection the node had just closed, a reset under load) is sent again
+    // at once from a fresh open of the body before the error reaches the caller.
+    let added: { cid: string; sent: number };
+    for (let attempt = 1;; attempt++) {
+      try {
+        added = await this.#add(body, what);
+        break;
+      } catch (e) {
+        // Not a refused connection or an error answer: those say the same when sent again.
+        const lost = e instanceof BackendError && /: connection lost$/.test(e.message);
+        if (!lost || attempt >= ADD_ATTEMPTS) throw e;
+      }
+    }
+    await this.#mkdir(tmp.slice(0, tmp.lastIndexOf("/")), what);
+    await this.#rpc.json("files/cp", [["arg", `/ipfs/${added.cid}`], ["arg", tmp]], what);
+    return added.sent;
+  }
+
+  /** One `add` of the body; returns the CID the node gave it and the number of bytes sent. */
+  async #add(body: Body, what: string): Promise<{ cid: string; sent: number }> {
     const boundary = `n2s-${crypto.randomUUID()}`;
     const enc = new TextEncoder();
     const head = enc.encode(
@@ -225,9 +248,7 @@ export class IpfsBackend implements Backend {
     if (!cid) {
       throw new BackendError("transient", this.name, `${what}: the node's add gave no CID`);
     }
-    await this.#mkdir(tmp.slice(0, tmp.lastIndexOf("/")), what);
-    await this.#rpc.json("files/cp", [["arg", `/ipfs/${cid}`], ["arg", tmp]], what);
-    return sent;
+    return { cid, sent };
   }
 
   /**

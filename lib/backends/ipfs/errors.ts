@@ -1,7 +1,7 @@
 // How failures of RPC calls become the IPFS backend's errors: a missing MFS path is "not found";
 // a connection that fails before the node ever answered is permanent (the address is wrong or
-// the daemon is not running), later ones are transient; 408, 429 and 5xx are transient, other
-// HTTP errors permanent, with a hint at what to check.
+// the daemon is not running), later ones, and connections lost once made, are transient; 408,
+// 429 and 5xx are transient, other HTTP errors permanent, with a hint at what to check.
 
 import { BackendError } from "../backend.ts";
 import { oneLine } from "../shared.ts";
@@ -32,8 +32,9 @@ export function networkError(
   else if (/reset|broken pipe|closed|eof|incomplete/i.test(text)) cause = "connection lost";
   else cause = `request failed (${oneLine(text, 120)})`;
   // Before the node has ever answered, an address that does not work will not start working
-  // by retrying; after it has, a failure is a restart or an overload.
-  const kind = worked ? "transient" : "permanent";
+  // by retrying; after it has, a failure is a restart or an overload. A connection lost once
+  // made is transient either way: something answered at that address.
+  const kind = worked || cause === "connection lost" ? "transient" : "permanent";
   return new BackendError(kind, name, `${what}: ${cause}`, { cause: e });
 }
 
