@@ -7,6 +7,7 @@ import { CHECK_COMMANDS } from "./lib/cli/check.ts";
 import { LOCK_COMMANDS } from "./lib/cli/lock.ts";
 import { RETENTION_COMMANDS } from "./lib/cli/retention.ts";
 import { INSPECT_COMMANDS } from "./lib/cli/inspect.ts";
+import { INDEX_COMMANDS } from "./lib/cli/index_command.ts";
 import { type Command, parse } from "./lib/cli/common.ts";
 import { commandHelp, completion, manPage, overview, SHELLS } from "./lib/cli/docs.ts";
 import { GLOBAL_OPTIONS, type OptionTable } from "./lib/cli/spec.ts";
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, Command> = {
   ...RETENTION_COMMANDS,
   ...LOCK_COMMANDS,
   ...RECOVERY_COMMANDS,
+  ...INDEX_COMMANDS,
 };
 
 const COMPLETION_OPTIONS = {} as const satisfies OptionTable;

@@ -38,6 +38,7 @@
  */
 
 export {
+  type ChangesetFilter,
   type ChangesetStats,
   type ChangesetSummary,
   type DiffResult,

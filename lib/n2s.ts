@@ -85,6 +85,16 @@ export interface ChangesetSummary {
   completed: string | null;
   /** Why it failed, or null. */
   error: string | null;
+  /** The machine it was pushed from, or null when not recorded (older versions, recoveries). */
+  host: string | null;
+}
+
+/** Which changesets a query answers for: those of one source, or pushed from one machine. */
+export interface ChangesetFilter {
+  /** Only changesets of this source. */
+  source?: string;
+  /** Only changesets pushed from this machine. */
+  host?: string;
 }
 
 /** One entry of a changeset as `ls --changed` reports it. */
@@ -272,7 +282,11 @@ export interface OpenOptions {
   repository: string;
   /** Options of the backend stack (environment, retries, concurrency); see `openBackend`. */
   backendOptions?: BackendOpenOptions;
-  /** Index file; defaults to one per repository under the user's data directory. */
+  /**
+   * The index: a SQLite file, or a PostgreSQL database (`postgres://USER@HOST/DATABASE`, one
+   * database per repository); defaults to a SQLite file per repository under the user's data
+   * directory.
+   */
   index?: string;
   /** Passphrase; needed for push and pull, not for status, ls, find and log. */
   passphrase?: string | (() => Promise<string>);
@@ -1131,9 +1145,11 @@ export class N2S {
    * await Deno.remove(dir, { recursive: true });
    * ```
    */
-  status(id?: string): ChangesetSummary[] {
+  status(id?: string, filter: ChangesetFilter = {}): ChangesetSummary[] {
     arg.optionalString("N2S.status", "id", id);
-    const rows = id ? [this.index.resolveChangeset(id)] : this.index.listChangesets();
+    const rows = id
+      ? [this.index.resolveChangeset(id)]
+      : this.index.listChangesets(filter.source).filter(byHost(filter.host));
     return rows.map((c) => this.#summary(c));
   }
 
@@ -1161,9 +1177,10 @@ export class N2S {
    * await Deno.remove(dir, { recursive: true });
    * ```
    */
-  log(source?: string): ChangesetSummary[] {
+  log(source?: string, filter: Omit<ChangesetFilter, "source"> = {}): ChangesetSummary[] {
     arg.optionalString("N2S.log", "source", source);
-    return this.index.listChangesets(source).map((c) => this.#summary(c));
+    return this.index.listChangesets(source).filter(byHost(filter.host))
+      .map((c) => this.#summary(c));
   }
 
   /**
@@ -1232,16 +1249,20 @@ export class N2S {
    * await Deno.remove(dir, { recursive: true });
    * ```
    */
-  find(pattern: string): FindHit[] {
+  find(pattern: string, filter: ChangesetFilter = {}): FindHit[] {
     arg.string("N2S.find", "pattern", pattern);
     const glob = isGlob(pattern) ? compileGlob(pattern) : undefined;
     const needle = unescapePath(pattern).normalize("NFC");
     const test = glob
       ? (p: string) => glob.matches(p)
       : (p: string) => p.normalize("NFC").includes(needle);
-    const sources = new Map(this.index.listChangesets().map((c) => [c.id, c.source]));
+    const sources = new Map(
+      this.index.listChangesets(filter.source).filter(byHost(filter.host))
+        .map((c) => [c.id, c.source]),
+    );
     const out: FindHit[] = [];
     for (const f of this.index.findPaths(test)) {
+      if (!sources.has(f.changeset)) continue;
       out.push({
         path: f.path,
         changeset: f.changeset,
@@ -1274,6 +1295,7 @@ export class N2S {
       created: c.created,
       completed: c.completed,
       error: c.error,
+      host: c.host ?? null,
     };
   }
 
@@ -1301,4 +1323,9 @@ export class N2S {
     this.index.close();
     await this.backend.close();
   }
+}
+
+/** Keeps the changesets pushed from `host` (all when undefined). */
+function byHost(host: string | undefined): (c: ChangesetRow) => boolean {
+  return host === undefined ? () => true : (c) => c.host === host;
 }

@@ -22,7 +22,7 @@ import {
 } from "./format/pack.ts";
 import type { Suite } from "./format/suite.ts";
 import { pathMatcher } from "./glob.ts";
-import { Index, isoNow } from "./index/sqlite.ts";
+import { Index, isoNow, parseIndexLocation } from "./index/sqlite.ts";
 import type { ChangesetRow } from "./index/types.ts";
 import { type PullResult, restoreState } from "./pull/restore.ts";
 import type { StateEntry } from "./pull/state.ts";
@@ -389,6 +389,42 @@ export async function rebuildIndexFile(
   await removeIndexFiles(tmp, true);
   await Deno.rename(tmp, path);
   return { ...r, index: path, previous };
+}
+
+/**
+ * Rebuilds the index at `location`: a SQLite file (see rebuildIndexFile), or a PostgreSQL
+ * database, rebuilt in place. A database that holds changesets is refused unless `force` is
+ * set; then its rows are deleted first (a database has no file to keep aside: its backup is the
+ * way back, docs/OPERATIONS.md).
+ */
+export async function rebuildIndexAt(
+  repo: Repository,
+  location: string,
+  opts: { force?: boolean; onProgress?: (done: number, total: number) => void } = {},
+): Promise<RebuildResult & { index: string; previous: string | null }> {
+  const where = parseIndexLocation(location);
+  if (where.kind === "sqlite") return await rebuildIndexFile(repo, where.path, opts);
+  const index = Index.open(where.url, repo.id);
+  try {
+    if (index.listChangesets().length > 0) {
+      if (!opts.force) {
+        throw new Error(
+          `index ${index.path} already lists changesets; add --force to delete its rows and ` +
+            `rebuild them from the repository`,
+        );
+      }
+      index.tx(() => {
+        for (const t of ["files", "lost_blobs", "changesets"]) {
+          index.db.prepare(`DELETE FROM ${t}`).run();
+        }
+        index.db.prepare("DELETE FROM meta WHERE key = 'rewrites'").run();
+      });
+    }
+    const r = await rebuildIndex(repo, index, opts);
+    return { ...r, index: index.path, previous: null };
+  } finally {
+    index.close();
+  }
 }
 
 async function exists(path: string): Promise<boolean> {

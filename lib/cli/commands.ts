@@ -9,6 +9,7 @@ import { zfsClient } from "../clients/zfs.ts";
 import { dsgClient } from "../clients/dsg.ts";
 import type { Client } from "../clients/client.ts";
 import { defaultIndexPath } from "../paths.ts";
+import { thisHost } from "../repository/lock.ts";
 import { getPassphrase, UsageError } from "./prompt.ts";
 import { formatBytes, ProgressBar } from "./progress.ts";
 import { lockMessages } from "./lock.ts";
@@ -225,9 +226,25 @@ const LOG_OPTIONS = {
     byDefault: "every source",
     example: "--source laptop-home",
   },
+  host: {
+    type: "string",
+    value: "NAME",
+    help: "only changesets pushed from this machine (an index many machines share)",
+    byDefault: "every machine",
+    example: "--host nas1",
+  },
 } as const satisfies OptionTable;
 
-const NO_OPTIONS = {} as const satisfies OptionTable;
+const FILTER_OPTIONS = {
+  source: {
+    type: "string",
+    value: "NAME",
+    help: "only changesets of this source",
+    byDefault: "every source",
+    example: "--source laptop-home",
+  },
+  host: LOG_OPTIONS.host,
+} as const satisfies OptionTable;
 
 const init: Command = {
   summary: "create a repository and its first key",
@@ -574,12 +591,17 @@ export async function withStore(
  * Hints on stderr for what the index shows: unfinished pushes that `push --resume` completes,
  * and an empty index beside a repository that holds changesets (a new machine, a lost index).
  */
-async function hints(store: N2S, rows: { id: string; source: string; status: string }[]) {
+async function hints(
+  store: N2S,
+  rows: { id: string; source: string; status: string; host: string | null }[],
+) {
   for (const c of rows) {
     if (c.status === "pending" || c.status === "uploading") {
+      // On an index several machines share, the push may be running on another one.
+      const where = c.host !== null && c.host !== thisHost() ? ` on ${c.host}` : "";
       note(
-        `n2s: changeset ${c.id} of ${c.source} is unfinished; unless a push of it is running, ` +
-          `"n2s push --resume" completes it`,
+        `n2s: changeset ${c.id} of ${c.source} is unfinished; unless a push of it is running` +
+          `${where}, "n2s push --resume" completes it`,
       );
     }
   }
@@ -595,23 +617,42 @@ async function hints(store: N2S, rows: { id: string; source: string; status: str
 
 const status: Command = {
   summary: "changesets with status, counts and times",
-  usage: "n2s status [ID] [--json]",
-  options: NO_OPTIONS,
-  examples: ["n2s status", "n2s status 01KB3 --json"],
+  usage: "n2s status [ID] [--source NAME] [--host NAME] [--json]",
+  options: FILTER_OPTIONS,
+  examples: ["n2s status", "n2s status 01KB3 --json", "n2s status --host nas1 --json"],
   async run(args) {
-    const { values, positionals } = parse(args, { ...REPO_OPTIONS, ...NO_OPTIONS }, this.usage);
+    const { values, positionals } = parse(
+      args,
+      { ...REPO_OPTIONS, ...FILTER_OPTIONS },
+      this.usage,
+    );
     return await withStore(values, async (store) => {
-      const rows = store.status(await changesetId(store, positionals[0]));
+      const rows = store.status(await changesetId(store, positionals[0]), {
+        source: values.source,
+        host: values.host,
+      });
       await hints(store, rows);
       if (values.json) printJson(rows);
       else if (rows.length === 0) out("no changesets yet");
       else {
         out(table(
-          ["ID", "STATUS", "SOURCE", "NAME", "FILES", "BYTES", "UPLOADED", "CREATED", "COMPLETED"],
+          [
+            "ID",
+            "STATUS",
+            "SOURCE",
+            "HOST",
+            "NAME",
+            "FILES",
+            "BYTES",
+            "UPLOADED",
+            "CREATED",
+            "COMPLETED",
+          ],
           rows.map((c) => [
             c.id,
             c.status,
             c.source,
+            c.host ?? "-",
             c.name ?? "-",
             String(c.files),
             formatBytes(c.bytes),
@@ -689,16 +730,20 @@ const ls: Command = {
 
 const find: Command = {
   summary: "every stored version of matching paths",
-  usage: "n2s find PATTERN [--json]",
-  options: NO_OPTIONS,
-  examples: ["n2s find '**/*.csv'", "n2s find 'reports/2024/**' --json"],
+  usage: "n2s find PATTERN [--source NAME] [--host NAME] [--json]",
+  options: FILTER_OPTIONS,
+  examples: ["n2s find '**/*.csv'", "n2s find 'reports/2024/**' --json", "n2s find x --host nas1"],
   async run(args) {
-    const { values, positionals } = parse(args, { ...REPO_OPTIONS, ...NO_OPTIONS }, this.usage);
+    const { values, positionals } = parse(
+      args,
+      { ...REPO_OPTIONS, ...FILTER_OPTIONS },
+      this.usage,
+    );
     if (positionals.length !== 1) {
       throw new UsageError(`one pattern is needed\nusage: ${this.usage}`);
     }
     return await withStore(values, (store) => {
-      const rows = store.find(positionals[0]);
+      const rows = store.find(positionals[0], { source: values.source, host: values.host });
       if (rows.length === 0) throw noMatchError([positionals[0]], "any stored changeset");
       if (values.json) printJson(rows);
       else {
@@ -721,18 +766,21 @@ const find: Command = {
 
 const log: Command = {
   summary: "the changeset chain of a source",
-  usage: "n2s log [--source NAME] [--json]",
+  usage: "n2s log [--source NAME] [--host NAME] [--json]",
   options: LOG_OPTIONS,
-  examples: ["n2s log", "n2s log --source data --json"],
+  examples: ["n2s log", "n2s log --source data --json", "n2s log --host nas1"],
   async run(args) {
     const { values } = parse(args, { ...REPO_OPTIONS, ...LOG_OPTIONS }, this.usage);
     return await withStore(values, async (store) => {
-      const rows = store.log(values.source);
+      const rows = store.log(values.source, { host: values.host });
       await hints(store, rows);
       if (values.json) printJson(rows);
       else {
         for (const c of rows) {
-          out(`${c.id}  ${c.status.padEnd(9)} ${c.source}  ${c.name ?? ""}`);
+          out(
+            `${c.id}  ${c.status.padEnd(9)} ${c.source}  ${c.name ?? ""}` +
+              (c.host ? `  (${c.host})` : ""),
+          );
           out(
             `    parent ${c.parent ?? "-"}; ${c.files} entries, ${
               formatBytes(c.bytes)

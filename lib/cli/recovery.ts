@@ -9,7 +9,8 @@ import { denoSuite } from "../crypto_deno.ts";
 import { parseKeyFile, unwrapMasterKey } from "../format/keyfile.ts";
 import { addKey, changePassphrase, findKey, keyFileBytes, removeKey } from "../keys.ts";
 import { defaultIndexPath } from "../paths.ts";
-import { decryptBlobFiles, inspectBlobFiles, rebuildIndexFile } from "../recover.ts";
+import { decryptBlobFiles, inspectBlobFiles, rebuildIndexAt } from "../recover.ts";
+import { parseIndexLocation } from "../index/sqlite.ts";
 import {
   listKeyFiles,
   openRepository,
@@ -81,7 +82,7 @@ const RECOVER_OPTIONS = {
 
 const recover: Command = {
   summary: "rebuild the index from the repository and a key (recover index)",
-  usage: "n2s recover index [--repo LOCATION] [--index FILE] [--force] [--json]",
+  usage: "n2s recover index [--repo LOCATION] [--index FILE|URL] [--force] [--json]",
   options: RECOVER_OPTIONS,
   subcommands: ["index"],
   examples: [
@@ -99,9 +100,13 @@ const recover: Command = {
     }
     const repo = await openRepo(values);
     try {
-      const path = resolve(indexLocation(values.index) ?? defaultIndexPath(repo.id));
-      await Deno.mkdir(resolve(path, ".."), { recursive: true, mode: 0o700 });
-      const r = await rebuildIndexFile(repo, path, { force: values.force });
+      const given = indexLocation(values.index) ?? defaultIndexPath(repo.id);
+      const where = parseIndexLocation(given);
+      const location = where.kind === "sqlite" ? resolve(where.path) : where.url;
+      if (where.kind === "sqlite") {
+        await Deno.mkdir(resolve(location, ".."), { recursive: true, mode: 0o700 });
+      }
+      const r = await rebuildIndexAt(repo, location, { force: values.force });
       for (const p of r.problems) note(`n2s: ${p.object}: ${p.message}`);
       if (values.json) printJson(r);
       else {

@@ -38,10 +38,10 @@ export const GLOBAL_OPTIONS = {
   },
   index: {
     type: "string",
-    value: "FILE",
-    help: "the index (SQLite) file",
-    byDefault: "$N2S_INDEX, else the config file, else one per repository",
-    example: "--index ~/n2s-index.sqlite",
+    value: "FILE|URL",
+    help: "the index: a SQLite file, or postgres://USER@HOST/DATABASE",
+    byDefault: "$N2S_INDEX, else the config file, else one SQLite file per repository",
+    example: "--index postgres://n2s@db.example.org/n2s",
     complete: "file",
   },
   "passphrase-file": {

@@ -1,9 +1,13 @@
-// The index on SQLite (node:sqlite, built into Deno): the changesets and files tables, in WAL
-// mode, with the schema version in a small meta table and every time in UTC ISO-8601.
+// The index: the changesets and files tables, on SQLite (node:sqlite, built into Deno, in WAL
+// mode, every time in UTC ISO-8601) or on PostgreSQL (through lib/index/postgres/, every time a
+// timestamptz). Statements are written once, in SQLite's form; the PostgreSQL client rewrites
+// the few places where the two differ. The schema version lives in the meta table of both.
 
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { DatabaseSync } from "node:sqlite";
 import { openGuarded } from "./errors.ts";
 import { preparePrivateFile, warnOnStderr } from "./files.ts";
+import { displayUrl, PgDatabase } from "./postgres/client.ts";
+import type { Dialect, SqlDatabase, SqlStatement } from "./sql.ts";
 import type {
   ChangesetRow,
   ChangesetStatus,
@@ -13,10 +17,11 @@ import type {
   UploadStatus,
 } from "./types.ts";
 
-/** Version of the schema below; bumped with every incompatible change. */
-export const SCHEMA_VERSION = 2;
+/** Version of the schema below; bumped with every change, which `migrate` then makes. */
+export const SCHEMA_VERSION = 3;
 
-const SCHEMA = `
+/** The tables as SQLite holds them. */
+const SQLITE_SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS changesets (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -35,7 +40,8 @@ CREATE TABLE IF NOT EXISTS changesets (
   completed TEXT,
   error TEXT,
   chain TEXT,
-  info TEXT
+  info TEXT,
+  host TEXT
 );
 CREATE INDEX IF NOT EXISTS changesets_source ON changesets(source, seq);
 CREATE TABLE IF NOT EXISTS files (
@@ -60,11 +66,123 @@ CREATE TABLE IF NOT EXISTS files (
   meta TEXT,
   ctime TEXT,
   error TEXT,
+  claim TEXT,
+  lease TEXT,
   UNIQUE (changeset, path)
 );
 CREATE INDEX IF NOT EXISTS files_blob ON files(blob_id);
 CREATE TABLE IF NOT EXISTS lost_blobs (blob_id TEXT PRIMARY KEY, found TEXT NOT NULL, why TEXT);
 `;
+
+/**
+ * The same tables on PostgreSQL: times are timestamptz (the database's clock writes `created`
+ * when none is given), counts bigint, and ids and paths compare byte by byte (COLLATE "C"), as
+ * SQLite compares them, whatever the database's locale.
+ */
+const POSTGRES_SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changesets (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id TEXT COLLATE "C" NOT NULL UNIQUE,
+  name TEXT,
+  source TEXT COLLATE "C" NOT NULL,
+  client TEXT NOT NULL,
+  root TEXT,
+  parent TEXT COLLATE "C",
+  status TEXT NOT NULL CHECK (status IN ('pending','uploading','complete','failed')),
+  files_planned BIGINT NOT NULL DEFAULT 0,
+  bytes_planned BIGINT NOT NULL DEFAULT 0,
+  files_uploaded BIGINT NOT NULL DEFAULT 0,
+  bytes_uploaded BIGINT NOT NULL DEFAULT 0,
+  created TIMESTAMPTZ NOT NULL DEFAULT now(),
+  completed TIMESTAMPTZ,
+  error TEXT,
+  chain TEXT,
+  info TEXT,
+  host TEXT
+);
+CREATE INDEX IF NOT EXISTS changesets_source ON changesets(source, seq);
+CREATE TABLE IF NOT EXISTS files (
+  changeset TEXT COLLATE "C" NOT NULL REFERENCES changesets(id),
+  path TEXT COLLATE "C" NOT NULL,
+  action TEXT NOT NULL CHECK (action IN ('write','link','dir','special','hardlink','delete')),
+  file_hash TEXT,
+  blob_id TEXT COLLATE "C",
+  size BIGINT,
+  mtime BIGINT,
+  mode BIGINT,
+  inode BIGINT,
+  target TEXT COLLATE "C",
+  status TEXT NOT NULL CHECK (status IN ('pending','confirmed','present','failed')),
+  started TIMESTAMPTZ,
+  confirmed TIMESTAMPTZ,
+  stored_size BIGINT,
+  ref TEXT,
+  pack TEXT COLLATE "C",
+  pack_offset BIGINT,
+  pack_length BIGINT,
+  meta TEXT,
+  ctime TEXT,
+  error TEXT,
+  claim TEXT,
+  lease TIMESTAMPTZ,
+  UNIQUE (changeset, path)
+);
+CREATE INDEX IF NOT EXISTS files_blob ON files(blob_id);
+CREATE TABLE IF NOT EXISTS lost_blobs (
+  blob_id TEXT COLLATE "C" PRIMARY KEY, found TIMESTAMPTZ NOT NULL, why TEXT
+);
+`;
+
+/**
+ * Steps from each older schema version to the next, per engine. Version 3 added the host a
+ * changeset was pushed from and the claims of pushes shared by several workers.
+ */
+const MIGRATIONS: Record<number, Record<Dialect, string>> = {
+  2: {
+    sqlite: `ALTER TABLE changesets ADD COLUMN host TEXT;
+      ALTER TABLE files ADD COLUMN claim TEXT; ALTER TABLE files ADD COLUMN lease TEXT;`,
+    postgres: `ALTER TABLE changesets ADD COLUMN host TEXT;
+      ALTER TABLE files ADD COLUMN claim TEXT; ALTER TABLE files ADD COLUMN lease TIMESTAMPTZ;`,
+  },
+};
+
+/** Where an index lives: a SQLite file, or a PostgreSQL database. */
+export type IndexLocation =
+  | { kind: "sqlite"; path: string }
+  | { kind: "postgres"; url: string };
+
+/**
+ * What an index location names: `postgres://…` or `postgresql://…` is a PostgreSQL database;
+ * anything else with a scheme (`name:` or `name://`) is refused, so that a mistyped address
+ * never becomes a file; the rest is a SQLite file (`./name:with:colons` for such a file).
+ */
+export function parseIndexLocation(location: string): IndexLocation {
+  if (/^postgres(ql)?:\/\//i.test(location)) {
+    let u: URL;
+    try {
+      u = new URL(location);
+    } catch {
+      throw new Error(`index ${displayUrl(location)}: not a valid PostgreSQL address`);
+    }
+    if (u.pathname.replace(/^\//, "") === "") {
+      throw new Error(
+        `index ${displayUrl(location)}: no database named; ` +
+          `write postgres://USER@HOST/DATABASE (one database per repository)`,
+      );
+    }
+    return { kind: "postgres", url: location };
+  }
+  const scheme = /^([A-Za-z][\w+.-]*):/.exec(location);
+  if (scheme) {
+    throw new Error(
+      `index ${location}: n2s does not know "${scheme[1]}:" addresses; give a SQLite file ` +
+        `(write ./${location} for a file whose name has a colon) or postgres://USER@HOST/DATABASE`,
+    );
+  }
+  if (location === "") throw new Error("index: an empty location; give a file or postgres://…");
+  return { kind: "sqlite", path: location };
+}
 
 /** Marks a path or link target stored escaped (see toDb). U+FFFF is a noncharacter. */
 const ESCAPED = 0xffff;
@@ -99,63 +217,122 @@ export function isoNow(now: number = Date.now()): string {
 
 /** The index database of one repository. */
 export class Index {
-  readonly db: DatabaseSync;
-  readonly #stmts = new Map<string, StatementSync>();
+  readonly #stmts = new Map<string, SqlStatement>();
 
-  private constructor(readonly path: string) {
+  private constructor(
+    /** The connection. */
+    readonly db: SqlDatabase,
+    /** How messages name the index: its file, or its address without the password. */
+    readonly path: string,
+    /** The engine it runs on. */
+    readonly dialect: Dialect,
+  ) {}
+
+  /** Opens a SQLite file with the settings the index needs. */
+  static #sqlite(path: string): Index {
     // Every SQLite error of this database names the file and says what to do (errors.ts).
-    this.db = openGuarded(path, () => new DatabaseSync(path));
+    const db = openGuarded(path, () => new DatabaseSync(path));
     try {
       // The busy timeout first: switching to WAL waits for a process that opens the file at the
       // same moment (and recovers its WAL) instead of failing at once.
-      this.db.exec(
+      db.exec(
         "PRAGMA busy_timeout=10000; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
       );
       // 16 MiB of page cache: the operating system caches the file too, and a larger cache only
       // grows the process (a push must stay within 200 MiB).
-      this.db.exec("PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384;");
+      db.exec("PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384;");
     } catch (e) {
-      this.db.close();
+      db.close();
       throw e;
     }
+    return new Index(db as unknown as SqlDatabase, path, "sqlite");
   }
 
   /**
-   * Opens (creating when absent, private) the index at `path` for repository `repositoryId`.
-   * An existing file that other users can read is named to `onWarning` (default: stderr).
+   * Opens (creating when absent, private) the index at `location` for repository
+   * `repositoryId`: a SQLite file, or a PostgreSQL database (`postgres://…`), whose tables are
+   * created or brought to this version's schema. An existing SQLite file that other users can
+   * read is named to `onWarning` (default: stderr).
    */
   static open(
-    path: string,
+    location: string,
     repositoryId: string,
     opts: { onWarning?: (message: string) => void } = {},
   ): Index {
-    preparePrivateFile(path, opts.onWarning ?? warnOnStderr);
-    const ix = new Index(path);
+    const where = parseIndexLocation(location);
+    let ix: Index;
+    if (where.kind === "postgres") {
+      const db = new PgDatabase(where.url);
+      ix = new Index(db, db.where, "postgres");
+    } else {
+      preparePrivateFile(where.path, opts.onWarning ?? warnOnStderr);
+      ix = Index.#sqlite(where.path);
+    }
     try {
-      ix.db.exec(SCHEMA);
-      const version = ix.#meta("schema_version");
-      if (version === undefined) {
-        ix.#setMeta("schema_version", String(SCHEMA_VERSION));
-        ix.#setMeta("repository", repositoryId);
-        ix.#setMeta("created", isoNow());
-      } else if (Number(version) !== SCHEMA_VERSION) {
-        throw new Error(
-          `index ${path} has schema version ${version}; this n2s reads version ${SCHEMA_VERSION}. ` +
-            `Rebuild it with "n2s recover index".`,
-        );
-      }
-      const repo = ix.#meta("repository");
-      if (repo !== repositoryId) {
-        throw new Error(
-          `index ${path} belongs to repository ${repo}, not ${repositoryId}; ` +
-            `use --index to choose another file`,
-        );
-      }
+      ix.#prepareSchema(repositoryId);
     } catch (e) {
       ix.close();
       throw e;
     }
     return ix;
+  }
+
+  /** Creates the tables, or brings older ones to this version; checks the repository. */
+  #prepareSchema(repositoryId: string): void {
+    const pg = this.dialect === "postgres";
+    // Machines sharing a PostgreSQL index may open it at the same moment: one prepares it.
+    if (pg) this.db.exec("SELECT pg_advisory_lock(7352114)");
+    try {
+      this.db.exec(pg ? POSTGRES_SCHEMA : SQLITE_SCHEMA);
+      let version = this.#meta("schema_version");
+      if (version === undefined) {
+        this.#setMeta("schema_version", String(SCHEMA_VERSION));
+        this.#setMeta("repository", repositoryId);
+        this.#setMeta("created", isoNow());
+        version = String(SCHEMA_VERSION);
+      }
+      const v = Number(version);
+      if (v > SCHEMA_VERSION) {
+        throw new Error(
+          `index ${this.path} has schema version ${version}, newer than this n2s reads ` +
+            `(${SCHEMA_VERSION}); use a newer n2s, or rebuild the index with "n2s recover index"`,
+        );
+      }
+      if (v < SCHEMA_VERSION) this.#migrate(v);
+      const repo = this.#meta("repository");
+      if (repo !== repositoryId) {
+        throw new Error(
+          `index ${this.path} belongs to repository ${repo}, not ${repositoryId}; ` +
+            (pg
+              ? "give each repository a database of its own"
+              : "use --index to choose another file"),
+        );
+      }
+    } finally {
+      if (pg) this.db.exec("SELECT pg_advisory_unlock(7352114)");
+    }
+  }
+
+  /** Brings the schema from `from` to this version, one step per version, in a transaction. */
+  #migrate(from: number): void {
+    for (let v = from; v < SCHEMA_VERSION; v++) {
+      const step = MIGRATIONS[v];
+      if (!step) {
+        throw new Error(
+          `index ${this.path} has schema version ${v}, which this n2s cannot migrate; ` +
+            `rebuild it with "n2s recover index"`,
+        );
+      }
+      this.tx(() => {
+        this.db.exec(step[this.dialect]);
+        this.#setMeta("schema_version", String(v + 1));
+      });
+    }
+  }
+
+  /** The schema version the index is at. */
+  get schemaVersion(): number {
+    return Number(this.#meta("schema_version"));
   }
 
   #meta(key: string): string | undefined {
@@ -169,7 +346,7 @@ export class Index {
     this.db.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)").run(key, value);
   }
 
-  #stmt(sql: string): StatementSync {
+  #stmt(sql: string): SqlStatement {
     let s = this.#stmts.get(sql);
     if (!s) {
       s = this.db.prepare(sql);
@@ -178,9 +355,18 @@ export class Index {
     return s;
   }
 
-  /** Runs `fn` in one transaction. */
+  #inTx = false;
+
+  /**
+   * Runs `fn` in one transaction. Transactions do not nest, on either engine: PostgreSQL would
+   * only warn and commit the outer work early, so a nested call throws before it starts.
+   */
   tx<T>(fn: () => T): T {
+    if (this.#inTx) {
+      throw new Error(`index ${this.path}: cannot start a transaction within a transaction`);
+    }
     this.db.exec("BEGIN IMMEDIATE");
+    this.#inTx = true;
     try {
       const r = fn();
       this.db.exec("COMMIT");
@@ -192,12 +378,14 @@ export class Index {
         // SQLite already rolled back (it does on a full disk): the first error is the one to tell.
       }
       throw e;
+    } finally {
+      this.#inTx = false;
     }
   }
 
   /** Gives SQLite's page cache back (after a large read such as the state of a source). */
   shrinkMemory(): void {
-    this.db.exec("PRAGMA shrink_memory");
+    if (this.dialect === "sqlite") this.db.exec("PRAGMA shrink_memory");
   }
 
   close(): void {
@@ -210,8 +398,9 @@ export class Index {
   insertChangeset(row: ChangesetRow): void {
     this.#stmt(
       `INSERT INTO changesets (id, name, source, client, root, parent, status, files_planned,
-        bytes_planned, files_uploaded, bytes_uploaded, created, completed, error, chain, info)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        bytes_planned, files_uploaded, bytes_uploaded, created, completed, error, chain, info,
+        host)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       row.id,
       row.name,
@@ -229,6 +418,7 @@ export class Index {
       row.error,
       row.chain,
       row.info,
+      row.host ?? null,
     );
   }
 
@@ -616,9 +806,11 @@ export class Index {
   } {
     const r = this.#stmt(
       `SELECT count(*) AS files, coalesce(sum(CASE WHEN action = 'write' THEN size END), 0) AS bytes,
-        sum(status = 'confirmed' AND action = 'write') AS uploaded, sum(status = 'present') AS present,
-        sum(status = 'failed') AS failed, sum(status = 'pending') AS pending,
-        coalesce(sum(CASE WHEN status = 'confirmed' AND action = 'write' THEN size END), 0) AS uploadedBytes
+        sum(CASE WHEN status = 'confirmed' AND action = 'write' THEN 1 ELSE 0 END) AS uploaded,
+        sum(CASE WHEN status = 'present' THEN 1 ELSE 0 END) AS present,
+        sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed,
+        sum(CASE WHEN status = 'pending' THEN 1 ELSE 0 END) AS pending,
+        coalesce(sum(CASE WHEN status = 'confirmed' AND action = 'write' THEN size END), 0) AS "uploadedBytes"
        FROM files WHERE changeset = ?`,
     ).get(changeset) as Record<string, number | null>;
     return {
@@ -670,6 +862,13 @@ export class Index {
     this.#lost = null;
   }
 
+  /** Records a lost blob as another index recorded it (index migrate). */
+  restoreLost(b: { blob_id: string; found: string; why: string | null }): void {
+    this.#stmt("INSERT OR REPLACE INTO lost_blobs (blob_id, found, why) VALUES (?, ?, ?)")
+      .run(b.blob_id, b.found, b.why);
+    this.#lost = null;
+  }
+
   /** Blobs recorded as lost. */
   lostBlobs(): { blob_id: string; found: string; why: string | null }[] {
     return this.#stmt("SELECT blob_id, found, why FROM lost_blobs ORDER BY blob_id").all() as never;
@@ -686,10 +885,38 @@ export class Index {
     ).iterate() as Iterable<never>;
   }
 
-  /** SQLite's own check of the file: "ok", or what is wrong. */
+  /**
+   * The engine's own check of the index: SQLite's integrity_check ("ok", or what is wrong).
+   * PostgreSQL keeps its own data consistent (and checks pages where checksums are on); here
+   * the answer is that every table reads to its end and the schema is this version's.
+   */
   integrityCheck(): string[] {
-    return (this.db.prepare("PRAGMA integrity_check").all() as { integrity_check: string }[])
-      .map((r) => r.integrity_check);
+    if (this.dialect === "sqlite") {
+      return (this.db.prepare("PRAGMA integrity_check").all() as { integrity_check: string }[])
+        .map((r) => r.integrity_check);
+    }
+    const problems: string[] = [];
+    for (const t of ["meta", "changesets", "files", "lost_blobs"]) {
+      try {
+        this.db.prepare(`SELECT count(*) AS n FROM ${t}`).get();
+      } catch (e) {
+        problems.push(`table ${t}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    if (this.schemaVersion !== SCHEMA_VERSION) {
+      problems.push(`schema version ${this.schemaVersion}, not ${SCHEMA_VERSION}`);
+    }
+    return problems.length ? problems : ["ok"];
+  }
+
+  /** A value of the meta table (settings other indexes of the repository agree on). */
+  getMeta(key: string): string | undefined {
+    return this.#meta(key);
+  }
+
+  /** Sets a value of the meta table. */
+  setMeta(key: string, value: string): void {
+    this.#setMeta(key, value);
   }
 
   /** Sets the status of a changeset, and its counts from the files table. */

@@ -45,6 +45,8 @@ export interface ChangesetRow {
   chain: string | null;
   /** Client-specific JSON (e.g. the snapshot name), used by the next push of the source. */
   info: string | null;
+  /** The machine the push ran on, when known. */
+  host?: string | null;
 }
 
 /** One row of `files`. */

@@ -60,6 +60,7 @@ export async function commitChangeset(
     files: counts.files - counts.failed,
     bytes: counts.bytes,
     info: cs.info ? JSON.parse(cs.info) : null,
+    ...(cs.host ? { host: cs.host } : {}),
   }, entries);
   await repo.flush();
   crashPoint("status");

@@ -8,7 +8,12 @@ import { releaseMemory } from "../perf/memory.ts";
 import type { Repository } from "../repository/repository.ts";
 import { catchUpIndex } from "../repository/catch_up.ts";
 import { hasManifest } from "../repository/manifest.ts";
-import { acquireLock, type LockHandle, type LockWaitOptions } from "../repository/lock.ts";
+import {
+  acquireLock,
+  type LockHandle,
+  type LockWaitOptions,
+  thisHost,
+} from "../repository/lock.ts";
 import { commitChangeset } from "./commit.ts";
 import type { FileRow } from "../index/types.ts";
 import { Queue } from "../scheduler.ts";
@@ -83,6 +88,7 @@ export async function push(
       error: null,
       chain: null,
       info: info === undefined ? null : JSON.stringify(info),
+      host: thisHost(),
     });
     const forget = () =>
       index.tx(() => {

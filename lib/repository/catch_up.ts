@@ -58,6 +58,7 @@ export function insertManifest(
     error: null,
     chain: h.chain,
     info: h.info === null || h.info === undefined ? null : JSON.stringify(h.info),
+    host: typeof h.host === "string" ? h.host : null,
   });
   insertManifestFiles(index, m, opts);
   index.setStatus(h.id, "complete");
@@ -202,15 +203,12 @@ export async function catchUpIndex(
 
 /** The rewrite mark of the repository when this index last compared itself with every manifest. */
 export function rewriteMarkSeen(index: Index): string | null {
-  const r = index.db.prepare("SELECT value FROM meta WHERE key = 'rewrites'").get() as
-    | { value: string }
-    | undefined;
-  return r?.value ?? null;
+  return index.getMeta("rewrites") ?? null;
 }
 
 /** Records that this index agrees with every manifest as of the rewrite mark `mark`. */
 export function setRewriteMarkSeen(index: Index, mark: string): void {
-  index.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('rewrites', ?)").run(mark);
+  index.setMeta("rewrites", mark);
 }
 
 /** Removes a changeset and its rows from the index. */
@@ -224,14 +222,18 @@ export function dropChangeset(index: Index, id: string): void {
  * more (the confirming changeset was forgotten), a confirmed row: the oldest that names it.
  */
 export function promoteConfirmed(index: Index): void {
+  // The oldest row is the one of the oldest changeset (ids are ULIDs), then the first path.
   index.db.prepare(
-    `UPDATE files SET status = 'confirmed' WHERE rowid IN (
-       SELECT min(f.rowid) FROM files f JOIN changesets c ON c.id = f.changeset
-        WHERE c.status = 'complete' AND f.status = 'present' AND f.action = 'write'
-          AND f.blob_id IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM files g WHERE g.blob_id = f.blob_id
-                            AND g.status = 'confirmed')
-        GROUP BY f.blob_id)`,
+    `UPDATE files SET status = 'confirmed' WHERE status = 'present' AND action = 'write'
+       AND blob_id IS NOT NULL
+       AND changeset IN (SELECT id FROM changesets WHERE status = 'complete')
+       AND NOT EXISTS (SELECT 1 FROM files g WHERE g.blob_id = files.blob_id
+                         AND g.status = 'confirmed')
+       AND NOT EXISTS (SELECT 1 FROM files o JOIN changesets oc ON oc.id = o.changeset
+                        WHERE o.blob_id = files.blob_id AND oc.status = 'complete'
+                          AND o.status = 'present' AND o.action = 'write'
+                          AND (o.changeset < files.changeset
+                               OR (o.changeset = files.changeset AND o.path < files.path)))`,
   ).run();
 }
 

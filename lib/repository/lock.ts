@@ -122,6 +122,11 @@ interface Holder {
 
 let self: Holder | undefined;
 
+/** This machine's name, as locks and changesets record it. */
+export function thisHost(): string {
+  return thisProcess().host;
+}
+
 function thisProcess(): Holder {
   if (self) return self;
   let user = Deno.env.get("USER") ?? "";
@@ -130,11 +135,15 @@ function thisProcess(): Holder {
   } catch {
     // no passwd entry: keep $USER
   }
-  let host = Deno.env.get("HOSTNAME") ?? "";
-  try {
-    host = hostname();
-  } catch {
-    // no --allow-sys: keep $HOSTNAME
+  // N2S_HOST names the machine where its host name does not (containers, clones of one image).
+  let host = Deno.env.get("N2S_HOST") ?? "";
+  if (host === "") {
+    host = Deno.env.get("HOSTNAME") ?? "";
+    try {
+      host = hostname();
+    } catch {
+      // no --allow-sys: keep $HOSTNAME
+    }
   }
   const pidStart = processStart(Deno.pid) ?? null;
   self = { host: host || "?", pid: Deno.pid, pidStart, user: user || "?" };

@@ -38,6 +38,8 @@ export interface ManifestHeader {
   bytes: number;
   /** Client facts (e.g. the snapshot), as recorded in the index. */
   info: unknown;
+  /** The machine the push ran on (absent in manifests of older versions). */
+  host?: string;
 }
 
 /** One entry of a manifest. */

@@ -175,6 +175,7 @@ export async function forget(
       files: rows.length,
       bytes: rows.reduce((n, r) => n + (r.action === "write" ? r.size ?? 0 : 0), 0),
       info: old.info,
+      ...(old.host !== undefined ? { host: old.host } : {}),
     };
     await rewriteManifest(repo, header, rows.map(entryOfRow));
     crashPoint("forget-manifest");
