@@ -1,6 +1,8 @@
-// The SQLite index: WAL mode, schema version, UTC times, and refusing another repository's file.
+// The SQLite index: WAL mode, schema version and its migration, UTC times, and refusing another
+// repository's file.
 
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { Index, isoNow, SCHEMA_VERSION } from "../../lib/index/sqlite.ts";
 import { tempDir } from "../helpers/fs.ts";
 
@@ -47,6 +49,45 @@ Deno.test("an index with a newer schema is refused with the rebuild command", ()
     () => Index.open(`${tmp.path}/i.sqlite`, "repo-a"),
     /schema version 999.*n2s recover index/,
   );
+});
+
+Deno.test("an index of schema version 2 is migrated on open, its rows kept", () => {
+  using tmp = tempDir();
+  const path = `${tmp.path}/i.sqlite`;
+  // The tables as version 2 made them: no host, no claims.
+  const db = new DatabaseSync(path);
+  db.exec(`
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE changesets (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+      name TEXT, source TEXT NOT NULL, client TEXT NOT NULL, root TEXT, parent TEXT,
+      status TEXT NOT NULL, files_planned INTEGER NOT NULL DEFAULT 0,
+      bytes_planned INTEGER NOT NULL DEFAULT 0, files_uploaded INTEGER NOT NULL DEFAULT 0,
+      bytes_uploaded INTEGER NOT NULL DEFAULT 0, created TEXT NOT NULL, completed TEXT,
+      error TEXT, chain TEXT, info TEXT);
+    CREATE TABLE files (changeset TEXT NOT NULL REFERENCES changesets(id), path TEXT NOT NULL,
+      action TEXT NOT NULL, file_hash TEXT, blob_id TEXT, size INTEGER, mtime INTEGER,
+      mode INTEGER, inode INTEGER, target TEXT, status TEXT NOT NULL, started TEXT,
+      confirmed TEXT, stored_size INTEGER, ref TEXT, pack TEXT, pack_offset INTEGER,
+      pack_length INTEGER, meta TEXT, ctime TEXT, error TEXT, UNIQUE (changeset, path));
+    CREATE TABLE lost_blobs (blob_id TEXT PRIMARY KEY, found TEXT NOT NULL, why TEXT);
+    INSERT INTO meta VALUES ('schema_version', '2'), ('repository', 'repo-a');
+    INSERT INTO changesets (id, source, client, status, created)
+      VALUES ('01OLD', 'data', 'scan', 'complete', '2026-01-01T00:00:00.000Z');
+    INSERT INTO files (changeset, path, action, status) VALUES ('01OLD', 'a.txt', 'write', 'present');
+  `);
+  db.close();
+  const ix = Index.open(path, "repo-a");
+  try {
+    assert.equal(ix.schemaVersion, SCHEMA_VERSION);
+    const old = ix.getChangeset("01OLD")!;
+    assert.equal(old.source, "data");
+    assert.equal(old.host, null);
+    assert.deepEqual(ix.filesOf("01OLD").map((f) => f.path), ["a.txt"]);
+    ix.insertChangeset({ ...old, id: "01NEW", host: "nas1" });
+    assert.equal(ix.getChangeset("01NEW")!.host, "nas1");
+  } finally {
+    ix.close();
+  }
 });
 
 Deno.test("times are UTC ISO-8601 with Z", () => {
