@@ -104,6 +104,7 @@ export {
 } from "./lib/clients/runner.ts";
 
 export type { EntryProblem, PushOptions, PushProgress, PushResult } from "./lib/push/types.ts";
+export type { SharedPushOptions, SharedPushResult } from "./lib/push/shared.ts";
 export type { ResumeOptions, ResumeResult } from "./lib/push/push.ts";
 
 export {

@@ -41,6 +41,7 @@ import { noMatchError, pathMatcher, unmatchedPatterns } from "./glob.ts";
 import { forget, type ForgetOptions, type ForgetResult } from "./retention/forget.ts";
 import { prune, type PruneOptions, type PruneResult } from "./retention/prune.ts";
 import { defaultIndexPath } from "./paths.ts";
+import { sharedPush, type SharedPushOptions, type SharedPushResult } from "./push/shared.ts";
 import { RECOVERY_PAGE_HTML } from "./recovery_page/page.ts";
 import * as arg from "./args.ts";
 import {
@@ -491,6 +492,44 @@ export class N2S {
     // The key is derived before the walk, not during it: scrypt's 128 MiB on top of the walk's
     // memory took a 50,000-file push past 250 MiB; after it, both stay under 200 MiB.
     return push(await this.repository(), this.index, opts);
+  }
+
+  /**
+   * Takes part in one push shared by several workers (processes on this and other machines that
+   * share the index, the repository, and the client's directory at the same path): the first
+   * worker lists the changes, every worker claims and stores batches of them, and the last one
+   * commits the changeset. Resolves when the changeset is complete.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { N2S, scanClient } from "@n2s/n2s";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await Deno.mkdir(`${dir}/data`);
+   * await Deno.writeTextFile(`${dir}/data/a.txt`, "hello\n");
+   * const open = () =>
+   *   N2S.open({ repository: `${dir}/repo`, index: `${dir}/index.sqlite`, passphrase: "pw" });
+   * await (await N2S.init({
+   *   repository: `${dir}/repo`,
+   *   index: `${dir}/index.sqlite`,
+   *   passphrase: "pw",
+   *   logN: 10, // a cheap key: for examples and tests only
+   * })).close();
+   * const [one, two] = [await open(), await open()];
+   * const results = await Promise.all([one, two].map((store) =>
+   *   store.pushShared({ client: scanClient({ dir: `${dir}/data` }), source: "data" })
+   * ));
+   * assert.equal(results[0].changeset, results[1].changeset);
+   * assert.equal(results.filter((r) => r.committed).length, 1);
+   * await one.close();
+   * await two.close();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  async pushShared(opts: SharedPushOptions): Promise<SharedPushResult> {
+    checkPushOptions("N2S.pushShared", opts);
+    return sharedPush(await this.repository(), this.index, opts);
   }
 
   /**
@@ -1261,7 +1300,7 @@ export class N2S {
         .map((c) => [c.id, c.source]),
     );
     const out: FindHit[] = [];
-    for (const f of this.index.findPaths(test)) {
+    for (const f of this.index.findPaths(test, literalPart(pattern))) {
       if (!sources.has(f.changeset)) continue;
       out.push({
         path: f.path,
@@ -1277,7 +1316,7 @@ export class N2S {
   }
 
   #summary(c: ChangesetRow): ChangesetSummary {
-    const n = this.index.counts(c.id);
+    const n = this.index.summaryCounts(c);
     return {
       id: c.id,
       name: c.name,
@@ -1328,4 +1367,17 @@ export class N2S {
 /** Keeps the changesets pushed from `host` (all when undefined). */
 function byHost(host: string | undefined): (c: ChangesetRow) => boolean {
   return host === undefined ? () => true : (c) => c.host === host;
+}
+
+/**
+ * Text that every path a find pattern matches holds as the index stores it: the longest run of
+ * printable ASCII (no quote) between the glob's wildcards and bracket expressions, when it has
+ * two characters or more; undefined when the pattern has none, or has alternatives or escapes.
+ */
+export function literalPart(pattern: string): string | undefined {
+  if (/[{}\\]/.test(pattern)) return undefined;
+  const pieces = (isGlob(pattern) ? pattern.replace(/\[[^\]]*\]?/g, "*").split(/[*?]+/) : [pattern])
+    .filter((p) => /^[\x20-\x7e]+$/.test(p) && !/["\\]/.test(p));
+  const longest = pieces.sort((a, b) => b.length - a.length)[0];
+  return longest !== undefined && longest.length >= 2 ? longest : undefined;
 }

@@ -162,6 +162,20 @@ const PUSH_OPTIONS = {
     byDefault: "off: wait for the lock",
     example: "n2s push --scan ~/data --no-wait",
   },
+  shared: {
+    type: "boolean",
+    help: "share one push of a --scan source with other processes running the same command " +
+      "(on machines sharing the index, the repository and the directory at the same path)",
+    byDefault: "off: one process pushes",
+    example: "n2s push --scan /srv/archive --source archive --shared",
+  },
+  lease: {
+    type: "string",
+    value: "SECONDS",
+    help: "with --shared: how long a worker's claim on files holds when the worker stops",
+    byDefault: "120",
+    example: "--lease 300",
+  },
 } as const satisfies OptionTable;
 
 const PULL_OPTIONS = {
@@ -372,7 +386,7 @@ async function chooseClient(
     } catch (e) {
       throw new UsageError(e instanceof Error ? e.message : String(e));
     }
-    return { client, source: values.source ?? `${hostname()}:${client.root}` };
+    return { client, source: values.source ?? `${thisHost()}:${client.root}` };
   }
   if (kind === "btrfs") {
     if (!values.source) {
@@ -398,7 +412,8 @@ const push: Command = {
   usage:
     "n2s push PATH... | --scan DIR [--since 24h|ISO] [--exclude GLOB]... [--include GLOB]... " +
     "| --btrfs SNAPSHOT [--parent SNAPSHOT] | --zfs DATASET@SNAP [--parent @SNAP] " +
-    "| --dsg REPO_DIR; [--source NAME] [--changeset-name NAME] [--no-wait]; " +
+    "| --dsg REPO_DIR; [--source NAME] [--changeset-name NAME] [--no-wait] " +
+    "[--shared [--lease SECONDS]]; " +
     "n2s push --resume [--source NAME] [--no-wait]",
   options: PUSH_OPTIONS,
   examples: [
@@ -439,6 +454,37 @@ const push: Command = {
       }
       const { client } = chosen;
       const { source } = chosen;
+      if (values.shared) {
+        if (values.scan === undefined && positionals.length !== 1) {
+          throw new UsageError("--shared pushes one directory: give --scan DIR or one PATH");
+        }
+        const lease = values.lease === undefined ? undefined : Number(values.lease);
+        if (lease !== undefined && !(lease > 0)) {
+          throw new UsageError("--lease must be a positive number of seconds");
+        }
+        const r = await store.pushShared({
+          client,
+          source,
+          now: testClock(),
+          name: values["changeset-name"],
+          lock,
+          concurrency,
+          leaseMs: lease === undefined ? undefined : lease * 1000,
+          onProgress: (p) => bar.update(p),
+        });
+        bar.done();
+        printProblems(r.problems);
+        if (values.json) printJson({ source, ...r });
+        else if (r.changeset === null) out(`no changes in ${source}`);
+        else {
+          out(
+            `changeset ${r.changeset} of ${source}: ${r.files} entries; this worker settled ` +
+              `${r.claimed}` + (r.committed ? " and committed it" : ""),
+          );
+        }
+        return r.problems.length ? 1 : 0;
+      }
+      if (values.lease !== undefined) throw new UsageError("--lease goes with --shared");
       const r = await store.push({
         client,
         source,

@@ -247,7 +247,11 @@ export async function resume(
   opts: ResumeOptions = {},
 ): Promise<ResumeResult> {
   const out: ResumeResult = { resumed: [], problems: [] };
-  const sources = [...new Set(index.incomplete(opts.source).map((c) => c.source))];
+  // On an index several machines share, a push is resumed on the machine that started it: it
+  // reads the files at the path recorded there.
+  const sources = [
+    ...new Set(index.incomplete(opts.source).filter(ours).map((c) => c.source)),
+  ];
   for (const source of sources) {
     const lock = await lockSource(repo, index, source, "push --resume", opts.lock, out.problems);
     try {
@@ -275,6 +279,14 @@ async function resumeLocked(
     superseded: [] as EntryProblem[],
   };
   for (const cs of index.incomplete(opts.source)) {
+    if (!ours(cs)) {
+      out.superseded.push({
+        path: "",
+        message: `changeset ${cs.id} of ${cs.source} was started on ${cs.host} and is left to ` +
+          `it: "n2s push --resume" there completes it`,
+      });
+      continue;
+    }
     const newest = index.lastComplete(cs.source)?.id ?? null;
     if (cs.status === "uploading" && cs.parent !== newest && !(await hasManifest(repo, cs.id))) {
       // A changeset of the source was completed since this one was planned (pushed from
@@ -314,4 +326,9 @@ async function resumeLocked(
     out.problems.push(...r.problems);
   }
   return out;
+}
+
+/** True for a changeset this machine started (or one whose machine is not recorded). */
+function ours(cs: ChangesetRow): boolean {
+  return cs.host === null || cs.host === undefined || cs.host === thisHost();
 }

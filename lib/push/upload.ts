@@ -3,15 +3,17 @@
 // recorded as present; the rest is sealed, small blobs into packs and large ones as objects of
 // their own, and every stored object is confirmed once it is durable.
 
-import { BodyError, bytesBody } from "../backends/backend.ts";
+import { BodyError, bytesBody, type ObjectInfo } from "../backends/backend.ts";
 import type { ContentFile } from "../clients/client.ts";
 import type { BlobHeader } from "../format/blob.ts";
 import { concat } from "../format/bytes.ts";
 import { ENTRY_FRAME_BYTES, entryFrame } from "../format/pack.ts";
+import { stagePack } from "../index/claims.ts";
 import { type Index, isoNow } from "../index/sqlite.ts";
 import type { ChangesetRow, FileRow } from "../index/types.ts";
 import { MemoryRelease, releaseMemory } from "../perf/memory.ts";
 import { type FragmentEntry, PackWriter } from "../repository/packer.ts";
+import { blobKey } from "../repository/layout.ts";
 import type { Repository } from "../repository/repository.ts";
 import { Semaphore, TaskGroup } from "../scheduler.ts";
 import { DirectWriteError, SealPool } from "../workers/pool.ts";
@@ -36,6 +38,12 @@ export interface UploadOptions {
   concurrency?: number;
   onProgress?: (p: PushProgress) => void;
   now: () => number;
+  /**
+   * A push shared by several workers: where each pack goes is recorded before it is stored, and
+   * entries another worker held (`reclaimed`) are looked for in the repository before they are
+   * sent, so that what a worker that died stored is not sent again.
+   */
+  shared?: boolean;
 }
 
 /** Objects in flight when neither the caller nor the backend says otherwise. */
@@ -114,18 +122,38 @@ export async function uploadChangeset(
       ? filesUnder(pool, opts.content.root)
       : clientFiles(pool, repo, opts.content.open, opts.compressLevel),
     confirmer,
-    packs: new PackWriter<Settled>(repo, (p) =>
-      confirmer.add(
-        p.blobs.map((b) => ({
-          ...b.item,
-          storedSize: b.length,
-          ref: p.info.ref ?? null,
-          pack: p.packId,
-          offset: b.offset,
-          length: b.length,
-        })),
-        p.info.size,
-      ), repo.objectFiles("write") !== null ? 1 : 2),
+    packs: new PackWriter<Settled>(
+      repo,
+      (p) =>
+        confirmer.add(
+          p.blobs.map((b) => ({
+            ...b.item,
+            storedSize: b.length,
+            ref: p.info.ref ?? null,
+            pack: p.packId,
+            offset: b.offset,
+            length: b.length,
+          })),
+          p.info.size,
+        ),
+      repo.objectFiles("write") !== null ? 1 : 2,
+      opts.shared
+        ? (p) =>
+          stagePack(
+            index,
+            cs.id,
+            p.packId,
+            p.blobs.map((b) => ({
+              path: b.item.path,
+              blobId: b.blobId,
+              fileHash: b.item.fileHash,
+              size: b.item.size,
+              offset: b.offset,
+              length: b.length,
+            })),
+          )
+        : undefined,
+    ),
     puts: new Semaphore(flight),
     problems,
     progress,
@@ -255,14 +283,48 @@ function settled(row: FileRow, h: Ok, started: string): Settled {
  * one by one. `attempt` counts the reads of a file that keeps changing.
  */
 async function storeRows(u: Upload, rows: FileRow[], attempt: number): Promise<void> {
+  if (u.opts.shared) {
+    // Another worker may have settled some of them meanwhile (this worker's lease ran out while
+    // it was held up): those are done, not stored again.
+    const settled = rows.filter((r) => u.index.getFile(u.cs.id, r.path)?.status !== "pending");
+    for (const r of settled) entryDone(u, r);
+    if (settled.length > 0) rows = rows.filter((r) => !settled.includes(r));
+    if (rows.length === 0) return;
+  }
   const { batch, results } = await u.source.hash(rows.map((r) => r.path));
   for (let i = 0; i < results.length; i++) crashPoint("hash");
   const small: number[] = [];
   const large: number[] = [];
+  // A loose blob of an entry another worker held may be stored already (that worker died before
+  // it confirmed it): its id says where to look.
+  const found = new Map<number, ObjectInfo>();
+  for (let i = 0; i < results.length; i++) {
+    const h = results[i];
+    if (!h.ok || !(rows[i] as { reclaimed?: boolean }).reclaimed) continue;
+    if (u.index.blobConfirmed(h.blobId)) continue;
+    const info = await u.repo.backend.stat(blobKey(h.blobId));
+    if (info !== null) found.set(i, info);
+  }
   u.index.tx(() => {
     results.forEach((h, i) => {
       const row = rows[i];
       if (!h.ok) return entryFailed(u, row, h.message);
+      const stored = found.get(i);
+      if (stored) {
+        u.index.settleFile(u.cs.id, row.path, {
+          status: "confirmed",
+          file_hash: h.fileHash,
+          blob_id: h.blobId,
+          size: h.size,
+          mtime: h.mtime,
+          mode: h.mode,
+          inode: h.inode,
+          confirmed: isoNow(u.opts.now()),
+          stored_size: stored.size,
+          ref: stored.ref ?? null,
+        });
+        return entryDone(u, row);
+      }
       const known = u.index.blobConfirmed(h.blobId);
       if (known) {
         u.index.settleFile(u.cs.id, row.path, {

@@ -46,6 +46,8 @@ export class PackWriter<T> {
     private readonly onStored: (pack: StoredPack<T>) => Promise<void>,
     /** Packs stored at once; each holds up to a pack's size in memory. */
     inFlight = 2,
+    /** Called with each pack before it is stored (a shared push records where it goes). */
+    private readonly beforeStore?: (pack: { packId: string; blobs: PackedBlob<T>[] }) => void,
   ) {
     this.#uploads = this.#group.lane(inFlight);
   }
@@ -102,6 +104,7 @@ export class PackWriter<T> {
     this.#blobs = [];
     const packId = this.repo.newPackId();
     await this.#uploads.spawn(async () => {
+      this.beforeStore?.({ packId, blobs });
       crashPoint("put-start");
       const info = await this.repo.putPack(packId, parts);
       crashPoint("put-end");
