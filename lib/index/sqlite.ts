@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS changesets (
   error TEXT,
   chain TEXT,
   info TEXT,
-  host TEXT
+  host TEXT,
+  counts TEXT
 );
 CREATE INDEX IF NOT EXISTS changesets_source ON changesets(source, seq);
 CREATE TABLE IF NOT EXISTS files (
@@ -99,7 +100,8 @@ CREATE TABLE IF NOT EXISTS changesets (
   error TEXT,
   chain TEXT,
   info TEXT,
-  host TEXT
+  host TEXT,
+  counts TEXT
 );
 CREATE INDEX IF NOT EXISTS changesets_source ON changesets(source, seq);
 CREATE TABLE IF NOT EXISTS files (
@@ -136,13 +138,17 @@ CREATE TABLE IF NOT EXISTS lost_blobs (
 
 /**
  * Steps from each older schema version to the next, per engine. Version 3 added the host a
- * changeset was pushed from and the claims of pushes shared by several workers.
+ * changeset was pushed from, the counts of a finished changeset (so that listing a thousand
+ * changesets reads a thousand rows, not every entry), and the claims of pushes shared by
+ * several workers.
  */
 const MIGRATIONS: Record<number, Record<Dialect, string>> = {
   2: {
     sqlite: `ALTER TABLE changesets ADD COLUMN host TEXT;
+      ALTER TABLE changesets ADD COLUMN counts TEXT;
       ALTER TABLE files ADD COLUMN claim TEXT; ALTER TABLE files ADD COLUMN lease TEXT;`,
     postgres: `ALTER TABLE changesets ADD COLUMN host TEXT;
+      ALTER TABLE changesets ADD COLUMN counts TEXT;
       ALTER TABLE files ADD COLUMN claim TEXT; ALTER TABLE files ADD COLUMN lease TIMESTAMPTZ;`,
   },
 };
@@ -204,7 +210,7 @@ export function fromDb(t: string): string {
 }
 
 /** A row read from the index with its path and target as they stand for (see toDb). */
-function decodeRow<T extends { path: string; target?: string | null }>(r: T): T {
+export function decodeRow<T extends { path: string; target?: string | null }>(r: T): T {
   if (r.path.charCodeAt(0) === ESCAPED) r.path = fromDb(r.path);
   if (r.target && r.target.charCodeAt(0) === ESCAPED) r.target = fromDb(r.target);
   return r;
@@ -280,6 +286,17 @@ export class Index {
   /** Creates the tables, or brings older ones to this version; checks the repository. */
   #prepareSchema(repositoryId: string): void {
     const pg = this.dialect === "postgres";
+    // A database at this version is used as it is: a role that may read and write the tables
+    // but not create or alter them (docs/OPERATIONS.md) opens it.
+    if (pg) {
+      const there = this.db.prepare("SELECT to_regclass('meta') IS NOT NULL AS present").get() as {
+        present: boolean;
+      };
+      if (there.present && Number(this.#meta("schema_version")) === SCHEMA_VERSION) {
+        this.#checkRepository(repositoryId);
+        return;
+      }
+    }
     // Machines sharing a PostgreSQL index may open it at the same moment: one prepares it.
     if (pg) this.db.exec("SELECT pg_advisory_lock(7352114)");
     try {
@@ -299,17 +316,22 @@ export class Index {
         );
       }
       if (v < SCHEMA_VERSION) this.#migrate(v);
-      const repo = this.#meta("repository");
-      if (repo !== repositoryId) {
-        throw new Error(
-          `index ${this.path} belongs to repository ${repo}, not ${repositoryId}; ` +
-            (pg
-              ? "give each repository a database of its own"
-              : "use --index to choose another file"),
-        );
-      }
+      this.#checkRepository(repositoryId);
     } finally {
       if (pg) this.db.exec("SELECT pg_advisory_unlock(7352114)");
+    }
+  }
+
+  /** Throws unless the index belongs to repository `repositoryId`. */
+  #checkRepository(repositoryId: string): void {
+    const repo = this.#meta("repository");
+    if (repo !== repositoryId) {
+      throw new Error(
+        `index ${this.path} belongs to repository ${repo}, not ${repositoryId}; ` +
+          (this.dialect === "postgres"
+            ? "give each repository a database of its own"
+            : "use --index to choose another file"),
+      );
     }
   }
 
@@ -824,13 +846,27 @@ export class Index {
     };
   }
 
-  /** Every settled entry whose path satisfies `match`, oldest changeset first. */
-  *findPaths(match: (path: string) => boolean): Generator<FileRow & { seq: number }> {
+  /**
+   * Every settled entry whose path satisfies `match`, oldest changeset first. `contains`, when
+   * given, is text every matching path holds as it is stored (printable ASCII without a
+   * backslash or a quote, which the stored form of any path keeps as it is): the database
+   * leaves out the rest before `match` sees them.
+   */
+  *findPaths(
+    match: (path: string) => boolean,
+    contains?: string,
+  ): Generator<FileRow & { seq: number }> {
+    const filter = contains === undefined
+      ? ""
+      : this.dialect === "postgres"
+      ? " AND strpos(f.path, ?) > 0"
+      : " AND instr(f.path, ?) > 0";
     const stmt = this.#stmt(
       `SELECT f.*, c.seq FROM files f JOIN changesets c ON c.id = f.changeset
-        WHERE f.status IN ('confirmed', 'present') ORDER BY c.seq, f.path`,
+        WHERE f.status IN ('confirmed', 'present')${filter} ORDER BY c.seq, f.path`,
     );
-    for (const r of stmt.iterate() as Iterable<FileRow & { seq: number }>) {
+    const args = contains === undefined ? [] : [contains];
+    for (const r of stmt.iterate(...args) as Iterable<FileRow & { seq: number }>) {
       decodeRow(r);
       if (match(r.path)) yield r;
     }
@@ -919,14 +955,30 @@ export class Index {
     this.#setMeta(key, value);
   }
 
-  /** Sets the status of a changeset, and its counts from the files table. */
+  /**
+   * Sets the status of a changeset, and its counts from the files table; a finished one
+   * (complete, failed) keeps them in `counts`, which `summaryCounts` reads.
+   */
   setStatus(id: string, status: ChangesetStatus, extra: Partial<ChangesetRow> = {}): void {
     const c = this.counts(id);
     this.updateChangeset(id, {
       status,
       files_uploaded: c.uploaded,
       bytes_uploaded: c.uploadedBytes,
+      counts: status === "complete" || status === "failed" ? JSON.stringify(c) : null,
       ...extra,
     });
+  }
+
+  /** The counts of a changeset: those it keeps once finished, else counted from its entries. */
+  summaryCounts(c: ChangesetRow): ReturnType<Index["counts"]> {
+    if (c.counts && (c.status === "complete" || c.status === "failed")) {
+      try {
+        return JSON.parse(c.counts);
+      } catch {
+        // counted below
+      }
+    }
+    return this.counts(c.id);
   }
 }

@@ -47,6 +47,8 @@ export interface ChangesetRow {
   info: string | null;
   /** The machine the push ran on, when known. */
   host?: string | null;
+  /** A finished changeset's counts (JSON), kept so that listing needs no count of entries. */
+  counts?: string | null;
 }
 
 /** One row of `files`. */

@@ -223,9 +223,7 @@ export function dropChangeset(index: Index, id: string): void {
  */
 export function promoteConfirmed(index: Index): void {
   // The oldest row is the one of the oldest changeset (ids are ULIDs), then the first path.
-  index.db.prepare(
-    `UPDATE files SET status = 'confirmed' WHERE status = 'present' AND action = 'write'
-       AND blob_id IS NOT NULL
+  const chosen = `status = 'present' AND action = 'write' AND blob_id IS NOT NULL
        AND changeset IN (SELECT id FROM changesets WHERE status = 'complete')
        AND NOT EXISTS (SELECT 1 FROM files g WHERE g.blob_id = files.blob_id
                          AND g.status = 'confirmed')
@@ -233,8 +231,13 @@ export function promoteConfirmed(index: Index): void {
                         WHERE o.blob_id = files.blob_id AND oc.status = 'complete'
                           AND o.status = 'present' AND o.action = 'write'
                           AND (o.changeset < files.changeset
-                               OR (o.changeset = files.changeset AND o.path < files.path)))`,
-  ).run();
+                               OR (o.changeset = files.changeset AND o.path < files.path)))`;
+  const touched = index.db.prepare(`SELECT DISTINCT changeset FROM files WHERE ${chosen}`)
+    .all() as { changeset: string }[];
+  if (touched.length === 0) return;
+  index.db.prepare(`UPDATE files SET status = 'confirmed' WHERE ${chosen}`).run();
+  // Their counts (uploaded, present) changed with them.
+  for (const { changeset } of touched) index.setStatus(changeset, "complete");
 }
 
 /** True when the index rows of a changeset say what its manifest says (parent and places). */

@@ -49,6 +49,7 @@ function changeset(id: string, over: Partial<ChangesetRow> = {}): ChangesetRow {
     chain: null,
     info: null,
     host: null,
+    counts: null,
     ...over,
   };
 }
@@ -1228,17 +1229,25 @@ export async function runIndexConformance(t: Deno.TestContext, open: OpenIndex):
           bytes_uploaded: BIG + 100,
           completed: T2,
           chain: "00".repeat(32),
+          counts: JSON.stringify(ix.counts(csId(1))),
         }),
       );
+      // A finished changeset keeps its counts: listing it reads them, not its entries.
+      assert.deepEqual(ix.summaryCounts(ix.getChangeset(csId(1))!), ix.counts(csId(1)));
       ix.setStatus(csId(2), "failed", { error: "stopped" });
       assert.deepEqual(
         csOut(ix.getChangeset(csId(2))),
-        changeset(csId(2), { status: "failed", error: "stopped" }),
+        changeset(csId(2), {
+          status: "failed",
+          error: "stopped",
+          counts: JSON.stringify(ix.counts(csId(2))),
+        }),
       );
-      // Extra fields win over the counts.
+      // Extra fields win over the counts; an unfinished changeset keeps none (they change).
       ix.setStatus(csId(1), "uploading", { files_uploaded: 1 });
       assert.equal(ix.getChangeset(csId(1))!.files_uploaded, 1);
       assert.equal(ix.getChangeset(csId(1))!.bytes_uploaded, BIG + 100);
+      assert.equal(ix.getChangeset(csId(1))!.counts, null);
     });
   });
 
@@ -1270,6 +1279,14 @@ export async function runIndexConformance(t: Deno.TestContext, open: OpenIndex):
       const { seq: _, ...row } = found[2];
       assert.deepEqual(fileOut(row), entry(csId(1), "docs/b", { status: "confirmed", size: BIG }));
       assert.deepEqual([...ix.findPaths(() => false)], []);
+      // Text the paths must hold is looked for by the database, case and all; `match` sees
+      // only what holds it.
+      seen.length = 0;
+      const narrowed = [...ix.findPaths((p) => (seen.push(p), true), "cs/")];
+      assert.deepEqual(narrowed.map((r) => r.path), ["docs/z", "docs/a", "docs/b"]);
+      assert.deepEqual(seen, ["docs/z", "docs/a", "docs/b"]);
+      assert.deepEqual([...ix.findPaths(() => true, "DOCS")], []);
+      assert.deepEqual([...ix.findPaths(() => true, "src/x")].map((r) => r.path), ["src/x"]);
     });
   });
 

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { n2s, n2sOk } from "../helpers/cli.ts";
 import { assertSameTree, tempDir, writeTree } from "../helpers/fs.ts";
 import { startPostgres } from "../servers/postgres.ts";
+import { PgDatabase } from "../../lib/index/postgres/client.ts";
 
 const PASS = { N2S_PASSPHRASE: "correct horse" };
 
@@ -118,6 +119,38 @@ Deno.test("a PostgreSQL index shared by two machines: push, query, pull, check, 
       assert.equal(count(repo), objects + 1);
     });
 
+    await t.step("an interrupted push is resumed on its own machine only", async () => {
+      writeTree(`${tmp.path}/gamma`, tree(3, 20));
+      const args = ["push", "--repo", repo, `${tmp.path}/gamma`, "--source", "gamma-data"];
+      const killed = await n2s(args, { ...env, N2S_HOST: "beta", N2S_CRASH_AT: "put-end:1" });
+      assert.equal(killed.code, 137, killed.stderr);
+      // Another machine neither completes it (its files are elsewhere) nor is told to.
+      const elsewhere = await n2s(["push", "--repo", repo, "--resume", "--json"], {
+        ...env,
+        N2S_HOST: "alpha",
+      });
+      assert.equal(elsewhere.code, 0, elsewhere.stderr);
+      assert.deepEqual(JSON.parse(elsewhere.stdout).resumed, []);
+      const hint = await n2s(["status", "--repo", repo], { ...env, N2S_HOST: "alpha" });
+      assert.match(hint.stderr, /unless a push of it is running on beta, "n2s push --resume"/);
+      const own = await n2s(["push", "--repo", repo, "--resume", "--json"], {
+        ...env,
+        N2S_HOST: "beta",
+      });
+      assert.equal(own.code, 0, own.stderr);
+      assert.equal(JSON.parse(own.stdout).resumed.length, 1);
+      await n2sOk([
+        "pull",
+        "--repo",
+        repo,
+        "--changeset-id",
+        "latest:gamma-data",
+        "--target-path",
+        `${tmp.path}/out-gamma`,
+      ], env);
+      assertSameTree(`${tmp.path}/out-gamma`, `${tmp.path}/gamma`);
+    });
+
     await t.step("ls and pull of either machine's changeset give its tree", async () => {
       const ls = JSON.parse(
         await n2sOk(["ls", "--repo", repo, "latest:beta-data", "--json"], env),
@@ -155,7 +188,8 @@ Deno.test("a PostgreSQL index shared by two machines: push, query, pull, check, 
       const after = JSON.parse(await n2sOk(["status", "--repo", repo, "--json"], env)) as Summary[];
       assert.deepEqual(
         after.map((c) => [c.id, c.source, c.status, c.files, c.host]).sort(),
-        before.map((c) => [c.id, c.source, c.status, c.files, c.host]).sort(),
+        before.filter((c) => c.status === "complete")
+          .map((c) => [c.id, c.source, c.status, c.files, c.host]).sort(),
       );
     });
 
@@ -193,6 +227,89 @@ Deno.test("a PostgreSQL index shared by two machines: push, query, pull, check, 
       assert.equal(again.code, 1);
       assert.match(again.stderr, /already lists changesets; migrate into an empty index/);
     });
+
+    await t.step(
+      "roles: the owner creates the tables, a pusher pushes, a reader reads",
+      async () => {
+        const admin = new PgDatabase(pg.url("postgres"));
+        try {
+          admin.exec(
+            "CREATE ROLE n2s_owner LOGIN; CREATE ROLE n2s_push LOGIN; CREATE ROLE n2s_read LOGIN",
+          );
+          admin.exec("CREATE DATABASE n2s_roles OWNER n2s_owner");
+        } finally {
+          admin.close();
+        }
+        const roles = new PgDatabase(pg.url("n2s_roles"));
+        try {
+          roles.exec(`REVOKE ALL ON DATABASE n2s_roles FROM PUBLIC;
+          GRANT CONNECT ON DATABASE n2s_roles TO n2s_push, n2s_read;
+          GRANT USAGE ON SCHEMA public TO n2s_push, n2s_read;
+          ALTER DEFAULT PRIVILEGES FOR ROLE n2s_owner IN SCHEMA public
+            GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO n2s_push;
+          ALTER DEFAULT PRIVILEGES FOR ROLE n2s_owner IN SCHEMA public
+            GRANT SELECT ON TABLES TO n2s_read;`);
+        } finally {
+          roles.close();
+        }
+        const as = (role: string) => pg.url("n2s_roles").replace("postgres@", `${role}@`);
+        const repo3 = `${tmp.path}/repo-roles`;
+        await n2sOk(["init", "--repo", repo3, "--index", as("n2s_owner")], PASS);
+        const pushed = JSON.parse(
+          await n2sOk([
+            "push",
+            "--repo",
+            repo3,
+            `${tmp.path}/beta`,
+            "--source",
+            "b",
+            "--index",
+            as("n2s_push"),
+            "--json",
+          ], PASS),
+        );
+        assert.equal(pushed.uploaded, 31);
+        // A push with no change removes the changeset it began: the pusher may delete rows.
+        const again = await n2sOk([
+          "push",
+          "--repo",
+          repo3,
+          `${tmp.path}/beta`,
+          "--source",
+          "b",
+          "--index",
+          as("n2s_push"),
+        ], PASS);
+        assert.match(again, /no changes in b/);
+        const read = JSON.parse(
+          await n2sOk(["status", "--repo", repo3, "--index", as("n2s_read"), "--json"], PASS),
+        ) as Summary[];
+        assert.deepEqual(read.map((c) => [c.source, c.status]), [["b", "complete"]]);
+        const refused = await n2s([
+          "push",
+          "--repo",
+          repo3,
+          `${tmp.path}/alpha`,
+          "--source",
+          "a",
+          "--index",
+          as("n2s_read"),
+        ], PASS);
+        assert.equal(refused.code, 1);
+        assert.match(refused.stderr, /permission denied for table changesets; check the role/);
+        // The pusher can change rows, not the tables.
+        const pusher = new PgDatabase(as("n2s_push"));
+        try {
+          assert.throws(() => pusher.exec("DROP TABLE files"), /must be owner of table files/);
+          assert.throws(
+            () => pusher.exec("ALTER TABLE files ADD COLUMN x TEXT"),
+            /must be owner of table files/,
+          );
+        } finally {
+          pusher.close();
+        }
+      },
+    );
 
     await t.step("index addresses n2s does not know are errors, never files", async () => {
       for (const bad of ["postgress://x/y", "mysql://h/db", "postgres:db"]) {
