@@ -856,11 +856,12 @@ export class Index {
     match: (path: string) => boolean,
     contains?: string,
   ): Generator<FileRow & { seq: number }> {
-    const filter = contains === undefined
-      ? ""
-      : this.dialect === "postgres"
-      ? " AND strpos(f.path, ?) > 0"
-      : " AND instr(f.path, ?) > 0";
+    // The paths are looked for in the (changeset, path) index, much smaller than the table; only
+    // the rows that hold the text are read from the table.
+    const filter = contains === undefined ? "" : ` AND (f.changeset, f.path) IN
+      (SELECT changeset, path FROM files WHERE ${
+      this.dialect === "postgres" ? "strpos(path, ?)" : "instr(path, ?)"
+    } > 0)`;
     const stmt = this.#stmt(
       `SELECT f.*, c.seq FROM files f JOIN changesets c ON c.id = f.changeset
         WHERE f.status IN ('confirmed', 'present')${filter} ORDER BY c.seq, f.path`,
