@@ -491,7 +491,7 @@ export class N2S {
     checkPushOptions("N2S.push", opts);
     // The key is derived before the walk, not during it: scrypt's 128 MiB on top of the walk's
     // memory took a 50,000-file push past 250 MiB; after it, both stay under 200 MiB.
-    return push(await this.repository(), this.index, opts);
+    return push(await this.repository(), this.index, { now: this.index.clock, ...opts });
   }
 
   /**
@@ -529,7 +529,7 @@ export class N2S {
    */
   async pushShared(opts: SharedPushOptions): Promise<SharedPushResult> {
     checkPushOptions("N2S.pushShared", opts);
-    return sharedPush(await this.repository(), this.index, opts);
+    return sharedPush(await this.repository(), this.index, { now: this.index.clock, ...opts });
   }
 
   /**
@@ -558,7 +558,7 @@ export class N2S {
    */
   async resume(opts: ResumeOptions = {}): Promise<ResumeResult> {
     checkResumeOptions("N2S.resume", opts);
-    return resume(await this.repository(), this.index, opts);
+    return resume(await this.repository(), this.index, { now: this.index.clock, ...opts });
   }
 
   /**

@@ -276,6 +276,9 @@ export class Index {
     }
     try {
       ix.#prepareSchema(repositoryId);
+      if (ix.dialect === "postgres") {
+        ix.#clock = ix.#databaseClock();
+      }
     } catch (e) {
       ix.close();
       throw e;
@@ -350,6 +353,28 @@ export class Index {
         this.#setMeta("schema_version", String(v + 1));
       });
     }
+  }
+
+  /**
+   * The clock the times a push records come from, in milliseconds since 1970: this machine's
+   * on SQLite; on PostgreSQL the database's (this machine's, corrected by the difference
+   * measured when the index was opened), so that every machine sharing the index records times
+   * on one clock.
+   */
+  get clock(): () => number {
+    return this.#clock;
+  }
+  #clock: () => number = Date.now;
+
+  /** Measures how far the database's clock is from this machine's (PostgreSQL). */
+  #databaseClock(): () => number {
+    const before = Date.now();
+    const r = this.db.prepare(
+      "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000) AS ms",
+    ).get() as { ms: number };
+    const after = Date.now();
+    const offset = Number(r.ms) - (before + after) / 2;
+    return () => Date.now() + offset;
   }
 
   /** The schema version the index is at. */
