@@ -70,26 +70,7 @@ export async function push(
     // state of the source is loaded.
     releaseMemory();
     const id = ids.next();
-    const info = client.info?.();
-    index.insertChangeset({
-      id,
-      name: opts.name ?? client.changesetName ?? null,
-      source: opts.source,
-      client: client.kind,
-      root: client.root,
-      parent: last?.id ?? null,
-      status: "pending",
-      files_planned: 0,
-      bytes_planned: 0,
-      files_uploaded: 0,
-      bytes_uploaded: 0,
-      created: isoNow(now()),
-      completed: null,
-      error: null,
-      chain: null,
-      info: info === undefined ? null : JSON.stringify(info),
-      host: thisHost(),
-    });
+    beginChangeset(index, opts, id, last, now);
     const forget = () =>
       index.tx(() => {
         index.db.prepare("DELETE FROM files WHERE changeset = ?").run(id);
@@ -331,4 +312,35 @@ async function resumeLocked(
 /** True for a changeset this machine started (or one whose machine is not recorded). */
 function ours(cs: ChangesetRow): boolean {
   return cs.host === null || cs.host === undefined || cs.host === thisHost();
+}
+
+/** Records a new changeset of `opts.source` as pending, its parent `last`, before its plan. */
+export function beginChangeset(
+  index: Index,
+  opts: Pick<PushOptions, "client" | "source" | "name">,
+  id: string,
+  last: ChangesetRow | undefined,
+  now: () => number,
+): void {
+  const client = opts.client;
+  const info = client.info?.();
+  index.insertChangeset({
+    id,
+    name: opts.name ?? client.changesetName ?? null,
+    source: opts.source,
+    client: client.kind,
+    root: client.root,
+    parent: last?.id ?? null,
+    status: "pending",
+    files_planned: 0,
+    bytes_planned: 0,
+    files_uploaded: 0,
+    bytes_uploaded: 0,
+    created: isoNow(now()),
+    completed: null,
+    error: null,
+    chain: null,
+    info: info === undefined ? null : JSON.stringify(info),
+    host: thisHost(),
+  });
 }

@@ -16,6 +16,7 @@ import { packKey } from "../repository/layout.ts";
 import { acquireLock, type LockHandle, thisHost } from "../repository/lock.ts";
 import type { Repository } from "../repository/repository.ts";
 import { commitChangeset } from "./commit.ts";
+import { beginChangeset } from "./push.ts";
 import { planChangeset, stateView } from "./plan.ts";
 import type { PushOptions, PushResult } from "./types.ts";
 import { uploadChangeset } from "./upload.ts";
@@ -170,26 +171,7 @@ async function joinOrPlan(
     const last = index.lastComplete(opts.source);
     const previous = stateView(index, index.chain(opts.source), last);
     const id = (opts.ids ?? new UlidGenerator(now)).next();
-    const info = client.info?.();
-    index.insertChangeset({
-      id,
-      name: opts.name ?? client.changesetName ?? null,
-      source: opts.source,
-      client: client.kind,
-      root: client.root,
-      parent: last?.id ?? null,
-      status: "pending",
-      files_planned: 0,
-      bytes_planned: 0,
-      files_uploaded: 0,
-      bytes_uploaded: 0,
-      created: isoNow(now()),
-      completed: null,
-      error: null,
-      chain: null,
-      info: info === undefined ? null : JSON.stringify(info),
-      host: thisHost(),
-    });
+    beginChangeset(index, opts, id, last, now);
     const plan = await planChangeset(index, client, previous, id, result, {
       now,
       onProgress: opts.onProgress,
