@@ -651,7 +651,7 @@ async function hints(
       );
     }
   }
-  if (store.status().length > 0) return;
+  if (rows.length > 0 || store.status().length > 0) return;
   for await (const o of store.backend.list("changesets/")) {
     note(
       `n2s: the index ${store.indexPath} holds no changesets, but the repository does ` +

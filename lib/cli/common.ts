@@ -100,7 +100,9 @@ export function printJson(v: unknown): void {
 
 /** Formats rows as aligned columns. */
 export function table(head: string[], rows: string[][]): string {
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  // A loop, not Math.max(...rows): spreading a million rows overflows the stack.
+  const w = head.map((h) => h.length);
+  for (const r of rows) for (let i = 0; i < w.length; i++) w[i] = Math.max(w[i], r[i].length);
   const line = (r: string[]) =>
     r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]))).join("  ");
   return [line(head), ...rows.map(line)].join("\n");
